@@ -1,0 +1,116 @@
+"""The ``midlevel`` command. Thin: each subcommand calls library functions and prints.
+
+Exit codes: 0 ok; 2 bad input (one line on stderr naming the file or field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from .audio import AudioError, example_clip
+from .checkpoint import ModelLoadError
+from .config import ConfigError
+
+#: errors caused by what the user gave us; anything else is a bug and keeps its traceback
+USER_ERRORS: tuple[type[BaseException], ...] = (AudioError, ModelLoadError, ConfigError, FileNotFoundError)
+
+
+def _format_explanation(expl, *, with_contributions: bool, top: int) -> str:
+    lines = [f"== {expl.source}  (model: {expl.model_name}, {expl.duration:.1f} s, "
+             f"{len(expl.window_starts)} window(s))"]
+    lines += [f"   note: {note}" for note in expl.notes]
+    if expl.flags():
+        lines.append(f"   flags: {', '.join(expl.flags())}")
+    with pd.option_context("display.width", 200, "display.max_columns", 50,
+                           "display.float_format", "{:.2f}".format):
+        lines += ["", "concepts:", expl.concept_series().to_frame().T.to_string(index=False)]
+        if with_contributions:
+            lines += ["", "contributions (target = intercept + sum of concept terms):", expl.to_frame().to_string()]
+            if top:
+                lines += ["", f"top {top} concepts per target:", expl.top(top).to_string(index=False)]
+        else:
+            lines += ["", "targets:", expl.target_series().to_frame().T.to_string(index=False)]
+    return "\n".join(lines)
+
+
+def cmd_predict_or_explain(args: argparse.Namespace, *, explain: bool) -> int:
+    from .zoo import load
+
+    model = load(args.model)
+    sources = args.audio or [str(example_clip())]
+    results = []
+    for src in sources:
+        expl = model.explain(src)
+        if explain and args.plot:
+            out = Path(args.plot)
+            if len(sources) > 1 or out.is_dir():
+                out.mkdir(parents=True, exist_ok=True)
+                out = out / f"{Path(src).stem}.png"
+            expl.plot(out)
+        if args.json:
+            data = expl.to_dict()
+            if not explain:
+                data.pop("contributions", None)
+                data.pop("intercepts", None)
+            results.append(data)
+        else:
+            print(_format_explanation(expl, with_contributions=explain, top=getattr(args, "top", 0)))
+            print()
+    if args.json:
+        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .zoo import REGISTRY
+
+    entries = [REGISTRY[n] for n in sorted(REGISTRY)]
+    if args.json:
+        print(json.dumps([{"name": e.name, "description": e.description, "explainable": e.explainable}
+                          for e in entries], indent=2))
+    elif not entries:
+        print("The zoo holds no trained checkpoints yet (see the README for the training recipes).")
+    else:
+        width = max(len(e.name) for e in entries)
+        for e in entries:
+            kind = "" if e.explainable else " [baseline, black box]"
+            print(f"{e.name:<{width}}  {e.description}{kind}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="midlevel", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, helptext in (("predict", "concept and target values for audio files"),
+                           ("explain", "values plus each concept's contribution to each target")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("audio", nargs="*", help="audio files (wav, flac, ogg, mp3); default: the bundled example clip")
+        p.add_argument("--model", help="zoo name or model folder (default: the zoo's default model)")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "explain":
+            p.add_argument("--top", type=int, default=3, help="list the k largest contributions per target (0: off)")
+            p.add_argument("--plot", help="save a contribution bar chart (PNG file, or a folder for several inputs)")
+        p.set_defaults(func=lambda a, explain=(name == "explain"): cmd_predict_or_explain(a, explain=explain))
+    p = sub.add_parser("models", help="list the zoo's checkpoints")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except USER_ERRORS as exc:
+        print(f"midlevel: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

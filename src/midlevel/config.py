@@ -1,0 +1,116 @@
+"""The single description of a model: serialised to ``config.json`` beside the weights.
+
+A config names the architecture (front-end, backbone, head), the concepts (names, order,
+rating scale) and the targets, and how long tracks are windowed. Building a model from a
+config and loading the matching ``model.safetensors`` reproduces it exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .concepts import EMOTION_SCALE, EMOTIONS, MIDLEVEL_FEATURES, MIDLEVEL_SCALE
+
+CONFIG_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A config (or config.json) is malformed; the message names the field."""
+
+
+@dataclass
+class FrontendConfig:
+    """Waveform -> log-frequency spectrogram, defaulting to the 2019 paper's input.
+
+    22050 Hz mono, 2048-sample frames, hop 704 (31.3 frames/s), a logarithmic triangular
+    filterbank with 24 bands per octave from 20 Hz up to ``fmax`` (16 kHz asked; bands above
+    Nyquist, 11.025 kHz, are dropped as madmom does, giving 149 bins), log10(1 + magnitude).
+    """
+
+    sample_rate: int = 22050
+    n_fft: int = 2048
+    hop_length: int = 704
+    bands_per_octave: int = 24
+    fmin: float = 20.0
+    fmax: float = 16000.0
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a two-stage model (weights aside)."""
+
+    backbone: str = "compact"
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    concept_names: list[str] = field(default_factory=lambda: list(MIDLEVEL_FEATURES))
+    concept_scale: tuple[float, float] = MIDLEVEL_SCALE
+    target_names: list[str] = field(default_factory=lambda: list(EMOTIONS))
+    target_scale: tuple[float, float] = EMOTION_SCALE
+    head: str = "linear"
+    head_params: dict[str, Any] = field(default_factory=dict)
+    window_seconds: float = 10.0
+    hop_seconds: float = 5.0
+    name: str = ""
+    description: str = ""
+    #: free-form provenance (recipe, seed, data); not used to build the model
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.concept_scale = tuple(float(v) for v in self.concept_scale)  # type: ignore[assignment]
+        self.target_scale = tuple(float(v) for v in self.target_scale)  # type: ignore[assignment]
+        self.concept_names = [str(n) for n in self.concept_names]
+        self.target_names = [str(n) for n in self.target_names]
+        self.validate()
+
+    def validate(self) -> None:
+        for what, names in (("concept_names", self.concept_names), ("target_names", self.target_names)):
+            if not names:
+                raise ConfigError(f"{what} must not be empty")
+            if len(set(names)) != len(names):
+                raise ConfigError(f"{what} has duplicates: {names}")
+        for what, scale in (("concept_scale", self.concept_scale), ("target_scale", self.target_scale)):
+            if len(scale) != 2 or not scale[0] < scale[1]:
+                raise ConfigError(f"{what} must be (low, high) with low < high; got {scale}")
+        if self.window_seconds <= 0 or self.hop_seconds <= 0:
+            raise ConfigError("window_seconds and hop_seconds must be positive")
+        if self.frontend.sample_rate <= 0:
+            raise ConfigError("frontend.sample_rate must be positive")
+
+    @property
+    def sample_rate(self) -> int:
+        return self.frontend.sample_rate
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_seconds * self.sample_rate))
+
+    @property
+    def hop_samples(self) -> int:
+        return int(round(self.hop_seconds * self.sample_rate))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["concept_scale"] = list(self.concept_scale)
+        data["target_scale"] = list(self.target_scale)
+        data["config_version"] = CONFIG_VERSION
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        data = dict(data)
+        version = data.pop("config_version", CONFIG_VERSION)
+        if version != CONFIG_VERSION:
+            raise ConfigError(f"config_version {version} is not supported (expected {CONFIG_VERSION})")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+        frontend = data.pop("frontend", {})
+        fe_known = {f.name for f in dataclasses.fields(FrontendConfig)}
+        if not isinstance(frontend, dict) or set(frontend) - fe_known:
+            raise ConfigError(f"frontend: unknown field(s) {sorted(set(frontend) - fe_known)}")
+        try:
+            return cls(frontend=FrontendConfig(**frontend), **data)
+        except TypeError as exc:  # wrong types inside fields
+            raise ConfigError(str(exc)) from None

@@ -1,0 +1,42 @@
+"""Matplotlib figures for explanations (Agg backend: works without a display)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..ioutil import atomic_path  # noqa: E402
+
+
+def plot_contributions(expl, path: str | Path | None = None, *, targets: list[str] | None = None):
+    """One horizontal bar panel per target: each concept's signed contribution."""
+    names = targets or expl.target_names
+    ncols = min(4, len(names))
+    nrows = math.ceil(len(names) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 0.35 * len(expl.concept_names) * nrows + 1.6),
+                             sharey=True, squeeze=False)
+    y = np.arange(len(expl.concept_names))
+    for ax, name in zip(axes.flat, names):
+        t = expl.target_names.index(name)
+        vals = expl.contributions[t]
+        ax.barh(y, vals, color=np.where(vals >= 0, "tab:red", "tab:blue"))
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(f"{name} = {expl.targets[t]:.2f}\n(intercept {expl.intercept[t]:.2f})", fontsize=9)
+        ax.set_yticks(y, expl.concept_names, fontsize=8)
+        ax.invert_yaxis()
+        ax.tick_params(axis="x", labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    flags = f" [{', '.join(expl.flags())}]" if expl.flags() else ""
+    fig.suptitle(f"Concept contributions: {Path(expl.source).name}{flags}", fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+    return fig

@@ -1,0 +1,51 @@
+"""Load models by name or folder; list what the zoo holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import ModelLoadError
+from ..config import ModelConfig
+from ..model import TwoStageModel
+from .registry import DEFAULT_MODEL, REGISTRY, ModelEntry
+
+UNTRAINED_NOTE = ("randomly initialised: the zoo has no trained checkpoint yet, "
+                  "so these numbers show the mechanics, not music")
+
+
+def list_models() -> list[str]:
+    """Names of the shipped checkpoints."""
+    return sorted(REGISTRY)
+
+
+def get_entry(name: str) -> ModelEntry:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        available = ", ".join(list_models()) or "none yet"
+        raise ModelLoadError(f"unknown model {name!r}: not a folder and not in the zoo (available: {available})") from None
+
+
+def load(name_or_path: str | Path | None = None) -> TwoStageModel:
+    """A model folder, a zoo name, or (None) the default model, ready for ``explain``."""
+    if name_or_path is None:
+        return default_model()
+    path = Path(name_or_path)
+    if path.is_dir():
+        return TwoStageModel.from_pretrained(path)
+    entry = get_entry(str(name_or_path))
+    return TwoStageModel.from_pretrained(entry.weights_dir, expected_sha256=entry.sha256)
+
+
+def default_model() -> TwoStageModel:
+    """The zoo's default model; until one ships, a seeded randomly initialised model, flagged so."""
+    if DEFAULT_MODEL is not None:
+        return load(DEFAULT_MODEL)
+    torch.manual_seed(0)
+    config = ModelConfig(name="untrained-compact-linear", metadata={"notes": [UNTRAINED_NOTE]})
+    return TwoStageModel(config).eval()
+
+
+__all__ = ["ModelEntry", "REGISTRY", "list_models", "load", "default_model", "get_entry"]

@@ -1,0 +1,44 @@
+import json
+
+import numpy as np
+import soundfile as sf
+
+from midlevel.cli import main
+
+
+def test_explain_bundled_clip_prints_concepts_and_contributions(capsys, tmp_path):
+    assert main(["explain", "--plot", str(tmp_path / "e.png")]) == 0
+    out = capsys.readouterr().out
+    assert "example.flac" in out and "randomly initialised" in out
+    assert "melodiousness" in out and "contributions" in out and "intercept" in out
+    assert (tmp_path / "e.png").stat().st_size > 1000
+
+
+def test_explain_json_is_additive(capsys):
+    assert main(["explain", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    for target, value in data["targets"].items():
+        total = data["intercepts"][target] + sum(data["contributions"][target].values())
+        assert abs(total - value) <= 1e-5
+
+
+def test_predict_several_files_as_json(capsys, tmp_path):
+    for name in ("a.wav", "b.ogg"):
+        sf.write(tmp_path / name, np.random.default_rng(0).standard_normal(22050).astype(np.float32) * 0.1, 22050)
+    assert main(["predict", "--json", str(tmp_path / "a.wav"), str(tmp_path / "b.ogg")]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [d["source"].endswith(n) for d, n in zip(data, ("a.wav", "b.ogg"))] == [True, True]
+    assert all(d["padded"] and "contributions" not in d for d in data)
+
+
+def test_bad_input_exits_nonzero_with_one_line_naming_the_file(capsys, tmp_path):
+    assert main(["explain", str(tmp_path / "missing.wav")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "missing.wav" in err
+    assert main(["predict", "--model", "no-such-model"]) == 2
+    assert "no-such-model" in capsys.readouterr().err
+
+
+def test_models_lists_the_zoo(capsys):
+    assert main(["models"]) == 0
+    assert capsys.readouterr().out.strip()
