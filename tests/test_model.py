@@ -121,3 +121,19 @@ def test_bad_model_folders_get_clear_errors(tmp_path):
     (tmp_path / "config.json").write_text('{"model": {"backbone": "compact", "colour": 3}}')
     with pytest.raises(ModelLoadError, match="colour"):
         TwoStageModel.from_pretrained(tmp_path)
+
+
+def test_black_box_baseline_round_trips_and_is_not_taken_for_a_two_stage_model(tmp_path, rng):
+    from midlevel import load
+    from midlevel.model import BlackBoxModel
+
+    torch.manual_seed(0)
+    box = BlackBoxModel(ModelConfig(kind="black_box", name="a2e")).eval()
+    box.save_pretrained(tmp_path / "a2e")
+    loaded = load(tmp_path / "a2e")
+    assert isinstance(loaded, BlackBoxModel)
+    wave = (rng.standard_normal(22050 * 12) * 0.1).astype(np.float32)
+    np.testing.assert_allclose(loaded.predict_targets(wave, sample_rate=22050),
+                               box.predict_targets(wave, sample_rate=22050), atol=1e-6)
+    with pytest.raises(ModelLoadError, match="black_box model, not a TwoStageModel"):
+        TwoStageModel.from_pretrained(tmp_path / "a2e")

@@ -16,9 +16,11 @@ import pandas as pd
 from .audio import AudioError, example_clip
 from .checkpoint import ModelLoadError
 from .config import ConfigError
+from .datasets import DatasetError
 
 #: errors caused by what the user gave us; anything else is a bug and keeps its traceback
-USER_ERRORS: tuple[type[BaseException], ...] = (AudioError, ModelLoadError, ConfigError, FileNotFoundError)
+USER_ERRORS: tuple[type[BaseException], ...] = (AudioError, ModelLoadError, ConfigError, DatasetError,
+                                               FileNotFoundError)
 
 
 def _format_explanation(expl, *, with_contributions: bool, top: int) -> str:

@@ -41,6 +41,8 @@ class FrontendConfig:
 class ModelConfig:
     """Everything needed to rebuild a two-stage model (weights aside)."""
 
+    #: "two_stage" (audio -> concepts -> additive head) or "black_box" (audio -> targets, the A2E baseline)
+    kind: str = "two_stage"
     backbone: str = "compact"
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     concept_names: list[str] = field(default_factory=lambda: list(MIDLEVEL_FEATURES))
@@ -64,6 +66,8 @@ class ModelConfig:
         self.validate()
 
     def validate(self) -> None:
+        if self.kind not in ("two_stage", "black_box"):
+            raise ConfigError(f"kind must be 'two_stage' or 'black_box'; got {self.kind!r}")
         for what, names in (("concept_names", self.concept_names), ("target_names", self.target_names)):
             if not names:
                 raise ConfigError(f"{what} must not be empty")

@@ -8,7 +8,7 @@ import torch
 
 from ..checkpoint import ModelLoadError
 from ..config import ModelConfig
-from ..model import TwoStageModel
+from ..model import AudioModel, TwoStageModel
 from .registry import DEFAULT_MODEL, REGISTRY, ModelEntry
 
 UNTRAINED_NOTE = ("randomly initialised: the zoo has no trained checkpoint yet, "
@@ -28,15 +28,18 @@ def get_entry(name: str) -> ModelEntry:
         raise ModelLoadError(f"unknown model {name!r}: not a folder and not in the zoo (available: {available})") from None
 
 
-def load(name_or_path: str | Path | None = None) -> TwoStageModel:
-    """A model folder, a zoo name, or (None) the default model, ready for ``explain``."""
+def load(name_or_path: str | Path | None = None) -> AudioModel:
+    """A model folder, a zoo name, or (None) the default model.
+
+    Explainable entries give a ``TwoStageModel`` (``explain``); baselines a ``BlackBoxModel``.
+    """
     if name_or_path is None:
         return default_model()
     path = Path(name_or_path)
     if path.is_dir():
-        return TwoStageModel.from_pretrained(path)
+        return AudioModel.from_pretrained(path)
     entry = get_entry(str(name_or_path))
-    return TwoStageModel.from_pretrained(entry.weights_dir, expected_sha256=entry.sha256)
+    return AudioModel.from_pretrained(entry.weights_dir, expected_sha256=entry.sha256)
 
 
 def default_model() -> TwoStageModel:

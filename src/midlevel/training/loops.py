@@ -1,0 +1,174 @@
+"""Network training for the paper's setups, on cached log spectrograms.
+
+Setups (Chowdhury et al. 2019; Koh et al. 2020 for the names in brackets):
+- ``"concepts"``: audio -> mid-level ratings (the first stage of A2Mid2E [sequential/independent]);
+- ``"joint"``: audio -> concepts -> head -> targets with ``w * concept loss + (1 - w) * target loss``
+  (A2Mid2E-Joint);
+- ``"a2e"``: audio -> targets directly with the same backbone (the black-box baseline).
+
+Losses are mean squared errors on values rescaled to [0, 1] by their rating scales (the
+paper divides by 10). For the joint setup the head's own penalty is added with the weight that
+makes the target part proportional to the head's fitting objective (see ``SparseLinearHead``).
+Early stopping watches the validation mean Pearson r of what the setup predicts (concepts,
+targets, or, for joint, the average of both).
+
+Each epoch is seeded from (seed, epoch) and the full state is saved after every epoch, so a
+run killed and resumed gives the same weights as one that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..ioutil import atomic_write_text
+from ..model import AudioModel, BlackBoxModel, TwoStageModel
+from .checkpointing import load_training_state, save_training_state
+from .metrics import pearson_per_column
+
+SETUPS = ("concepts", "joint", "a2e")
+
+
+@dataclass
+class TrainSettings:
+    setup: str = "concepts"
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    patience: int = 8
+    seed: int = 0
+    joint_weight: float = 0.5  # weight of the concept loss in the joint setup
+
+    def __post_init__(self) -> None:
+        if self.setup not in SETUPS:
+            raise ValueError(f"setup must be one of {SETUPS}; got {self.setup!r}")
+
+
+@dataclass
+class ArraySet:
+    """Log spectrograms (N, bands, frames), un-normalised, plus labels in rating units."""
+
+    logspec: torch.Tensor
+    concepts: np.ndarray | None = None
+    targets: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.logspec.shape[0])
+
+
+def _unit(values: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
+    lo, hi = scale
+    return (values - lo) / (hi - lo)
+
+
+@torch.no_grad()
+def network_outputs(model: AudioModel, data: ArraySet, batch_size: int = 64) -> np.ndarray:
+    """Per-clip outputs (concepts for two-stage models, targets for black boxes), eval mode."""
+    was_training = model.training
+    model.eval()
+    out = [model.outputs_from_spectrogram(model.frontend.normalize(data.logspec[i:i + batch_size].float())).numpy()
+           for i in range(0, len(data), batch_size)]
+    model.train(was_training)
+    return np.concatenate(out).astype(np.float64)
+
+
+def predict_targets(model: AudioModel, data: ArraySet) -> np.ndarray:
+    out = network_outputs(model, data)
+    if isinstance(model, TwoStageModel):
+        return model.head.predict(out)
+    return out
+
+
+def _loss(model: AudioModel, settings: TrainSettings, spec: torch.Tensor, c_true, t_true) -> torch.Tensor:
+    cfg = model.config
+    if settings.setup == "a2e":
+        return torch.mean((_unit(model.outputs_from_spectrogram(spec), cfg.target_scale) - _unit(t_true, cfg.target_scale)) ** 2)
+    concepts = model.concepts_from_spectrogram(spec)
+    loss_c = torch.mean((_unit(concepts, cfg.concept_scale) - _unit(c_true, cfg.concept_scale)) ** 2)
+    if settings.setup == "concepts":
+        return loss_c
+    span = cfg.target_scale[1] - cfg.target_scale[0]
+    targets = model.head(concepts)
+    loss_t = torch.mean((_unit(targets, cfg.target_scale) - _unit(t_true, cfg.target_scale)) ** 2)
+    loss_t = loss_t + 2.0 * model.head.penalty() / (span ** 2 * len(cfg.target_names))
+    w = settings.joint_weight
+    return w * loss_c + (1 - w) * loss_t
+
+
+def validation_score(model: AudioModel, settings: TrainSettings, data: ArraySet) -> dict[str, float]:
+    out = network_outputs(model, data)
+    scores: dict[str, float] = {}
+    if settings.setup == "a2e":
+        scores["target_r"] = float(np.nanmean(pearson_per_column(data.targets, out)))
+        scores["score"] = scores["target_r"]
+        return scores
+    scores["concept_r"] = float(np.nanmean(pearson_per_column(data.concepts, out)))
+    scores["score"] = scores["concept_r"]
+    if settings.setup == "joint":
+        scores["target_r"] = float(np.nanmean(pearson_per_column(data.targets, model.head.predict(out))))
+        scores["score"] = (scores["concept_r"] + scores["target_r"]) / 2
+    return scores
+
+
+def train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings: TrainSettings,
+                  out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """Train with early stopping; resumes from ``out_dir`` if a run was interrupted there.
+
+    Returns the history; the best epoch's model is saved to ``out_dir/best`` (a model folder)
+    and loaded back into ``model``.
+    """
+    out_dir = Path(out_dir)
+    if settings.setup == "a2e" and not isinstance(model, BlackBoxModel):
+        raise TypeError("the a2e setup trains a BlackBoxModel")
+    if settings.setup != "a2e" and not isinstance(model, TwoStageModel):
+        raise TypeError(f"the {settings.setup} setup trains a TwoStageModel")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if settings.setup == "concepts":  # the head is fitted afterwards, not trained here
+        params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
+    optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    state = load_training_state(out_dir, model, optimizer)
+    if state is not None and state.get("settings") != asdict(settings):
+        raise ValueError(f"{out_dir / 'state.json'}: was written with other settings; use a new --out folder")
+    state = state or {"settings": asdict(settings), "history": [], "best_score": -np.inf,
+                      "best_epoch": -1, "epoch": -1}
+    c_all = torch.as_tensor(train.concepts, dtype=torch.float32) if train.concepts is not None else None
+    t_all = torch.as_tensor(train.targets, dtype=torch.float32) if train.targets is not None else None
+    for epoch in range(state["epoch"] + 1, settings.epochs):
+        if epoch - state["best_epoch"] > settings.patience and state["best_epoch"] >= 0:
+            break
+        start = time.perf_counter()
+        torch.manual_seed(settings.seed * 100_003 + epoch)
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(settings.seed * 7919 + epoch))
+        model.train()
+        total, batches = 0.0, range(0, len(train), settings.batch_size)
+        for i in tqdm(batches, desc=f"{settings.setup} epoch {epoch}", disable=not progress, leave=False):
+            idx = order[i:i + settings.batch_size]
+            spec = model.frontend.normalize(train.logspec[idx].float())
+            loss = _loss(model, settings, spec, c_all[idx] if c_all is not None else None,
+                         t_all[idx] if t_all is not None else None)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+        scores = validation_score(model, settings, valid)
+        row = {"epoch": epoch, "train_loss": total / len(train), "seconds": time.perf_counter() - start, **scores}
+        state["history"].append(row)
+        if scores["score"] > state["best_score"]:
+            state["best_score"], state["best_epoch"] = scores["score"], epoch
+            model.save_pretrained(out_dir / "best")
+        save_training_state(out_dir, epoch, model, optimizer, state)
+        atomic_write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["history"]))
+        if progress:
+            tqdm.write(f"epoch {epoch}: loss {row['train_loss']:.4f} "
+                       + " ".join(f"{k} {v:.3f}" for k, v in scores.items()) + f" ({row['seconds']:.0f} s)")
+    best = type(model).from_pretrained(out_dir / "best")
+    model.load_state_dict(best.state_dict())
+    return state
