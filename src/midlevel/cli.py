@@ -86,6 +86,21 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training.loops import TrainSettings
+    from .training.recipes import train_family
+    from .training.report import target_table
+
+    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             patience=args.patience, seed=args.seed, joint_weight=args.joint_weight)
+    results = train_family(args.corpus, args.out, backbone=args.backbone, heads=args.heads.split(","),
+                           settings=settings, cache_dir=args.cache_dir)
+    names = [n for n in results["models"] if n != "a2mid"]
+    print(target_table(results, names))
+    print(f"models and results.json written to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="midlevel", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--top", type=int, default=3, help="list the k largest contributions per target (0: off)")
             p.add_argument("--plot", help="save a contribution bar chart (PNG file, or a folder for several inputs)")
         p.set_defaults(func=lambda a, explain=(name == "explain"): cmd_predict_or_explain(a, explain=explain))
+    p = sub.add_parser("train", help="train A2Mid, A2Mid2E, A2Mid2E-Joint and A2E on a Mid-level-layout data set")
+    p.add_argument("--corpus", required=True, help="data set root (Mid-level layout + mean_ratings_set1.csv)")
+    p.add_argument("--out", required=True, help="output folder (re-running resumes)")
+    p.add_argument("--backbone", default="compact", choices=["compact", "vgg"])
+    p.add_argument("--heads", default="linear,gam", help="comma-separated head types")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--patience", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--joint-weight", type=float, default=0.5, help="weight of the concept loss in joint training")
+    p.add_argument("--cache-dir", help="spectrogram cache folder (default: OUT/cache)")
+    p.set_defaults(func=cmd_train)
     p = sub.add_parser("models", help="list the zoo's checkpoints")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)

@@ -1,0 +1,67 @@
+"""Labelled clips for training: Mid-level layout ratings joined with Soundtracks-style targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..concepts import EMOTIONS, MIDLEVEL_FEATURES
+from ..datasets import DatasetError, load_midlevel, read_soundtracks_ratings
+
+TARGETS_FILE = "mean_ratings_set1.csv"
+
+
+@dataclass
+class LabelledClips:
+    ids: list[str]
+    paths: list[Path]
+    concepts: np.ndarray  # (N, K) rating units
+    targets: np.ndarray | None  # (N, T) or None when the data set has no target ratings
+    concept_names: list[str]
+    target_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def load_splits(root: str | Path, *, seed: int = 0) -> dict[str, LabelledClips]:
+    """train/val/test clips of a data set in the Mid-level layout.
+
+    Targets come from ``mean_ratings_set1.csv`` beside the annotations (clip ``number`` = song
+    id) when present. The split is read from a ``split`` metadata column (the controlled corpus
+    records its by-piece split there); otherwise songs are split by artist with ``seed``.
+    """
+    root = Path(root)
+    ds = load_midlevel(root)
+    missing = ds.missing_audio()
+    if missing:
+        shown = ", ".join(missing[:20]) + (f" ... ({len(missing)} in all)" if len(missing) > 20 else "")
+        raise DatasetError(ds.audio_dir, f"audio missing for {len(missing)} annotated song(s): {shown}")
+    targets = None
+    ratings_file = root / TARGETS_FILE
+    if ratings_file.is_file():
+        ratings = read_soundtracks_ratings(ratings_file)
+        numbers = pd.Index([int(i) for i in ds.ratings.index])
+        absent = numbers.difference(ratings.index)
+        if len(absent):
+            raise DatasetError(ratings_file, f"no target ratings for song id(s) {list(absent[:10])}")
+        targets = ratings.loc[numbers, list(EMOTIONS)].to_numpy(dtype=np.float64)
+    if ds.metadata is not None and "split" in ds.metadata.columns:
+        labels = ds.metadata["split"].reindex(ds.ratings.index)
+        splits = {name: [i for i, s in labels.items() if s == name] for name in ("train", "val", "test")}
+    else:
+        splits = ds.split(seed=seed)
+    position = {song: n for n, song in enumerate(ds.ratings.index)}
+    out = {}
+    for name, ids in splits.items():
+        rows = [position[i] for i in ids]
+        out[name] = LabelledClips(
+            ids=list(ids), paths=[ds.audio_path(i) for i in ids],
+            concepts=ds.ratings.to_numpy(dtype=np.float64)[rows],
+            targets=targets[rows] if targets is not None else None,
+            concept_names=list(MIDLEVEL_FEATURES), target_names=list(EMOTIONS),
+        )
+    return out

@@ -1,0 +1,127 @@
+"""The paper's setups end to end on a data set in the Mid-level layout, with one results file.
+
+``train_family`` trains, for one backbone, everything the comparison table needs:
+
+- ``a2mid``: the concept model (audio -> mid-level ratings);
+- ``a2mid2e-<head>``: that concept model with a head fitted on its *predicted* training
+  concepts (sequential), and ``independent-<head>`` (head fitted on the *true* concepts,
+  evaluated on predicted ones);
+- ``joint-<head>``: audio -> concepts -> head trained together, the head starting from its fit on
+  the true training concepts;
+- ``a2e``: the black box with the same backbone.
+
+Every model is saved as a model folder under ``out_dir`` and ``results.json`` holds the
+per-concept and per-target Pearson r and R^2 on the validation and test splits, plus wall times.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..config import ModelConfig
+from ..ioutil import atomic_write_text
+from ..model import AudioModel, BlackBoxModel, TwoStageModel
+from .cache import cached_log_spectrograms
+from .data import LabelledClips, load_splits
+from .loops import ArraySet, TrainSettings, network_outputs, train_network
+from .metrics import metric_table
+
+
+def evaluate(model: AudioModel, data: ArraySet, clips: LabelledClips) -> dict[str, Any]:
+    """Per-concept (two-stage models) and per-target r and R^2 on one split."""
+    out = network_outputs(model, data)
+    result: dict[str, Any] = {"n": len(clips)}
+    if isinstance(model, TwoStageModel):
+        result["concepts"] = metric_table(clips.concepts, out, clips.concept_names)
+        out = model.head.predict(out)
+    if clips.targets is not None:
+        result["targets"] = metric_table(clips.targets, out, clips.target_names)
+    return result
+
+
+def _arrays(splits: dict[str, LabelledClips], frontend, n_samples: int, cache_dir: Path, progress: bool):
+    return {name: ArraySet(cached_log_spectrograms(c.paths, frontend, n_samples, cache_dir, progress=progress),
+                           c.concepts, c.targets) for name, c in splits.items()}
+
+
+def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "compact",
+                 heads: Sequence[str] = ("linear", "gam"), settings: TrainSettings | None = None,
+                 head_params: dict[str, dict] | None = None, cache_dir: str | Path | None = None,
+                 progress: bool = True) -> dict[str, Any]:
+    """Train and evaluate the whole family; resumable (finished stages are skipped)."""
+    out_dir, settings = Path(out_dir), settings or TrainSettings()
+    head_params = head_params or {}
+    cache_dir = Path(cache_dir) if cache_dir else out_dir / "cache"
+    results_file = out_dir / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.is_file() else {"models": {}}
+    splits = load_splits(corpus)
+    base = ModelConfig(backbone=backbone, metadata={"corpus": str(corpus), "settings": asdict(settings)})
+    torch.manual_seed(settings.seed)
+    frontend = TwoStageModel(base).frontend
+    arrays = _arrays(splits, frontend, base.window_samples, cache_dir, progress)
+    spec = arrays["train"].logspec.float()
+    mean, std = spec.mean(dim=(0, 2)), spec.std(dim=(0, 2))
+    del spec
+
+    def record(name: str, model: AudioModel, state: dict | None, started: float) -> None:
+        history = state["history"] if state else []
+        model.config = replace(model.config, name=name)
+        model.save_pretrained(out_dir / "models" / name)
+        results["models"][name] = {
+            "kind": model.config.kind, "backbone": backbone, "head": model.config.head,
+            "valid": evaluate(model, arrays["val"], splits["val"]),
+            "test": evaluate(model, arrays["test"], splits["test"]),
+            "epochs": len(history), "best_epoch": state["best_epoch"] if state else None,
+            "seconds_per_epoch": (sum(h["seconds"] for h in history) / len(history)) if history else 0.0,
+            "seconds_total": time.perf_counter() - started,
+        }
+        atomic_write_text(results_file, json.dumps(results, indent=1, sort_keys=True) + "\n")
+
+    def fresh(kind: str, head: str = "linear") -> AudioModel:
+        torch.manual_seed(settings.seed)
+        cfg = replace(base, kind=kind, head=head, head_params=head_params.get(head, {}))
+        model = TwoStageModel(cfg) if kind == "two_stage" else BlackBoxModel(cfg)
+        model.frontend.set_normalization(mean, std)
+        return model
+
+    train = arrays["train"]
+    if "a2mid" not in results["models"]:
+        started = time.perf_counter()
+        concept_model = fresh("two_stage")
+        state = train_network(concept_model, train, arrays["val"], replace(settings, setup="concepts"),
+                              out_dir / "runs" / "a2mid", progress=progress)
+        concept_model.head.fit(network_outputs(concept_model, train), train.targets)
+        record("a2mid", concept_model, state, started)
+    concept_model = AudioModel.from_pretrained(out_dir / "models" / "a2mid")
+    predicted = network_outputs(concept_model, train)
+    for head in heads:
+        for name, fit_on in ((f"a2mid2e-{head}", predicted), (f"independent-{head}", train.concepts)):
+            if name in results["models"]:
+                continue
+            started = time.perf_counter()
+            model = copy.deepcopy(concept_model)
+            model.config = replace(model.config, head=head, head_params=head_params.get(head, {}))
+            model.head = fresh("two_stage", head).head
+            model.head.fit(fit_on, train.targets)
+            record(name, model, None, started)
+        if f"joint-{head}" not in results["models"]:
+            started = time.perf_counter()
+            model = fresh("two_stage", head)
+            model.head.fit(train.concepts, train.targets)
+            state = train_network(model, train, arrays["val"], replace(settings, setup="joint"),
+                                  out_dir / "runs" / f"joint-{head}", progress=progress)
+            record(f"joint-{head}", model, state, started)
+    if "a2e" not in results["models"]:
+        started = time.perf_counter()
+        model = fresh("black_box")
+        state = train_network(model, train, arrays["val"], replace(settings, setup="a2e"),
+                              out_dir / "runs" / "a2e", progress=progress)
+        record("a2e", model, state, started)
+    return results
