@@ -1,15 +1,19 @@
 """The zoo's registry: typed entries for shipped checkpoints, pinned by sha256.
 
 Weights live as package data in ``midlevel/zoo/weights/<name>/`` (``config.json`` +
-``model.safetensors``), so a non-editable install loads them offline. The sha256 pinned here
-is checked on load, independently of the one recorded in the folder's ``config.json``.
+``model.safetensors``), so a non-editable install loads them offline. ``registry.json`` beside
+this file is written by ``scripts/build_zoo.py`` (never by hand); the sha256 pinned there is
+checked on load, independently of the one recorded in the folder's ``config.json``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
+
+REGISTRY_FILE = "registry.json"
 
 
 @dataclass(frozen=True)
@@ -17,12 +21,13 @@ class ModelEntry:
     name: str
     description: str
     backbone: str
-    head: str
+    head: str  # "linear", "gam", or "none" for black-box baselines
+    setup: str  # "A2Mid2E", "A2Mid2E-Joint", "A2E"
     concept_names: tuple[str, ...]
     target_names: tuple[str, ...]
     sample_rate: int
     sha256: str
-    card: str
+    card: str  # file name under model_cards/ (also shipped in midlevel/zoo/cards/)
     explainable: bool = True
 
     @property
@@ -30,8 +35,19 @@ class ModelEntry:
         return Path(str(resources.files("midlevel.zoo") / "weights" / self.name))
 
 
-#: Shipped checkpoints by name. Empty until the training recipes have produced them.
-REGISTRY: dict[str, ModelEntry] = {}
+def read_registry() -> tuple[dict[str, ModelEntry], str | None]:
+    """Entries by name and the default model's name, from the shipped ``registry.json``."""
+    source = resources.files("midlevel.zoo") / REGISTRY_FILE
+    if not source.is_file():
+        return {}, None
+    data = json.loads(source.read_text(encoding="utf-8"))
+    names = {f.name for f in fields(ModelEntry)}
+    entries = {}
+    for raw in data["models"]:
+        raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in names}
+        entries[raw["name"]] = ModelEntry(**raw)
+    return entries, data.get("default")
 
-#: The model used when none is named (None: no trained checkpoint ships yet).
-DEFAULT_MODEL: str | None = None
+
+#: Shipped checkpoints by name, and the model used when none is named.
+REGISTRY, DEFAULT_MODEL = read_registry()
