@@ -17,10 +17,12 @@ from .audio import AudioError, example_clip
 from .checkpoint import ModelLoadError
 from .config import ConfigError
 from .datasets import DatasetError
+from .export import ExportError, add_export_parser
+from .training.finetune import FinetuneError, add_finetune_parser
 
 #: errors caused by what the user gave us; anything else is a bug and keeps its traceback
 USER_ERRORS: tuple[type[BaseException], ...] = (AudioError, ModelLoadError, ConfigError, DatasetError,
-                                               FileNotFoundError)
+                                               ExportError, FinetuneError, FileNotFoundError)
 
 
 def _format_explanation(expl, *, with_contributions: bool, top: int) -> str:
@@ -127,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--joint-weight", type=float, default=0.5, help="weight of the concept loss in joint training")
     p.add_argument("--cache-dir", help="spectrogram cache folder (default: OUT/cache)")
     p.set_defaults(func=cmd_train)
+    add_export_parser(sub)
+    add_finetune_parser(sub)
     p = sub.add_parser("models", help="list the zoo's checkpoints")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)

@@ -82,6 +82,12 @@ class AudioModel(nn.Module):
             self.train(was_training)
         return np.concatenate(out).astype(np.float64), np.asarray(starts) / self.config.sample_rate
 
+    def export_onnx(self, path: str | Path, *, opset: int | None = None) -> Path:
+        """ONNX graph of the whole track path, windowing and head included (``midlevel.export``)."""
+        from .export import export_onnx
+
+        return export_onnx(self, path, opset=opset)
+
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (atomically; sha256 recorded)."""
         return save_model_dir(directory, self.config, self.state_dict())
