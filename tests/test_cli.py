@@ -42,3 +42,21 @@ def test_bad_input_exits_nonzero_with_one_line_naming_the_file(capsys, tmp_path)
 def test_models_lists_the_zoo(capsys):
     assert main(["models"]) == 0
     assert capsys.readouterr().out.strip()
+
+
+def test_explain_with_shap_baseline_prints_both_side_by_side(capsys, tmp_path):
+    import torch
+
+    from midlevel import ModelConfig
+    from midlevel.model import BlackBoxModel
+
+    torch.manual_seed(0)
+    BlackBoxModel(ModelConfig(kind="black_box", name="a2e-test")).save_pretrained(tmp_path / "a2e")
+    args = ["explain", "--baseline", "shap", "--baseline-model", str(tmp_path / "a2e"),
+            "--shap-segments", "2x2", "--shap-max-evals", "20", "--json"]
+    assert main(args) == 0
+    data = json.loads(capsys.readouterr().out)
+    text = json.dumps(data)
+    assert "a2e-test" in text and "melodiousness" in text
+    assert main(["explain", "--baseline", "shap"]) == 2  # no black box named
+    assert "baseline" in capsys.readouterr().err

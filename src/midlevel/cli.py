@@ -17,6 +17,7 @@ from .audio import AudioError, example_clip
 from .checkpoint import ModelLoadError
 from .config import ConfigError
 from .datasets import DatasetError
+from .explain.shap_side_by_side import add_baseline_arguments, explain_from_args, format_side_by_side
 from .export import ExportError, add_export_parser
 from .training.finetune import FinetuneError, add_finetune_parser
 
@@ -43,6 +44,15 @@ def _format_explanation(expl, *, with_contributions: bool, top: int) -> str:
     return "\n".join(lines)
 
 
+def _plot_path(plot: str, src: str, n_sources: int) -> Path:
+    """The PNG to write: ``plot`` itself, or ``plot/<stem>.png`` for several inputs or a folder."""
+    out = Path(plot)
+    if n_sources > 1 or out.is_dir():
+        out.mkdir(parents=True, exist_ok=True)
+        out = out / f"{Path(src).stem}.png"
+    return out
+
+
 def cmd_predict_or_explain(args: argparse.Namespace, *, explain: bool) -> int:
     from .zoo import load
 
@@ -50,13 +60,19 @@ def cmd_predict_or_explain(args: argparse.Namespace, *, explain: bool) -> int:
     sources = args.audio or [str(example_clip())]
     results = []
     for src in sources:
+        if explain and args.baseline:
+            side = explain_from_args(model, src, args)
+            if args.plot:
+                side.plot(_plot_path(args.plot, src, len(sources)))
+            if args.json:
+                results.append(side.to_dict())
+            else:
+                print(format_side_by_side(side, top=args.top or 3))
+                print()
+            continue
         expl = model.explain(src)
         if explain and args.plot:
-            out = Path(args.plot)
-            if len(sources) > 1 or out.is_dir():
-                out.mkdir(parents=True, exist_ok=True)
-                out = out / f"{Path(src).stem}.png"
-            expl.plot(out)
+            expl.plot(_plot_path(args.plot, src, len(sources)))
         if args.json:
             data = expl.to_dict()
             if not explain:
@@ -115,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "explain":
             p.add_argument("--top", type=int, default=3, help="list the k largest contributions per target (0: off)")
             p.add_argument("--plot", help="save a contribution bar chart (PNG file, or a folder for several inputs)")
+            add_baseline_arguments(p)
         p.set_defaults(func=lambda a, explain=(name == "explain"): cmd_predict_or_explain(a, explain=explain))
     p = sub.add_parser("train", help="train A2Mid, A2Mid2E, A2Mid2E-Joint and A2E on a Mid-level-layout data set")
     p.add_argument("--corpus", required=True, help="data set root (Mid-level layout + mean_ratings_set1.csv)")

@@ -1,0 +1,401 @@
+"""Intrinsic explanations vs post-hoc SHAP, side by side on a corpus's test split (issue 6).
+
+    python benchmarks/intrinsic_vs_shap.py --corpus DIR [--models DIR_OR_NAMES] [--n 200] [--out benchmarks/results]
+
+For every explainable (two-stage) model and its black-box counterpart (the A2E model with the
+same backbone), on ``--n`` test clips:
+
+1. accuracy: mean Pearson r per target -- two-stage model, an MLP head on the same predicted
+   concepts, and the black box (the cost of interpretability);
+2. truth: per emotion, Spearman r between global concept importance (mean |attribution|) and
+   |generating coefficient| from the corpus's ``ground_truth.json`` (concept-level methods only);
+3. faithfulness: deletion curves (most credited concepts/segments replaced by the baseline
+   first), area under the output drop vs random orders;
+4. stability: cosine similarity of each explanation after 30 dB SNR noise, 3 dB gain, 50 ms shift;
+5. cost: median wall and CPU seconds per explanation, and the ratio to the intrinsic one on the
+   same clips, all timed in this one run (interleaved, single-threaded by default).
+
+Intrinsic attributions are the head's contributions centred on the training concepts' mean,
+i.e. the head's exact SHAP values, so they are on the same footing as SHAP's. ``--models`` is a
+``train_family`` output folder, a model folder, or comma-separated folders / zoo names; without
+it a quick family is trained into ``OUT/family`` first. Writes ``intrinsic_vs_shap.json``,
+``intrinsic_vs_shap.md`` and ``intrinsic_vs_shap.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from midlevel import load
+from midlevel.audio import load_audio
+from midlevel.explain.mlp_head import MLPHead
+from midlevel.explain.shap_baseline import METHODS, explain_segments
+from midlevel.explain.shap_concepts import concept_shap, exact_head_shap, head_function
+from midlevel.explain.shap_measures import (PERTURBATIONS, concept_value, cosine_similarity, deletion_auc, perturb,
+                                            read_generating_coefficients, truth_agreement)
+from midlevel.explain.shap_plot import plot_side_by_side
+from midlevel.explain.shap_segments import TimeFrequencySegments
+from midlevel.ioutil import atomic_write_text
+from midlevel.model import AudioModel, BlackBoxModel, TwoStageModel
+from midlevel.training.cache import cached_log_spectrograms
+from midlevel.training.data import load_splits
+from midlevel.training.loops import ArraySet, TrainSettings, network_outputs
+from midlevel.training.metrics import pearson_per_column
+
+NAME = "intrinsic_vs_shap"
+CONCEPT_METHODS = {"intrinsic": "intrinsic (head terms, centred)", "mlp_shap": "MLP head + permutation SHAP"}
+PERTURBATION_LABELS = {"noise_30db": "noise 30 dB SNR", "gain_3db": "gain +3 dB", "shift_50ms": "shift 50 ms"}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", required=True, help="corpus root (Mid-level layout, split column, ground_truth.json)")
+    p.add_argument("--models", help="train_family folder, model folder(s) or zoo names, comma-separated "
+                                    "(default: train a quick family into OUT/family)")
+    p.add_argument("--n", type=int, default=200, help="test clips (all if fewer)")
+    p.add_argument("--n-stability", type=int, default=50, help="of those, clips re-explained after each perturbation")
+    p.add_argument("--n-timing", type=int, default=5, help="of those, clips every variant is timed on")
+    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--segments", default="8x4", help="time x frequency segments of input-space SHAP")
+    p.add_argument("--max-evals", type=int, default=500, help="masked inputs per permutation/partition explanation")
+    p.add_argument("--deletion-steps", type=int, default=8, help="points on a segment deletion curve")
+    p.add_argument("--cache-dir", help="spectrogram cache (default: FAMILY/cache, else OUT/cache)")
+    p.add_argument("--train-epochs", type=int, default=3, help="epochs of the quick family (without --models)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1: steadiest timings on a shared machine, and SHAP's large batches "
+                        "cannot profit from parallelism more than the intrinsic single pass does)")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+# -- models and data ---------------------------------------------------------------------------
+def find_models(args: argparse.Namespace, out: Path) -> tuple[dict[str, AudioModel], Path]:
+    """Models by name, and the folder of the family they came from (for its spectrogram cache)."""
+    if not args.models:
+        from midlevel.training.recipes import train_family
+
+        family = out / "family"
+        train_family(args.corpus, family, settings=TrainSettings(epochs=args.train_epochs, seed=args.seed))
+        return find_models(argparse.Namespace(**{**vars(args), "models": str(family)}), out)
+    first = Path(args.models.split(",")[0])
+    if (first / "models").is_dir():
+        folders = sorted(p for p in (first / "models").iterdir() if (p / "config.json").is_file())
+        return {p.name: load(p) for p in folders}, first
+    models = {}
+    for spec in args.models.split(","):
+        model = load(spec)
+        models[model.name if model.config.name else Path(spec).name] = model
+    return models, out
+
+
+def pick_clips(clips, n: int, seed: int):
+    """The first n clips of a seeded shuffle (all of them if n is larger)."""
+    order = np.sort(np.random.default_rng(seed).permutation(len(clips))[:n])
+    return [clips.paths[i] for i in order], clips.targets[order]
+
+
+def train_concepts(model: TwoStageModel, train, cache_dir: Path) -> np.ndarray:
+    """The model's predicted concepts on the training clips: SHAP background and MLP inputs."""
+    logspec = cached_log_spectrograms(train.paths, model.frontend, model.config.window_samples, cache_dir)
+    return network_outputs(model, ArraySet(logspec))
+
+
+def r_table(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> dict[str, float]:
+    r = pearson_per_column(y_true, y_pred)
+    return {**{n: float(v) for n, v in zip(names, r)}, "mean": float(np.nanmean(r))}
+
+
+def truth(attr: dict[str, np.ndarray], coefficients: np.ndarray, targets: list[str]) -> dict[str, dict[str, float]]:
+    """Per concept-level method: Spearman r of mean |attribution| vs |coefficient| per target."""
+    rows = {}
+    for method, values in attr.items():
+        rho = truth_agreement(np.abs(values).mean(0), coefficients)
+        rows[method] = {**dict(zip(targets, map(float, rho))), "mean": float(np.nanmean(rho))}
+    return rows
+
+
+def summary(ranked: list[np.ndarray], random: list[np.ndarray]) -> dict[str, float]:
+    """Deletion areas averaged over clips and targets, and how much the ranking beats random orders."""
+    auc, rnd = float(np.mean(ranked)), float(np.mean(random))
+    return {"auc": auc, "random_auc": rnd, "gain": auc - rnd}
+
+
+def segment_options(args: argparse.Namespace) -> dict[str, Any]:
+    n_time, n_freq = (int(v) for v in args.segments.split("x"))
+    return dict(n_time=n_time, n_freq=n_freq, max_evals=args.max_evals, seed=args.seed, progress=False)
+
+
+# -- the two sides -----------------------------------------------------------------------------
+def run_black_box(bb: BlackBoxModel, paths: list[Path], targets: np.ndarray, n_stab: int,
+                  args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, list]]:
+    """Input-space SHAP of one black box on every clip: accuracy, faithfulness, stability."""
+    kw = segment_options(args)
+    for method in METHODS:  # warm-up: numba compiles shap's maskers once per process
+        explain_segments(bb, paths[0], method=method, **kw)
+    explanations: dict[str, list] = {m: [] for m in METHODS}
+    faith: dict[str, tuple[list, list]] = {m: ([], []) for m in METHODS}
+    stability: dict[str, dict[str, list]] = {m: {p: [] for p in PERTURBATIONS} for m in METHODS}
+    for i, path in enumerate(tqdm(paths, desc=f"SHAP of {bb.name}", unit="clip")):
+        segments = TimeFrequencySegments.from_audio(bb, path, n_time=kw["n_time"], n_freq=kw["n_freq"])
+        for method in METHODS:
+            e = explain_segments(bb, path, method=method, **kw)
+            explanations[method].append(e)
+            ranked, rnd = deletion_auc(lambda keep: segments.value(bb, keep), e.values,
+                                       steps=args.deletion_steps, n_random=4, seed=args.seed + i)
+            faith[method][0].append(ranked)
+            faith[method][1].append(rnd)
+        if i < n_stab:
+            clip = load_audio(path, bb.config.sample_rate)
+            for kind in PERTURBATIONS:
+                moved = perturb(clip.samples, clip.sample_rate, kind, seed=args.seed + i)
+                for method in METHODS:
+                    e = explain_segments(bb, moved, method=method, sample_rate=clip.sample_rate, **kw)
+                    stability[method][kind].append(cosine_similarity(e.values, explanations[method][i].values))
+    outputs = np.stack([e.output for e in explanations[METHODS[0]]])
+    result = {
+        "accuracy": r_table(targets, outputs, list(bb.config.target_names)),
+        "faithfulness": {m: summary(*faith[m]) for m in METHODS},
+        "stability": {m: {k: float(np.mean(v)) for k, v in stability[m].items()} for m in METHODS},
+        "evaluations": {m: float(np.mean([e.n_evaluations for e in explanations[m]])) for m in METHODS},
+        "additivity_error": {m: max(e.additivity_error() for e in explanations[m]) for m in METHODS},
+    }
+    return result, explanations
+
+
+def run_two_stage(model: TwoStageModel, paths: list[Path], targets: np.ndarray, background: np.ndarray,
+                  train_targets: np.ndarray, coefficients: np.ndarray | None, n_stab: int,
+                  args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], MLPHead]:
+    """Intrinsic explanations vs an MLP head + SHAP on the same predicted concepts."""
+    names, tnames = list(model.config.concept_names), list(model.config.target_names)
+    mlp = MLPHead(names, tnames, seed=args.seed).fit(background, train_targets)
+    explanations = [model.explain(path) for path in tqdm(paths, desc=f"explain {model.name}", unit="clip")]
+    concepts = np.stack([e.concepts for e in explanations])
+
+    def attributions(c: np.ndarray, progress: bool = False) -> dict[str, np.ndarray]:
+        """Intrinsic and MLP + SHAP attributions, (N, T, K) each."""
+        shap_values = concept_shap(mlp.predict, c, background, concept_names=names, target_names=tnames,
+                                   seed=args.seed, progress=progress)
+        return {"intrinsic": exact_head_shap(model.head, c, background), "mlp_shap": shap_values.values}
+
+    attr = attributions(concepts, progress=True)
+    functions = {"intrinsic": head_function(model.head), "mlp_shap": mlp.predict}
+    faith = {m: ([], []) for m in CONCEPT_METHODS}
+    for i, c in enumerate(concepts):
+        for m in CONCEPT_METHODS:
+            ranked, rnd = deletion_auc(concept_value(functions[m], c, background), attr[m][i], seed=args.seed + i)
+            faith[m][0].append(ranked)
+            faith[m][1].append(rnd)
+    stability = {m: {p: [] for p in PERTURBATIONS} for m in CONCEPT_METHODS}
+    for i, path in enumerate(tqdm(paths[:n_stab], desc=f"stability {model.name}", unit="clip")):
+        clip = load_audio(path, model.config.sample_rate)
+        for kind in PERTURBATIONS:
+            moved = model.explain(perturb(clip.samples, clip.sample_rate, kind, seed=args.seed + i),
+                                  sample_rate=clip.sample_rate)
+            again = attributions(moved.concepts[None])
+            for m in CONCEPT_METHODS:
+                stability[m][kind].append(cosine_similarity(again[m][0], attr[m][i]))
+    result = {
+        "accuracy": {"intrinsic": r_table(targets, np.stack([e.targets for e in explanations]), tnames),
+                     "mlp_head": r_table(targets, mlp.predict(concepts), tnames)},
+        "truth": truth(attr, coefficients, tnames) if coefficients is not None else None,
+        "faithfulness": {m: summary(*faith[m]) for m in CONCEPT_METHODS},
+        "stability": {m: {k: float(np.mean(v)) for k, v in stability[m].items()} for m in CONCEPT_METHODS},
+    }
+    first_clip = {"explanation": explanations[0], "intrinsic": attr["intrinsic"][0], "mlp_shap": attr["mlp_shap"][0]}
+    return result, first_clip, mlp
+
+
+# -- cost --------------------------------------------------------------------------------------
+def timed(fn, repeats: int = 1) -> tuple[float, float]:
+    """Median wall and CPU (this process, all threads) seconds of ``repeats`` calls of ``fn``."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return float(np.median(walls)), float(np.median(cpus))
+
+
+def measure_cost(two_stage: dict[str, TwoStageModel], mlps: dict[str, MLPHead], backgrounds: dict[str, np.ndarray],
+                 black_boxes: dict[str, BlackBoxModel], counterparts: dict[str, str | None], paths: list[Path],
+                 args: argparse.Namespace) -> dict[str, Any]:
+    """Seconds per explanation of every variant, interleaved clip by clip so that load from
+    elsewhere on the machine hits all of them alike; ratios to the intrinsic one per clip.
+
+    CPU time is reported beside wall time: on a shared machine it is the steadier of the two.
+    """
+    kw = segment_options(args)
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for path in tqdm(paths, desc="cost", unit="clip"):
+        for name, model in two_stage.items():
+            times.setdefault((name, "intrinsic"), []).append(timed(lambda: model.explain(path), repeats=5))
+            times.setdefault((name, "mlp_shap"), []).append(timed(lambda: concept_shap(
+                mlps[name].predict, model.explain(path).concepts[None], backgrounds[name], seed=args.seed,
+                concept_names=model.config.concept_names, target_names=model.config.target_names, progress=False)))
+        for name, bb in black_boxes.items():
+            for method in METHODS:
+                times.setdefault((name, method), []).append(timed(lambda: explain_segments(bb, path, method=method, **kw)))
+    seconds: dict[str, dict[str, dict[str, float]]] = {}
+    for (owner, variant), values in times.items():
+        wall, cpu = np.median(values, axis=0)
+        seconds.setdefault(owner, {})[variant] = {"wall": float(wall), "cpu": float(cpu)}
+    ratios = {}
+    for name in two_stage:
+        base = np.array(times[name, "intrinsic"])
+        variants = {"mlp_shap": times[name, "mlp_shap"]}
+        if counterparts[name]:
+            variants |= {m: times[counterparts[name], m] for m in METHODS}
+        ratios[name] = {v: dict(zip(("wall", "cpu"), map(float, np.median(np.array(t) / base, axis=0))))
+                        for v, t in variants.items()}
+    cheapest = {name: {"method": m, **r[m]} for name, r in ratios.items()
+                if (m := min((v for v in r if v in METHODS), key=lambda v: r[v]["wall"], default=None))}
+    return {"clips": len(paths), "intrinsic_repeats": 5, "seconds": seconds, "ratios": ratios,
+            "cheapest_black_box_shap": cheapest}
+
+
+# -- report ------------------------------------------------------------------------------------
+def strict_json(value: Any) -> Any:
+    """NaN (e.g. a truth correlation of a target a sparse head ignores) as null: valid JSON."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def markdown(results: dict[str, Any]) -> str:
+    s = results["settings"]
+    lines = ["# Intrinsic vs post-hoc SHAP explanations", "",
+             f"Corpus `{s['corpus']}`, {results['n_test']} test clips ({s['n_stability']} re-explained per "
+             f"perturbation); input-space SHAP over {s['segments']} time x frequency segments with the clip's "
+             f"mean spectrum as baseline, {s['max_evals']} evaluations per permutation/partition explanation; "
+             f"{results['machine']}.", "",
+             "## 1. Accuracy (test mean Pearson r over targets)", "",
+             "| model | interpretable | MLP head on its concepts | black box | counterpart | cost of interpretability (black box - interpretable) |",
+             "|---|---|---|---|---|---|"]
+    for name, r in results["models"].items():
+        bb = results["black_boxes"].get(r["counterpart"])
+        ours, black = r["accuracy"]["intrinsic"]["mean"], bb["accuracy"]["mean"] if bb else float("nan")
+        lines.append(f"| `{name}` | {ours:.3f} | {r['accuracy']['mlp_head']['mean']:.3f} | {black:.3f} | "
+                     f"`{r['counterpart']}` | {black - ours:+.3f} |")
+    lines += ["", "## 2. Truth (Spearman r of global concept importance vs |generating coefficient|)", ""]
+    first = next(iter(results["models"].values()))
+    if first["truth"] is None:
+        lines.append("The corpus has no `ground_truth.json`: no truth to compare with.")
+    else:
+        emotions = [k for k in first["truth"]["intrinsic"] if k != "mean"]
+        lines += ["| model | method | " + " | ".join(emotions) + " | mean |", "|---|---|" + "---|" * (len(emotions) + 1)]
+        for name, r in results["models"].items():
+            for m, label in CONCEPT_METHODS.items():
+                cells = [f"{r['truth'][m][e]:.2f}" for e in emotions] + [f"**{r['truth'][m]['mean']:.2f}**"]
+                lines.append(f"| `{name}` | {label} | " + " | ".join(cells) + " |")
+        lines += ["", "nan: the method credits every concept alike for that emotion (e.g. a sparse head with no "
+                  "weight on it), so there is no ranking to correlate."]
+    lines += ["", "Input-space SHAP of the black box (permutation, partition, deep) attributes to spectrogram "
+              "segments, not concepts: it has no concept-level truth to compare with, so it is compared on "
+              "faithfulness, stability and cost only.", "",
+              "## 3. Faithfulness (deletion: area under the output drop as the most credited features are "
+              "replaced by the baseline first, in target units; gain = AUC - random-order AUC, > 0 is better than "
+              "random; for an exact additive explanation no order beats its own)", "",
+              "| model | method | features | AUC | random AUC | gain |", "|---|---|---|---|---|---|"]
+    for name, r in results["models"].items():
+        for m, label in CONCEPT_METHODS.items():
+            f = r["faithfulness"][m]
+            lines.append(f"| `{name}` | {label} | concepts | {f['auc']:.4f} | {f['random_auc']:.4f} | {f['gain']:+.4f} |")
+    for name, bb in results["black_boxes"].items():
+        for m, f in bb["faithfulness"].items():
+            lines.append(f"| `{name}` | {m} SHAP | {s['segments']} segments | {f['auc']:.4f} | "
+                         f"{f['random_auc']:.4f} | {f['gain']:+.4f} |")
+    lines += ["", "## 4. Stability (mean cosine similarity of the explanation before and after)", "",
+              "| model | method | " + " | ".join(PERTURBATION_LABELS.values()) + " |", "|---|---|---|---|---|"]
+    rows = [(name, label, r["stability"][m]) for name, r in results["models"].items() for m, label in CONCEPT_METHODS.items()]
+    rows += [(name, f"{m} SHAP", v) for name, bb in results["black_boxes"].items() for m, v in bb["stability"].items()]
+    lines += [f"| `{n}` | {label} | " + " | ".join(f"{v[p]:.3f}" for p in PERTURBATIONS) + " |" for n, label, v in rows]
+    cost = results["cost"]
+    lines += ["", f"## 5. Cost (median seconds per explanation over {cost['clips']} clips, decoding included; "
+              "ratio to the intrinsic explanation on the same clip, all measured in this run)", "",
+              "| model | variant | wall s | CPU s | x intrinsic (wall) | x intrinsic (CPU) |", "|---|---|---|---|---|---|"]
+    for name, ratios in cost["ratios"].items():
+        r = results["models"][name]
+        base = cost["seconds"][name]["intrinsic"]
+        lines.append(f"| `{name}` | intrinsic | {base['wall']:.4f} | {base['cpu']:.4f} | 1 | 1 |")
+        for variant, ratio in ratios.items():
+            owner = name if variant == "mlp_shap" else r["counterpart"]
+            t = cost["seconds"][owner][variant]
+            label = CONCEPT_METHODS.get(variant, f"{variant} SHAP of `{owner}`")
+            lines.append(f"| `{name}` | {label} | {t['wall']:.3f} | {t['cpu']:.3f} | {ratio['wall']:.0f}x | {ratio['cpu']:.0f}x |")
+    cheapest = [f"`{n}` {v['method']} {v['wall']:.0f}x wall / {v['cpu']:.0f}x CPU "
+                f"({'meets' if v['wall'] >= 100 else 'misses'})" for n, v in cost["cheapest_black_box_shap"].items()]
+    lines += ["", "Cheapest SHAP variant that explains the black box, per model (wall-time ratio, 100x bar): "
+              + ("; ".join(cheapest) if cheapest else "no black box among the models") + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    models, family = find_models(args, out)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else (family / "cache" if (family / "cache").is_dir() else out / "cache")
+    splits = load_splits(args.corpus)
+    if splits["test"].targets is None:
+        raise SystemExit(f"{args.corpus}: no target ratings (mean_ratings_set1.csv): nothing to benchmark")
+    paths, targets = pick_clips(splits["test"], args.n, args.seed)
+    n_stab = min(args.n_stability, len(paths))
+    two_stage = {n: m for n, m in models.items() if isinstance(m, TwoStageModel) and n != "a2mid"}  # a2mid = a2mid2e-linear
+    black_boxes = {n: m for n, m in models.items() if isinstance(m, BlackBoxModel)}
+    if not two_stage:
+        raise SystemExit("no two-stage model to benchmark among: " + ", ".join(models))
+    coefficients = None
+    if (Path(args.corpus) / "ground_truth.json").is_file():
+        first = next(iter(two_stage.values())).config
+        coefficients = read_generating_coefficients(args.corpus, first.concept_names, first.target_names)
+
+    results: dict[str, Any] = {
+        "settings": {k: getattr(args, k) for k in ("corpus", "models", "segments", "max_evals", "deletion_steps",
+                                                   "n_timing", "threads", "seed")}
+        | {"n_stability": n_stab},
+        "n_test": len(paths), "machine": f"{platform.machine()} CPU, torch {torch.__version__}, "
+                                          f"{torch.get_num_threads()} threads",
+        "models": {}, "black_boxes": {},
+    }
+    shap_by_bb = {}
+    for name, bb in black_boxes.items():
+        results["black_boxes"][name], shap_by_bb[name] = run_black_box(bb, paths, targets, n_stab, args)
+    plot_inputs, mlps, backgrounds, counterparts = None, {}, {}, {}
+    for name, model in two_stage.items():
+        counterparts[name] = next((n for n, bb in black_boxes.items() if bb.config.backbone == model.config.backbone), None)
+        backgrounds[name] = train_concepts(model, splits["train"], cache_dir)
+        result, first_clip, mlps[name] = run_two_stage(model, paths, targets, backgrounds[name], splits["train"].targets,
+                                                       coefficients, n_stab, args)
+        results["models"][name] = {"counterpart": counterparts[name], **result}
+        plot_inputs = plot_inputs or (first_clip, counterparts[name])
+    results["cost"] = measure_cost(two_stage, mlps, backgrounds, black_boxes, counterparts,
+                                   paths[:args.n_timing], args)
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"{NAME}.json", json.dumps(strict_json(results), indent=1, allow_nan=False) + "\n")
+    atomic_write_text(out / f"{NAME}.md", markdown(results))
+    first_clip, counterpart = plot_inputs
+    plot_side_by_side(first_clip["explanation"], [e[0] for e in shap_by_bb[counterpart].values()] if counterpart else [],
+                      out / f"{NAME}.png", concept_maps={"intrinsic, centred (exact SHAP)": first_clip["intrinsic"],
+                                                         "MLP head + permutation SHAP": first_clip["mlp_shap"]})
+    print(markdown(results))
+    print(f"written: {out / NAME}.json, .md, .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
