@@ -60,3 +60,18 @@ def test_explain_with_shap_baseline_prints_both_side_by_side(capsys, tmp_path):
     assert "a2e-test" in text and "melodiousness" in text
     assert main(["explain", "--baseline", "shap"]) == 2  # no black box named
     assert "baseline" in capsys.readouterr().err
+
+
+def test_corpus_build_command_resumes_and_builds_held_out_corpora(capsys, tmp_path):
+    from midlevel.datasets import load_midlevel
+
+    args = ["corpus", "build", "--out", str(tmp_path / "c"), "--n", "3", "--seconds", "2", "--seed", "5",
+            "--only-split", "test"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["built"] == 3
+    ds = load_midlevel(tmp_path / "c")
+    assert len(ds.ratings) == 3 and set(ds.metadata["split"]) == {"test"} and not ds.missing_audio()
+    assert main(args) == 0  # everything there: nothing rebuilt
+    assert json.loads(capsys.readouterr().out)["skipped"] == 3
+    assert main(["corpus", "build", "--out", str(tmp_path / "c"), "--n", "3", "--seconds", "2", "--seed", "6"]) == 2
+    assert "other settings" in capsys.readouterr().err

@@ -17,13 +17,15 @@ from .audio import AudioError, example_clip
 from .checkpoint import ModelLoadError
 from .config import ConfigError
 from .datasets import DatasetError
+from .datasets.controlled import CorpusBuildError, RenderDependencyError
 from .explain.shap_side_by_side import add_baseline_arguments, explain_from_args, format_side_by_side
 from .export import ExportError, add_export_parser
 from .training.finetune import FinetuneError, add_finetune_parser
 
 #: errors caused by what the user gave us; anything else is a bug and keeps its traceback
 USER_ERRORS: tuple[type[BaseException], ...] = (AudioError, ModelLoadError, ConfigError, DatasetError,
-                                               ExportError, FinetuneError, FileNotFoundError)
+                                               ExportError, FinetuneError, CorpusBuildError,
+                                               RenderDependencyError, FileNotFoundError)
 
 
 def _format_explanation(expl, *, with_contributions: bool, top: int) -> str:
@@ -119,6 +121,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_corpus_build(args: argparse.Namespace) -> int:
+    from .datasets.controlled import build_corpus
+
+    summary = build_corpus(args.out, args.n, seconds=args.seconds, seed=args.seed, workers=args.workers,
+                           audio_format=args.format, only_split=args.only_split)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="midlevel", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--joint-weight", type=float, default=0.5, help="weight of the concept loss in joint training")
     p.add_argument("--cache-dir", help="spectrogram cache folder (default: OUT/cache)")
     p.set_defaults(func=cmd_train)
+    corpus = sub.add_parser("corpus", help="the controlled corpus").add_subparsers(dest="corpus_command", required=True)
+    p = corpus.add_parser("build", help="render a controlled corpus (resumable; deterministic for a seed)")
+    p.add_argument("--out", required=True, help="corpus folder")
+    p.add_argument("--n", type=int, required=True, help="number of clips")
+    p.add_argument("--seconds", type=float, default=10.0, help="clip length")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="rendering processes")
+    p.add_argument("--format", default="flac", choices=["flac", "mp3", "wav"], help="audio file format")
+    p.add_argument("--only-split", choices=["train", "val", "test"],
+                   help="draw clips only from this split's pieces (a held-out corpus built with another seed)")
+    p.set_defaults(func=cmd_corpus_build)
     add_export_parser(sub)
     add_finetune_parser(sub)
     p = sub.add_parser("models", help="list the zoo's checkpoints")
