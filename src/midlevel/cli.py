@@ -112,8 +112,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training.report import target_table
 
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                             patience=args.patience, seed=args.seed, joint_weight=args.joint_weight)
-    results = train_family(args.corpus, args.out, backbone=args.backbone, heads=args.heads.split(","),
+                             patience=args.patience, seed=args.seed, joint_weight=args.joint_weight,
+                             crop_frames=args.crop_frames)
+    joint = None if args.joint_heads is None else [h for h in args.joint_heads.split(",") if h]
+    results = train_family(args.corpus, args.out, backbone=args.backbone, heads=args.heads.split(","), joint_heads=joint,
                            settings=settings, cache_dir=args.cache_dir)
     names = [n for n in results["models"] if n != "a2mid"]
     print(target_table(results, names))
@@ -149,12 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (re-running resumes)")
     p.add_argument("--backbone", default="compact", choices=["compact", "vgg"])
     p.add_argument("--heads", default="linear,gam", help="comma-separated head types")
+    p.add_argument("--joint-heads", help="heads that also get a jointly trained network (default: all of --heads)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--patience", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--joint-weight", type=float, default=0.5, help="weight of the concept loss in joint training")
+    p.add_argument("--crop-frames", type=int, help="train on random excerpts of this many frames (31.3 per second)")
     p.add_argument("--cache-dir", help="spectrogram cache folder (default: OUT/cache)")
     p.set_defaults(func=cmd_train)
     corpus = sub.add_parser("corpus", help="the controlled corpus").add_subparsers(dest="corpus_command", required=True)

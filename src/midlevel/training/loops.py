@@ -46,6 +46,10 @@ class TrainSettings:
     patience: int = 8
     seed: int = 0
     joint_weight: float = 0.5  # weight of the concept loss in the joint setup
+    #: train on random excerpts of this many frames (None: whole clips); validation always sees whole clips.
+    #: Halving the frames halves the cost of an epoch and acts as augmentation (global pooling
+    #: makes the network length-agnostic).
+    crop_frames: int | None = None
 
     def __post_init__(self) -> None:
         if self.setup not in SETUPS:
@@ -146,12 +150,17 @@ def train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings:
             break
         start = time.perf_counter()
         torch.manual_seed(settings.seed * 100_003 + epoch)
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(settings.seed * 7919 + epoch))
+        gen = torch.Generator().manual_seed(settings.seed * 7919 + epoch)
+        order = torch.randperm(len(train), generator=gen)
         model.train()
         total, batches = 0.0, range(0, len(train), settings.batch_size)
         for i in tqdm(batches, desc=f"{settings.setup} epoch {epoch}", disable=not progress, leave=False):
             idx = order[i:i + settings.batch_size]
-            spec = model.frontend.normalize(train.logspec[idx].float())
+            batch = train.logspec[idx]
+            if settings.crop_frames and batch.shape[-1] > settings.crop_frames:
+                offset = int(torch.randint(batch.shape[-1] - settings.crop_frames + 1, (1,), generator=gen))
+                batch = batch[..., offset:offset + settings.crop_frames]
+            spec = model.frontend.normalize(batch.float())
             loss = _loss(model, settings, spec, c_all[idx] if c_all is not None else None,
                          t_all[idx] if t_all is not None else None)
             optimizer.zero_grad(set_to_none=True)

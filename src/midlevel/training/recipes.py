@@ -52,10 +52,15 @@ def _arrays(splits: dict[str, LabelledClips], frontend, n_samples: int, cache_di
 
 
 def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "compact",
-                 heads: Sequence[str] = ("linear", "gam"), settings: TrainSettings | None = None,
+                 heads: Sequence[str] = ("linear", "gam"), joint_heads: Sequence[str] | None = None,
+                 settings: TrainSettings | None = None,
                  head_params: dict[str, dict] | None = None, cache_dir: str | Path | None = None,
                  progress: bool = True) -> dict[str, Any]:
-    """Train and evaluate the whole family; resumable (finished stages are skipped)."""
+    """Train and evaluate the whole family; resumable (finished stages are skipped).
+
+    ``heads`` get sequential and independent fits on the concept model; ``joint_heads``
+    (default: all of ``heads``) also get a jointly trained network each.
+    """
     out_dir, settings = Path(out_dir), settings or TrainSettings()
     head_params = head_params or {}
     cache_dir = Path(cache_dir) if cache_dir else out_dir / "cache"
@@ -111,7 +116,7 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
             model.head = fresh("two_stage", head).head
             model.head.fit(fit_on, train.targets)
             record(name, model, None, started)
-        if f"joint-{head}" not in results["models"]:
+        if head in (heads if joint_heads is None else joint_heads) and f"joint-{head}" not in results["models"]:
             started = time.perf_counter()
             model = fresh("two_stage", head)
             model.head.fit(train.concepts, train.targets)

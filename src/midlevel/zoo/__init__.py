@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -42,6 +43,12 @@ def load(name_or_path: str | Path | None = None) -> AudioModel:
     return AudioModel.from_pretrained(entry.weights_dir, expected_sha256=entry.sha256)
 
 
+def card(name: str) -> str:
+    """The model card (Markdown with YAML front matter) of a zoo entry, from the installed package."""
+    entry = get_entry(name)
+    return (resources.files("midlevel.zoo") / "cards" / entry.card).read_text(encoding="utf-8")
+
+
 def default_model() -> TwoStageModel:
     """The zoo's default model; until one ships, a seeded randomly initialised model, flagged so."""
     if DEFAULT_MODEL is not None:
@@ -51,4 +58,4 @@ def default_model() -> TwoStageModel:
     return TwoStageModel(config).eval()
 
 
-__all__ = ["ModelEntry", "REGISTRY", "list_models", "load", "default_model", "get_entry"]
+__all__ = ["ModelEntry", "REGISTRY", "card", "default_model", "get_entry", "list_models", "load"]
