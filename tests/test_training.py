@@ -1,5 +1,3 @@
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -61,10 +59,7 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path):
     part = small_model()
     train_network(part, train, valid, TrainSettings(**{**settings.__dict__, "epochs": 2}),
                   tmp_path / "part", progress=False)
-    state = json.loads((tmp_path / "part" / "state.json").read_text())
-    state["settings"]["epochs"] = 4  # as if the 4-epoch run had been killed after epoch 1
-    (tmp_path / "part" / "state.json").write_text(json.dumps(state))
-    resumed = small_model()
+    resumed = small_model()  # a 2-epoch run extended to 4 is the same as a 4-epoch run killed after 2
     train_network(resumed, train, valid, settings, tmp_path / "part", progress=False)
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name

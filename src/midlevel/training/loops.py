@@ -13,7 +13,8 @@ Early stopping watches the validation mean Pearson r of what the setup predicts 
 targets, or, for joint, the average of both).
 
 Each epoch is seeded from (seed, epoch) and the full state is saved after every epoch, so a
-run killed and resumed gives the same weights as one that was never interrupted.
+run killed and resumed gives the same weights as one that was never interrupted. A resumed run
+may raise the epoch budget (to extend training); every other setting must match.
 """
 
 from __future__ import annotations
@@ -139,8 +140,10 @@ def train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings:
         params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
     optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
     state = load_training_state(out_dir, model, optimizer)
-    if state is not None and state.get("settings") != asdict(settings):
+    if state is not None and {**state["settings"], "epochs": 0} != {**asdict(settings), "epochs": 0}:
         raise ValueError(f"{out_dir / 'state.json'}: was written with other settings; use a new --out folder")
+    if state is not None:  # only the epoch budget may change: a finished run can be extended
+        state["settings"] = asdict(settings)
     state = state or {"settings": asdict(settings), "history": [], "best_score": -np.inf,
                       "best_epoch": -1, "epoch": -1}
     c_all = torch.as_tensor(train.concepts, dtype=torch.float32) if train.concepts is not None else None
