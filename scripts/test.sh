@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-system-deps.sh
+bash scripts/install-browser.sh
 python -m pip install --quiet --disable-pip-version-check ".[test]"
 python -m pytest -q -p no:cacheprovider

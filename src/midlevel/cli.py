@@ -18,6 +18,7 @@ from .checkpoint import ModelLoadError
 from .config import ConfigError
 from .datasets import DatasetError
 from .datasets.controlled import CorpusBuildError, RenderDependencyError
+from .explain.report import add_report_arguments, report_options, write_report
 from .explain.shap_side_by_side import add_baseline_arguments, explain_from_args, format_side_by_side
 from .export import ExportError, add_export_parser
 from .training.finetune import FinetuneError, add_finetune_parser
@@ -62,6 +63,9 @@ def cmd_predict_or_explain(args: argparse.Namespace, *, explain: bool) -> int:
     sources = args.audio or [str(example_clip())]
     results = []
     for src in sources:
+        if explain and args.report:
+            write_report(model, src, _plot_path(args.report, src, len(sources)).with_suffix(".html"),
+                         **report_options(args))
         if explain and args.baseline:
             side = explain_from_args(model, src, args)
             if args.plot:
@@ -145,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--top", type=int, default=3, help="list the k largest contributions per target (0: off)")
             p.add_argument("--plot", help="save a contribution bar chart (PNG file, or a folder for several inputs)")
             add_baseline_arguments(p)
+            add_report_arguments(p)
         p.set_defaults(func=lambda a, explain=(name == "explain"): cmd_predict_or_explain(a, explain=explain))
     p = sub.add_parser("train", help="train A2Mid, A2Mid2E, A2Mid2E-Joint and A2E on a Mid-level-layout data set")
     p.add_argument("--corpus", required=True, help="data set root (Mid-level layout + mean_ratings_set1.csv)")

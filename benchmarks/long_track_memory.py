@@ -1,0 +1,150 @@
+"""Peak memory of explaining a 1-minute and a 10-minute file: it should grow by the audio only.
+
+Each measurement runs in a fresh subprocess that loads the default compact model and warms up
+on the 12 s example clip (thread pools, lazy buffers). Then, with the kernel's peak-RSS counter
+reset (``/proc/self/clear_refs``, Linux), it decodes the file and records the peak above the idle
+process ("decode"), resets the counter again and runs one view on the decoded audio, recording
+the peak above idle once more ("view", the audio being resident). ``view - audio`` is the
+working memory beyond the audio itself: it should not depend on the track's length.
+tracemalloc's peak (numpy and Python objects; torch tensors are not traced) is reported too.
+
+glibc's malloc raises its mmap threshold after freeing a large block (up to 32 MiB); from then
+on freed batch buffers stay in its heap and count in the peak RSS, more so the more batches ran,
+until it saturates (some tens of MiB). Each run is therefore repeated with
+``MALLOC_MMAP_THRESHOLD_`` fixed ("fixed" allocator), which shows what the code itself holds.
+
+Views: ``timeline`` (over time, the model's windows: ``model.explain`` plus per-window
+contributions) and ``report`` (the whole HTML report, whose spectrogram and listening views
+use a 30 s excerpt). The files are the example clip repeated, so they are real music.
+
+    python benchmarks/long_track_memory.py [--durations 60,600,1200,2400] [--views timeline,report]
+                                           [--allocators default,fixed]
+
+Writes benchmarks/results/long_track_memory.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SAMPLE_RATE = 22050
+ALLOCATORS = {"default": {}, "fixed": {"MALLOC_MMAP_THRESHOLD_": "131072"}}
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current, peak) resident set size in MiB, from /proc/self/status."""
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines()
+                  if line.startswith(("VmRSS", "VmHWM")))
+    return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
+
+
+def reset_peak() -> float:
+    """Reset the kernel's peak RSS to the current RSS (Linux >= 4.0); return that RSS."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return rss_mb()[0]
+
+
+def child(path: str, view: str, out_dir: str) -> dict:
+    """Runs in the subprocess: decode, then one view of the decoded audio; returns the numbers."""
+    import gc
+
+    import torch
+
+    import midlevel
+    from midlevel.explain.report import write_report
+    from midlevel.explain.timeline import timeline
+
+    torch.set_num_threads(2)
+    model = midlevel.load()
+    run = {"timeline": lambda audio: timeline(model, audio),
+           "report": lambda audio: write_report(model, audio, Path(out_dir) / "report.html")}[view]
+    run(model.read_audio(str(midlevel.example_clip())))
+    gc.collect()
+    idle = reset_peak()
+    clip = model.read_audio(path)
+    decode_peak = rss_mb()[1] - idle
+    reset_peak()
+    tracemalloc.start()
+    start = time.perf_counter()
+    run(clip)
+    seconds = time.perf_counter() - start
+    traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    view_peak = rss_mb()[1] - idle
+    audio_mb = clip.samples.nbytes / 2**20
+    return {"idle_rss_mb": round(idle, 1), "audio_mb": round(audio_mb, 1),
+            "decode_peak_mb": round(decode_peak, 1), "view_peak_mb": round(view_peak, 1),
+            "beyond_audio_mb": round(view_peak - audio_mb, 1),
+            "tracemalloc_peak_mb": round(traced_peak, 1), "seconds": round(seconds, 1)}
+
+
+def write_track(path: Path, seconds: float) -> None:
+    """The example clip repeated to ``seconds``, as a 16-bit mono WAV at the model's rate."""
+    from midlevel import example_clip, load_audio
+
+    real = load_audio(example_clip(), SAMPLE_RATE).samples
+    n = int(seconds * SAMPLE_RATE)
+    sf.write(path, np.tile(real, n // len(real) + 1)[:n], SAMPLE_RATE, subtype="PCM_16")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--durations", default="60,600,1200,2400", help="comma-separated track lengths in seconds")
+    parser.add_argument("--views", default="timeline,report")
+    parser.add_argument("--allocators", default="default,fixed")
+    parser.add_argument("--child", nargs=3, metavar=("PATH", "VIEW", "OUT_DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(*args.child)))
+        return
+
+    from midlevel.ioutil import atomic_write_text
+
+    durations = [float(d) for d in args.durations.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seconds in durations:
+            path = Path(tmp) / f"track_{int(seconds)}s.wav"
+            write_track(path, seconds)
+            for view in args.views.split(","):
+                for allocator in args.allocators.split(","):
+                    env = dict(os.environ, **ALLOCATORS[allocator])
+                    out = subprocess.run([sys.executable, __file__, "--child", str(path), view, tmp],
+                                         check=True, capture_output=True, text=True, env=env)
+                    result = json.loads(out.stdout.strip().splitlines()[-1])
+                    result.update(view=view, allocator=allocator, duration_s=seconds)
+                    rows.append(result)
+                    print(json.dumps(result))
+    summary = {}
+    for view in args.views.split(","):
+        for allocator in args.allocators.split(","):
+            mine = sorted((r for r in rows if (r["view"], r["allocator"]) == (view, allocator)),
+                          key=lambda r: r["duration_s"])
+            beyond = [r["beyond_audio_mb"] for r in mine]
+            summary[f"{view}, {allocator} allocator"] = {
+                "duration_s": [r["duration_s"] for r in mine], "audio_mb": [r["audio_mb"] for r in mine],
+                "view_peak_mb": [r["view_peak_mb"] for r in mine], "beyond_audio_mb": beyond,
+                "beyond_audio_spread_mb": round(max(beyond) - min(beyond), 1),
+            }
+    result = {"machine": {"platform": platform.platform(), "python": platform.python_version()},
+              "model": "midlevel.load() default (compact backbone, linear head, untrained)",
+              "runs": rows, "summary": summary}
+    atomic_write_text(RESULTS / "long_track_memory.json", json.dumps(result, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

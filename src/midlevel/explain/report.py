@@ -1,0 +1,303 @@
+"""One self-contained HTML report: the three views of an explanation, the tables, the model card.
+
+Everything is embedded (PNG figures and WAV players as base64 data URIs, CSS inline, no
+scripts), so the file opens offline and can be mailed around. Views:
+
+* over time: the whole track (timeline plot and per-window table);
+* over the spectrogram and to listen to: an excerpt of at most ``max_seconds`` around the
+  window where the target is highest (the whole track when it is short), so the file size
+  and the cost of attribution do not grow with the track.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gc
+import html
+import io
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from ..audio import Audio
+from ..config import ConfigError
+from ..ioutil import atomic_write_text
+from ..model import AudioModel, TwoStageModel
+from .attribution import AttributionMaps, target_maps
+from .listen import listenable_parts
+from .posthoc import POSTHOC, posthoc_maps
+from .timeline import Timeline, timeline
+from .views_plotting import plot_map_grid
+
+CSS = """body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222;line-height:1.4}
+table{border-collapse:collapse;font-size:12px;margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;
+text-align:right}th{background:#f3f3f3}img{max-width:100%}.note{color:#665;font-size:13px}
+.pair{display:flex;gap:2em;flex-wrap:wrap}figure{margin:0.5em 0}figcaption{font-size:13px}
+details{margin:0.5em 0}"""
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """The span the spectrogram and listening views cover."""
+
+    audio: Audio
+    start: float  # seconds into the track
+    whole_track: bool
+
+
+def png_data_uri(fig) -> str:
+    """The figure as a PNG data URI; the figure is closed and collected (its reference cycles
+    would otherwise keep every mesh alive until the next full collection)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    del fig
+    gc.collect()
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def wav_data_uri(samples: np.ndarray, sample_rate: int) -> str:
+    """16-bit PCM WAV (half the size of float; every browser plays it), clipped to [-1, 1]."""
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+    return "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def img(fig, alt: str) -> str:
+    return f'<figure><img src="{png_data_uri(fig)}" alt="{html.escape(alt)}"></figure>'
+
+
+def player(samples: np.ndarray, sample_rate: int, label: str) -> str:
+    return (f'<figure><figcaption>{html.escape(label)}</figcaption><audio controls preload="metadata">'
+            f'<source src="{wav_data_uri(samples, sample_rate)}" type="audio/wav"></audio></figure>')
+
+
+def table(frame: pd.DataFrame, *, index: bool = True) -> str:
+    return frame.to_html(float_format=lambda v: f"{v:.3f}", index=index, border=0)
+
+
+def choose_target(model: AudioModel, track_targets: np.ndarray) -> str:
+    """The target furthest from the middle of its scale: the one the track says most about."""
+    low, high = model.config.target_scale
+    return model.config.target_names[int(np.argmax(np.abs(track_targets - (low + high) / 2)))]
+
+
+def choose_excerpt(clip: Audio, tl: Timeline, target: str, max_seconds: float) -> Excerpt:
+    """At most ``max_seconds`` centred on the window where ``target`` is highest."""
+    if clip.duration <= max_seconds:
+        return Excerpt(clip, 0.0, True)
+    centre = float(tl.centres[int(np.argmax(tl.series(target)))])
+    start = min(max(0.0, centre - max_seconds / 2), clip.duration - max_seconds)
+    a, n = int(round(start * clip.sample_rate)), int(round(max_seconds * clip.sample_rate))
+    part = Audio(clip.samples[a:a + n], clip.sample_rate, clip.source, clip.original_sample_rate,
+                 clip.original_channels)
+    return Excerpt(part, a / clip.sample_rate, False)
+
+
+def safe_stem(source: str) -> str:
+    """A file-name-safe stem for a source ("<array>" -> "array")."""
+    return re.sub(r"[^\w.-]+", "_", Path(source).stem).strip("_") or "audio"
+
+
+def value_of(model: AudioModel, samples: np.ndarray, sample_rate: int, name: str) -> float:
+    """What the model says about ``name`` (a target or concept) for this audio alone."""
+    if isinstance(model, TwoStageModel):
+        e = model.explain(samples, sample_rate=sample_rate)
+        values = dict(zip(e.target_names + e.concept_names, [*e.targets, *e.concepts]))
+        return float(values[name])
+    return float(model.predict_targets(samples, sample_rate=sample_rate)[model.config.target_names.index(name)])
+
+
+def read_card(model: AudioModel, card: str | Path | None) -> tuple[dict[str, Any], str] | None:
+    """(front matter, body) of the model's card, looked up as given, under ./model_cards, or in the package."""
+    candidates = [Path(card)] if card else [Path("model_cards") / f"{model.name}.md",
+                                             Path(str(resources.files("midlevel.zoo") / "cards" / f"{model.name}.md"))]
+    for path in candidates:
+        if path.is_file():
+            from ..zoo.cards import split_front_matter  # needs PyYAML: only imported when a card exists
+
+            return split_front_matter(path.read_text(encoding="utf-8"))
+    return None
+
+
+def markdown_section(body: str, title: str) -> str:
+    """The text under the heading ``title`` (any level), up to the next heading."""
+    lines, out, inside = body.splitlines(), [], False
+    for line in lines:
+        if line.startswith("#"):
+            if inside:
+                break
+            inside = line.lstrip("#").strip().lower() == title.lower()
+        elif inside:
+            out.append(line)
+    return "\n".join(out).strip()
+
+
+def markdown_blocks(text: str) -> str:
+    """Paragraphs and '-' lists as HTML (everything escaped); enough for a card's prose."""
+    parts = []
+    for block in (b.strip() for b in text.split("\n\n") if b.strip()):
+        lines = block.splitlines()
+        if all(line.lstrip().startswith(("- ", "* ")) for line in lines):
+            items = "".join(f"<li>{html.escape(line.lstrip()[2:])}</li>" for line in lines)
+            parts.append(f"<ul>{items}</ul>")
+        else:
+            parts.append(f"<p>{html.escape(' '.join(lines))}</p>")
+    return "".join(parts)
+
+
+def card_section(model: AudioModel, card: str | Path | None) -> str:
+    found = read_card(model, card)
+    if found is None:
+        return f'<p class="note">No model card exists for {html.escape(model.name)}.</p>'
+    meta, body = found
+    intro = body.split("\n## ", 1)[0]
+    intro = "\n".join(line for line in intro.splitlines() if not line.startswith("#"))
+    facts = {k: meta[k] for k in ("license", "datasets", "tags") if k in meta}
+    rows = [{"metric": m.get("name"), "value": m.get("value")}
+            for entry in meta.get("model-index", []) for result in entry.get("results", [])
+            for m in result.get("metrics", [])]
+    parts = [markdown_blocks(intro)]
+    parts += [f"<p><b>{html.escape(k)}</b>: {html.escape(str(v))}</p>" for k, v in facts.items()]
+    if rows:
+        parts.append(f"<details><summary>metrics</summary>{table(pd.DataFrame(rows), index=False)}</details>")
+    limitations = markdown_section(body, "Limitations")
+    parts.append("<h3>Limitations</h3>" + (markdown_blocks(limitations) or "<p>The card lists none.</p>"))
+    return "".join(parts)
+
+
+def listening_section(model: AudioModel, excerpt: Excerpt, name: str, maps: AttributionMaps, *,
+                      wav_dir: str | Path | None = None, **split_options: Any) -> str:
+    """Players for the splits of ``listen.listenable_parts``, with the model's value on each part.
+
+    With ``wav_dir`` each part and rest is also written there as a WAV file.
+    """
+    clip, sr = excerpt.audio, excerpt.audio.sample_rate
+    whole = value_of(model, clip.samples, sr, name)
+    out = [player(clip.samples, sr, f"the excerpt as the model hears it ({name} = {whole:.3f})")]
+    for split in listenable_parts(model, clip, name, maps, **split_options):
+        error = float(np.max(np.abs(split.part + split.rest - clip.samples)))
+        out.append(f"<h3>{html.escape(split.kind)}</h3><p>{html.escape(split.description)}; "
+                   f"part + rest reconstructs the excerpt to {error:.1e}.</p><div class='pair'>")
+        for samples, label in ((split.part, split.part_label), (split.rest, split.rest_label)):
+            value = value_of(model, samples, sr, name)
+            out.append(player(samples, sr, f"{label}: {name} = {value:.3f}"))
+        out.append("</div>")
+        if wav_dir is not None:
+            split.write(wav_dir, f"{safe_stem(clip.source)}_{name}_{split.kind}")
+    return "".join(out)
+
+
+def maps_for(model: AudioModel, excerpt: Excerpt, method: str) -> tuple[AttributionMaps, AttributionMaps | None]:
+    """(target maps, concept maps or None). Two-stage: the exact head on top of the concepts' maps."""
+    if isinstance(model, TwoStageModel):
+        concepts = posthoc_maps(model, excerpt.audio, method, outputs="concepts")
+        return target_maps(model, concepts), concepts
+    return posthoc_maps(model, excerpt.audio, method, outputs="targets"), None
+
+
+def build_report(model: AudioModel, audio: Any, *, target: str | None = None, sample_rate: int | None = None,
+                 method: str = "integrated_gradients", posthoc: Sequence[str] = (),
+                 window_seconds: float | None = None, hop_seconds: float | None = None,
+                 max_seconds: float = 30.0, segment_seconds: float = 3.0, n_segments: int = 2,
+                 tf_fraction: float = 0.1, listen: str | None = None, card: str | Path | None = None,
+                 wav_dir: str | Path | None = None) -> str:
+    """The report's HTML text (see ``write_report``).
+
+    ``listen``: the target or concept the listening views split the excerpt for (default: the
+    target); ``wav_dir``: also write those splits there as WAV files; ``card``: a model card
+    file (default: ``model_cards/<name>.md``, then the package's ``zoo/cards``).
+    """
+    clip = model.read_audio(audio, sample_rate=sample_rate)
+    tl = timeline(model, clip, window_seconds=window_seconds, hop_seconds=hop_seconds)
+    target = target or choose_target(model, tl.track_targets)
+    if target not in model.config.target_names:
+        raise ConfigError(f"target: unknown target {target!r}; {model.name} has {model.config.target_names}")
+    listen = listen or target
+    if listen != target and listen not in tl.concept_names:
+        raise ConfigError(f"listen: {listen!r} is neither the report's target ({target}) nor a concept "
+                          f"of {model.name} {tl.concept_names}")
+    excerpt = choose_excerpt(clip, tl, target, max_seconds)
+    span = ("the whole track" if excerpt.whole_track else
+            f"{excerpt.start:.1f}-{excerpt.start + excerpt.audio.duration:.1f} s of the track")
+    title = f"{Path(clip.source).name}: explanation by {model.name}"
+    body = [f"<h1>{html.escape(title)}</h1>",
+            f"<p>{clip.duration:.1f} s; explained target: <b>{html.escape(target)}</b>; spectrogram and "
+            f"listening views cover {span}.</p>"]
+    notes = list(model.config.metadata.get("notes", []))
+    body += [f'<p class="note">note: {html.escape(n)}</p>' for n in notes]
+    body.append("<h2>Model card</h2>" + card_section(model, card))
+
+    body.append("<h2>Track</h2>")
+    if tl.track is not None:
+        body.append("<p>target = intercept + sum of concept contributions (exact):</p>" + table(tl.track.to_frame()))
+        body.append(img(tl.track.plot(), "contribution bar chart"))
+    else:
+        body.append(table(pd.DataFrame([tl.track_targets], columns=tl.target_names), index=False))
+
+    body.append("<h2>Over time</h2>")
+    body.append(img(tl.plot(targets=[target]), f"timeline of {target}"))
+    rows = tl.to_frame()
+    body.append(f"<details><summary>per-window table for {html.escape(target)} ({len(tl.starts)} windows of "
+                f"{tl.window_seconds:g} s, hop {tl.hop_seconds:g} s)</summary>"
+                f"{table(rows[rows['target'] == target].drop(columns='target'), index=False)}</details>")
+    if tl.concepts is not None:
+        body.append(f"<details><summary>concepts per window</summary>"
+                    f"{table(tl.concept_frame(), index=False)}</details>")
+
+    body.append("<h2>Over the spectrogram</h2>")
+    main, concepts = maps_for(model, excerpt, method)
+    body.append(img(main.plot(target), f"{method} map of {target}"))
+    if concepts is not None:
+        body.append("<p>Each concept's map; the target's map above is their sum weighted by the head.</p>")
+        body.append(img(plot_map_grid(concepts), "concept maps"))
+    for extra in posthoc:
+        other, _ = maps_for(model, excerpt, extra)
+        body.append(f"<h3>post hoc: {html.escape(extra.replace('_', ' '))}</h3>" + img(other.plot(target), extra))
+
+    body.append("<h2>To listen to</h2>")
+    body.append(listening_section(model, excerpt, listen, main if listen == target else concepts, wav_dir=wav_dir,
+                                  segment_seconds=segment_seconds, n_segments=n_segments, tf_fraction=tf_fraction))
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
+
+
+def write_report(model: AudioModel, audio: Any, out_html: str | Path, *, target: str | None = None,
+                 **options: Any) -> Path:
+    """Write the self-contained HTML report atomically; options as in ``build_report``."""
+    out = Path(out_html)
+    atomic_write_text(out, build_report(model, audio, target=target, **options))
+    return out
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--report`` option and its settings, for ``midlevel explain``."""
+    group = parser.add_argument_group("report")
+    group.add_argument("--report", help="write a self-contained HTML report (a file, or a folder for several inputs)")
+    group.add_argument("--target", help="target to explain in the report (default: the one furthest from mid-scale)")
+    group.add_argument("--map-method", default="integrated_gradients", choices=sorted(POSTHOC),
+                       help="attribution method for the spectrogram maps")
+    group.add_argument("--posthoc", action="append", default=[], choices=sorted(POSTHOC),
+                       help="add maps of another attribution method (repeatable)")
+    group.add_argument("--listen", help="target or concept for the listening views (default: --target)")
+    group.add_argument("--timeline-window", type=float, help="timeline window in seconds (default: the model's)")
+    group.add_argument("--timeline-hop", type=float, help="timeline hop in seconds (default: the model's)")
+    group.add_argument("--report-seconds", type=float, default=30.0,
+                       help="longest excerpt for the spectrogram and listening views")
+    group.add_argument("--wav-dir", help="also write the listening views' parts and rests there as WAV files")
+
+
+def report_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``write_report`` keyword arguments from the parsed ``add_report_arguments`` options."""
+    return {"target": args.target, "method": args.map_method,
+            "posthoc": args.posthoc, "listen": args.listen, "window_seconds": args.timeline_window,
+            "hop_seconds": args.timeline_hop, "max_seconds": args.report_seconds, "wav_dir": args.wav_dir}
