@@ -128,8 +128,8 @@ def family_corpus(family_dir: Path) -> str:
 
 
 def summarise_corpus(info: dict, n_test: int | None) -> dict:
-    keep = {k: info[k] for k in ("seed", "n", "seconds", "clips_per_split", "pieces_per_split",
-                                  "music21_version", "soundfont") if k in info}
+    keep = {k: info["settings"][k] for k in ("seed", "seconds", "only_split", "music21")}
+    keep.update({k: info[k] for k in ("n", "clips_per_split", "pieces_per_split")})
     if n_test is not None:
         keep["n_test"] = n_test
     return keep

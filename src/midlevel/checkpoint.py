@@ -40,6 +40,7 @@ def save_model_dir(directory: str | Path, config: ModelConfig, state_dict: dict[
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         _write_files(staging, config, tensors, extra)
+        os.chmod(staging, 0o755)  # mkdtemp's 0700 is for the staging name, not the result
         os.replace(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

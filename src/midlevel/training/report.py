@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..concepts import EMOTIONS
+
 SETUP_LABELS = {"a2e": "A2E", "a2mid2e": "A2Mid2E", "independent": "A2Mid2E (independent)", "joint": "A2Mid2E-Joint"}
 
 
@@ -14,7 +16,7 @@ def setup_of(name: str) -> str:
 def target_table(results: dict[str, Any], names: list[str], split: str = "test") -> str:
     """Markdown: one row per model, Pearson r per target and the mean (the paper's table)."""
     first = results["models"][names[0]][split]["targets"]
-    targets = [t for t in first if t != "mean"]
+    targets = sorted((t for t in first if t != "mean"), key=lambda t: (EMOTIONS.index(t) if t in EMOTIONS else 99, t))
     lines = ["| setup | model | " + " | ".join(targets) + " | mean |",
              "|---|---|" + "---|" * (len(targets) + 1)]
     for name in names:

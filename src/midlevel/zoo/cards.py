@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..concepts import EMOTIONS
+
 import yaml
 
 CITATION = """@inproceedings{chowdhury2019midlevel,
@@ -67,7 +69,7 @@ def _comparison(results: dict[str, Any]) -> str:
     order = [n for n in ("a2e", "a2mid2e-linear", "joint-linear", "a2mid2e-gam", "joint-gam",
                          "independent-linear", "independent-gam") if n in results["family"]]
     first = results["family"][order[0]]["heldout_test"]["targets"]
-    targets = [t for t in first if t != "mean"]
+    targets = sorted((t for t in first if t != "mean"), key=lambda t: (EMOTIONS.index(t) if t in EMOTIONS else 99, t))
     lines = ["| setup | model | " + " | ".join(targets) + " | mean r |", "|---|---|" + "---|" * (len(targets) + 1)]
     for name in order:
         table = results["family"][name]["heldout_test"]["targets"]
