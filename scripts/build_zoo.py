@@ -76,7 +76,8 @@ def main() -> None:
         results["family"][name] = {
             "setup": SETUP_NAMES.get(name.split("-")[0], name),
             "heldout_test": evaluate(model, arrays, test),
-            "training": {k: family["models"][trained][k] for k in ("epochs", "best_epoch", "seconds_per_epoch", "seconds_total")},
+            "training": {k: family["models"][trained][k] for k in ("epochs", "best_epoch", "seconds_per_epoch",
+                                                                         "seconds_fastest_epoch", "seconds_total")},
             "corpus_test": family["models"][name]["test"],
         }
     registry = {"default": DEFAULT_MODEL, "models": []}
