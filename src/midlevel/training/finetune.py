@@ -61,7 +61,7 @@ from ..zoo import get_entry, load
 from .annotations import Annotations, check_audio, read_finetune_annotations
 from .cache import cache_key, cached_log_spectrograms
 from .data import LabelledClips
-from .loops import ArraySet, TrainSettings, network_outputs, train_network, validation_score
+from .loops import ArraySet, TrainSettings, batched_outputs, network_outputs, train_network, validation_score
 from .recipes import evaluate
 
 MODES = ("full", "freeze", "head", "joint")
@@ -117,15 +117,9 @@ def plan_model(base: ModelConfig, data: Annotations, scales: dict[str, tuple[flo
 
 
 # -- building and fitting ----------------------------------------------------------------------
-@torch.no_grad()
 def embeddings(model: TwoStageModel, data: ArraySet, batch_size: int = 64) -> np.ndarray:
     """Backbone outputs (N, D) in eval mode: what the concept layer reads."""
-    was_training = model.training
-    model.eval()
-    out = [model.backbone(model.frontend.normalize(data.logspec[i:i + batch_size].float())).numpy()
-           for i in range(0, len(data), batch_size)]
-    model.train(was_training)
-    return np.concatenate(out).astype(np.float64)
+    return batched_outputs(model, data, model.backbone, batch_size)
 
 
 def fit_probe(model: TwoStageModel, train: ArraySet) -> None:

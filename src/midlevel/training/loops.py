@@ -75,14 +75,19 @@ def _unit(values: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def network_outputs(model: AudioModel, data: ArraySet, batch_size: int = 64) -> np.ndarray:
-    """Per-clip outputs (concepts for two-stage models, targets for black boxes), eval mode."""
+def batched_outputs(model: AudioModel, data: ArraySet, forward, batch_size: int = 64) -> np.ndarray:
+    """``forward`` applied to the normalised spectrograms batch by batch, in eval mode."""
     was_training = model.training
     model.eval()
-    out = [model.outputs_from_spectrogram(model.frontend.normalize(data.logspec[i:i + batch_size].float())).numpy()
+    out = [forward(model.frontend.normalize(data.logspec[i:i + batch_size].float())).numpy()
            for i in range(0, len(data), batch_size)]
     model.train(was_training)
     return np.concatenate(out).astype(np.float64)
+
+
+def network_outputs(model: AudioModel, data: ArraySet, batch_size: int = 64) -> np.ndarray:
+    """Per-clip outputs (concepts for two-stage models, targets for black boxes), eval mode."""
+    return batched_outputs(model, data, model.outputs_from_spectrogram, batch_size)
 
 
 def predict_targets(model: AudioModel, data: ArraySet) -> np.ndarray:
