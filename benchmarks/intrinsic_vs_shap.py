@@ -60,6 +60,8 @@ PERTURBATION_LABELS = {"noise_30db": "noise 30 dB SNR", "gain_3db": "gain +3 dB"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpus", required=True, help="corpus root (Mid-level layout, split column, ground_truth.json)")
+    p.add_argument("--background-corpus", help="corpus whose train split is SHAP's background and the MLP head's "
+                   "training data (default: --corpus; needed when --corpus is a held-out, test-only corpus)")
     p.add_argument("--models", help="train_family folder, model folder(s) or zoo names, comma-separated "
                                     "(default: train a quick family into OUT/family)")
     p.add_argument("--n", type=int, default=200, help="test clips (all if fewer)")
@@ -350,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     models, family = find_models(args, out)
     cache_dir = Path(args.cache_dir) if args.cache_dir else (family / "cache" if (family / "cache").is_dir() else out / "cache")
     splits = load_splits(args.corpus)
+    if args.background_corpus:
+        splits["train"] = load_splits(args.background_corpus)["train"]
+    if not len(splits["train"]):
+        raise SystemExit(f"{args.corpus}: no train split for SHAP's background; pass --background-corpus")
     if splits["test"].targets is None:
         raise SystemExit(f"{args.corpus}: no target ratings (mean_ratings_set1.csv): nothing to benchmark")
     paths, targets = pick_clips(splits["test"], args.n, args.seed)
