@@ -14,6 +14,14 @@ import numpy as np  # noqa: E402
 from ..ioutil import atomic_path  # noqa: E402
 
 
+def save_png(fig, path: str | Path | None, dpi: int = 110):
+    """Write ``fig`` as PNG atomically when ``path`` is given; return the figure."""
+    if path is not None:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
+    return fig
+
+
 def plot_contributions(expl, path: str | Path | None = None, *, targets: list[str] | None = None):
     """One horizontal bar panel per target: each concept's signed contribution."""
     names = targets or expl.target_names
@@ -36,7 +44,4 @@ def plot_contributions(expl, path: str | Path | None = None, *, targets: list[st
     flags = f" [{', '.join(expl.flags())}]" if expl.flags() else ""
     fig.suptitle(f"Concept contributions: {Path(expl.source).name}{flags}", fontsize=10)
     fig.tight_layout()
-    if path is not None:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-    return fig
+    return save_png(fig, path)

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..ioutil import atomic_path  # noqa: E402
+from .plotting import save_png  # noqa: E402
 from .explanation import Explanation  # noqa: E402
 from .shap_baseline import SegmentShap  # noqa: E402
 
@@ -64,7 +64,4 @@ def plot_side_by_side(intrinsic: Explanation, segment_shaps: Sequence[SegmentSha
         ax.axis("off")
     fig.suptitle(f"Explanations of {Path(intrinsic.source).name}", fontsize=10)
     fig.tight_layout()
-    if path is not None:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-    return fig
+    return save_png(fig, path)

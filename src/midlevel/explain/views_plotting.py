@@ -16,15 +16,7 @@ import numpy as np  # noqa: E402
 from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
-from ..ioutil import atomic_path  # noqa: E402
-
-
-def save(fig, path: str | Path | None, dpi: int = 100):
-    """Write ``fig`` as PNG atomically when ``path`` is given; return the figure."""
-    if path is not None:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=dpi)
-    return fig
+from .plotting import save_png  # noqa: E402
 
 
 def bars(ax, x: np.ndarray, width: float, bottom: np.ndarray, top: np.ndarray, **kwargs) -> None:
@@ -80,7 +72,7 @@ def plot_timeline(tl, path: str | Path | None = None, *, targets: list[str] | No
     fig.suptitle(f"Over time: {Path(tl.source).name} ({tl.window_seconds:g} s windows, hop {tl.hop_seconds:g} s)",
                  fontsize=10)
     fig.tight_layout()
-    return save(fig, path)
+    return save_png(fig, path, dpi=100)
 
 
 def cell_edges(centres: np.ndarray, *, log: bool) -> np.ndarray:
@@ -142,7 +134,7 @@ def plot_attribution(maps, name: str, path: str | Path | None = None):
     for ax in (ax_s, ax_a):
         ax.tick_params(labelbottom=False)
     fig.tight_layout()
-    return save(fig, path)
+    return save_png(fig, path, dpi=100)
 
 
 def plot_map_grid(maps, path: str | Path | None = None, *, names: list[str] | None = None):
@@ -163,4 +155,4 @@ def plot_map_grid(maps, path: str | Path | None = None, *, names: list[str] | No
     fig.suptitle(f"{maps.kind} attribution ({maps.method.replace('_', ' ')}), red: pushes up, blue: down",
                  fontsize=10)
     fig.tight_layout()
-    return save(fig, path)
+    return save_png(fig, path, dpi=100)

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..heads import AdditiveHead  # noqa: E402
-from ..ioutil import atomic_path  # noqa: E402
+from ..explain.plotting import save_png  # noqa: E402
 
 #: generating weights at least this large (on standardised ratings) must be matched in sign
 SIGN_THRESHOLD = 0.2
@@ -63,6 +63,5 @@ def plot_shape_functions(head, concepts: np.ndarray, path: str | Path) -> None:
     axes[-1].legend(fontsize=7, loc="best")
     fig.suptitle("GAM shape functions: contribution of each concept (x: concept rating) to each emotion", fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+    save_png(fig, path, dpi=100)
     plt.close(fig)
