@@ -1,8 +1,13 @@
-"""Spectrogram -> embedding networks. Both end in global average pooling, so any length works."""
+"""Spectrogram -> embedding networks. All end in global pooling, so any length works."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
+from torch.nn import functional as F
+
+from .config import FrontendConfig
+from .music_features import PitchClassFeatures, PitchMotionFeatures, RhythmFeatures
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Sequential:
@@ -62,10 +67,56 @@ class CompactBackbone(nn.Sequential):
         self.out_features = 8 * w
 
 
-BACKBONES = {"vgg": VGGBackbone, "compact": CompactBackbone}
+class CompactMusicBackbone(nn.Module):
+    """The compact CNN beside pitch-class, pitch-motion and rhythm descriptors (``midlevel.music_features``).
+
+    The CNN's embedding and the descriptors are concatenated, batch-normalised and mixed by one
+    hidden layer. The descriptors see a spectrally whitened copy of the input (the un-normalised
+    log spectrogram minus its local mean over neighbouring bands), which keeps spectral peaks,
+    i.e. the partials of notes; ``band_mean``/``band_std`` undo the front-end's normalisation and
+    are set with it (``AudioModel.set_input_normalization``).
+    """
+
+    def __init__(self, frontend: FrontendConfig, *, width: int = 16, hidden: int = 128,
+                 dropout: float = 0.1, whiten_bands: int = 9) -> None:
+        super().__init__()
+        self.cnn = CompactBackbone(width=width, dropout=dropout)
+        self.pitch = PitchClassFeatures(frontend)
+        self.motion = PitchMotionFeatures(frontend)
+        self.rhythm = RhythmFeatures(frontend)
+        n_bands = self.pitch.chroma.shape[0]
+        self.register_buffer("band_mean", torch.zeros(n_bands))
+        self.register_buffer("band_std", torch.ones(n_bands))
+        self.whiten_bands = int(whiten_bands)
+        n_in = sum(m.out_features for m in (self.cnn, self.pitch, self.motion, self.rhythm))
+        self.mix = nn.Sequential(nn.BatchNorm1d(n_in), nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout))
+        self.out_features = hidden
+
+    @torch.no_grad()
+    def set_input_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.band_mean.copy_(torch.as_tensor(mean, dtype=self.band_mean.dtype).expand_as(self.band_mean))
+        self.band_std.copy_(torch.as_tensor(std, dtype=self.band_std.dtype).clamp_min(1e-6).expand_as(self.band_std))
+
+    def whiten(self, spec: torch.Tensor) -> torch.Tensor:
+        """(b, 1, bands, t) normalised -> (b, 1, bands, t) log spectrogram above its local band mean."""
+        logspec = spec * self.band_std[:, None] + self.band_mean[:, None]
+        k = self.whiten_bands
+        local = F.avg_pool2d(logspec, (k, 1), stride=1, padding=(k // 2, 0), count_include_pad=False)
+        return F.relu(logspec - local)
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        whitened = self.whiten(spec)
+        parts = [self.cnn(spec), self.pitch(whitened), self.motion(whitened), self.rhythm(spec)]
+        return self.mix(torch.cat(parts, dim=1))
 
 
-def build_backbone(name: str) -> nn.Module:
+BACKBONES = {"vgg": VGGBackbone, "compact": CompactBackbone, "compact_music": CompactMusicBackbone}
+
+
+def build_backbone(name: str, frontend: FrontendConfig | None = None) -> nn.Module:
+    """Backbones that read pitch from the spectrogram take the front-end's settings."""
+    if name == "compact_music":
+        return CompactMusicBackbone(frontend or FrontendConfig())
     try:
         return BACKBONES[name]()
     except KeyError:

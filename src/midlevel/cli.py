@@ -117,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              patience=args.patience, seed=args.seed, joint_weight=args.joint_weight,
-                             crop_frames=args.crop_frames)
+                             crop_frames=args.crop_frames, lr_schedule=args.lr_schedule)
     joint = None if args.joint_heads is None else [h for h in args.joint_heads.split(",") if h]
     results = train_family(args.corpus, args.out, backbone=args.backbone, heads=args.heads.split(","), joint_heads=joint,
                            settings=settings, cache_dir=args.cache_dir)
@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train A2Mid, A2Mid2E, A2Mid2E-Joint and A2E on a Mid-level-layout data set")
     p.add_argument("--corpus", required=True, help="data set root (Mid-level layout + mean_ratings_set1.csv)")
     p.add_argument("--out", required=True, help="output folder (re-running resumes)")
-    p.add_argument("--backbone", default="compact", choices=["compact", "vgg"])
+    p.add_argument("--backbone", default="compact", choices=["compact", "compact_music", "vgg"])
     p.add_argument("--heads", default="linear,gam", help="comma-separated head types")
     p.add_argument("--joint-heads", help="heads that also get a jointly trained network (default: all of --heads)")
     p.add_argument("--epochs", type=int, default=30)
@@ -164,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--joint-weight", type=float, default=0.5, help="weight of the concept loss in joint training")
     p.add_argument("--crop-frames", type=int, help="train on random excerpts of this many frames (31.3 per second)")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                   help="cosine: decay the learning rate to 0 over --epochs (a function of the epoch, so resumable)")
     p.add_argument("--cache-dir", help="spectrogram cache folder (default: OUT/cache)")
     p.set_defaults(func=cmd_train)
     corpus = sub.add_parser("corpus", help="the controlled corpus").add_subparsers(dest="corpus_command", required=True)

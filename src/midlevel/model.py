@@ -42,11 +42,17 @@ class AudioModel(nn.Module):
         super().__init__()
         self.config = config
         self.frontend = LogFrequencySpectrogram(config.frontend)
-        self.backbone = build_backbone(config.backbone)
+        self.backbone = build_backbone(config.backbone, config.frontend)
 
     @property
     def name(self) -> str:
         return self.config.name or "unnamed model"
+
+    def set_input_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-band statistics of the training data's log spectrograms, for every layer that needs them."""
+        self.frontend.set_normalization(mean, std)
+        if hasattr(self.backbone, "set_input_statistics"):
+            self.backbone.set_input_statistics(mean, std)
 
     def read_audio(self, audio: Any, *, sample_rate: int | None = None) -> Audio:
         """Decode a path or array to mono float32 at the model's rate (see ``midlevel.audio``)."""

@@ -20,6 +20,7 @@ may raise the epoch budget (to extend training); every other setting must match.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from .checkpointing import load_training_state, save_training_state
 from .metrics import pearson_per_column
 
 SETUPS = ("concepts", "joint", "a2e")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -51,10 +53,21 @@ class TrainSettings:
     #: Halving the frames halves the cost of an epoch and acts as augmentation (global pooling
     #: makes the network length-agnostic).
     crop_frames: int | None = None
+    #: "constant", or "cosine": lr x (1 + cos(pi x epoch / epochs)) / 2, a function of the epoch number only,
+    #: so a resumed run continues the same schedule without storing scheduler state.
+    lr_schedule: str = "constant"
 
     def __post_init__(self) -> None:
         if self.setup not in SETUPS:
             raise ValueError(f"setup must be one of {SETUPS}; got {self.setup!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}; got {self.lr_schedule!r}")
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of epoch ``epoch`` (0-based)."""
+        if self.lr_schedule == "cosine":
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / max(self.epochs, 1)))
+        return self.lr
 
 
 @dataclass
@@ -157,6 +170,8 @@ def train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings:
         if epoch - state["best_epoch"] > settings.patience and state["best_epoch"] >= 0:
             break
         start = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = settings.lr_at(epoch)
         torch.manual_seed(settings.seed * 100_003 + epoch)
         gen = torch.Generator().manual_seed(settings.seed * 7919 + epoch)
         order = torch.randperm(len(train), generator=gen)

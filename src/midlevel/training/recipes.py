@@ -95,7 +95,7 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
         torch.manual_seed(settings.seed)
         cfg = replace(base, kind=kind, head=head, head_params=head_params.get(head, {}))
         model = TwoStageModel(cfg) if kind == "two_stage" else BlackBoxModel(cfg)
-        model.frontend.set_normalization(mean, std)
+        model.set_input_normalization(mean, std)
         return model
 
     train = arrays["train"]

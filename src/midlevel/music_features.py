@@ -1,0 +1,207 @@
+"""Differentiable pitch-class and rhythm descriptors computed inside the network.
+
+A small CNN with global average pooling hears timbre and texture well (dissonance, articulation,
+rhythm complexity) but not relations between pitches or between onsets: mode, key clarity,
+modulations, melodic steps, a steady pulse. Those are what music theory measures with pitch-class
+profiles, interval statistics and onset periodicity, so this module computes those measurements
+from the same normalised log spectrogram, as tensor operations (trainable where it helps, exported
+to ONNX with the rest of the network). No library offers them as layers: librosa's chroma and
+tempogram are numpy functions outside the graph, so they could neither be trained jointly nor
+exported, which is why they are written here.
+
+Every feature is invariant to transposition (a rotation of the 12 pitch classes) by construction:
+key and interval statistics are taken as a maximum over rotations or as functions of the interval
+between two pitch classes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .config import FrontendConfig
+from .frontend import log_filterbank
+
+#: Krumhansl-Kessler probe-tone profiles (C major, C minor): the initial key templates.
+KK_MAJOR = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
+KK_MINOR = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
+#: Triads on C: the initial chord templates.
+MAJOR_TRIAD = (1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0)
+MINOR_TRIAD = (1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0)
+
+
+def band_centres(cfg: FrontendConfig) -> np.ndarray:
+    """Centre frequency (Hz) of each filterbank band: its filter's weighted mean bin frequency."""
+    fb = log_filterbank(cfg)
+    bin_freqs = np.arange(fb.shape[0]) * cfg.sample_rate / cfg.n_fft
+    return (fb * bin_freqs[:, None]).sum(0) / np.maximum(fb.sum(0), 1e-12)
+
+
+def chroma_matrix(cfg: FrontendConfig, *, fmin: float = 130.0, fmax: float = 5000.0,
+                  width: float = 0.4) -> np.ndarray:
+    """(bands, 12) soft assignment of bands to pitch classes (C = 0).
+
+    Each band inside [fmin, fmax] spreads over the pitch classes with a Gaussian of ``width``
+    semitones around its centre; below ``fmin`` FFT bins are more than a semitone apart, above
+    ``fmax`` there is little pitched energy, so those bands get no weight.
+    """
+    centres = band_centres(cfg)
+    midi = 69.0 + 12.0 * np.log2(np.maximum(centres, 1e-6) / 440.0)
+    pcs = np.arange(12)
+    diff = (midi[:, None] - pcs[None, :] + 6.0) % 12.0 - 6.0  # circular distance in semitones
+    weights = np.exp(-0.5 * (diff / width) ** 2)
+    weights /= weights.sum(1, keepdims=True)
+    weights[(centres < fmin) | (centres > fmax)] = 0.0
+    return weights.astype(np.float32)
+
+
+def band_groups(cfg: FrontendConfig, edges: tuple[float, ...] = (200.0, 2000.0)) -> np.ndarray:
+    """(bands, groups) 0/1 matrix grouping bands into low / mid / high for onset envelopes."""
+    centres = band_centres(cfg)
+    group = np.searchsorted(np.asarray(edges), centres)
+    out = np.zeros((len(centres), len(edges) + 1), dtype=np.float32)
+    out[np.arange(len(centres)), group] = 1.0
+    return out / out.sum(0, keepdims=True)
+
+
+def all_rotations(templates: torch.Tensor) -> torch.Tensor:
+    """(k, 12) -> (k, 12 rotations, 12): row r of template j is template j transposed up r semitones."""
+    idx = (torch.arange(12)[None, :] - torch.arange(12)[:, None]) % 12  # [r, p] = (p - r) mod 12
+    return templates[:, idx]
+
+
+def centred_unit(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    x = x - x.mean(dim, keepdim=True)
+    return x / (x.norm(dim=dim, keepdim=True) + 1e-6)
+
+
+class PitchClassFeatures(nn.Module):
+    """Normalised log spectrogram (batch, 1, bands, frames) -> transposition-invariant tonal features.
+
+    - interval profiles: for frame lags 0 (simultaneous: harmony) and ``lags`` (successive: melody),
+      the energy-weighted histogram of the 12 intervals between pitch classes;
+    - key fit: correlation of the clip's pitch-class profile with trainable key templates
+      (initialised to Krumhansl-Kessler major/minor), maximised over the 12 transpositions, for the
+      whole input and for local windows (mean and minimum over windows), and the lowest similarity
+      between a local profile and the whole input's (drops after a modulation);
+    - chord fit: per local frame group, the best-fitting transposition of trainable chord templates
+      (initialised to major and minor triads), averaged over time.
+    """
+
+    def __init__(self, cfg: FrontendConfig, *, lags: tuple[int, ...] = (4, 8, 16), n_keys: int = 6,
+                 n_chords: int = 6, local_frames: int = 104, chord_frames: int = 16) -> None:
+        super().__init__()
+        self.register_buffer("chroma", torch.from_numpy(chroma_matrix(cfg)))
+        self.lags = tuple(int(v) for v in lags)
+        self.local_frames = int(local_frames)
+        self.chord_frames = int(chord_frames)
+        gen = torch.Generator().manual_seed(0)
+        keys = torch.rand(n_keys, 12, generator=gen)
+        keys[0], keys[1] = torch.tensor(KK_MAJOR), torch.tensor(KK_MINOR)
+        chords = torch.rand(n_chords, 12, generator=gen) * 0.3
+        chords[0], chords[1] = torch.tensor(MAJOR_TRIAD, dtype=torch.float32), torch.tensor(MINOR_TRIAD, dtype=torch.float32)
+        self.key_templates = nn.Parameter(keys)
+        self.chord_templates = nn.Parameter(chords)
+        self.out_features = 12 * (1 + len(self.lags)) + 3 * n_keys + 2 + 2 * n_chords
+
+    def pitch_classes(self, spec: torch.Tensor) -> torch.Tensor:
+        """(batch, 12, frames), each frame summing to 1 (silence spread evenly)."""
+        energy = F.relu(spec[:, 0])  # above the training set's mean level of each band
+        pcs = torch.einsum("bft,fp->bpt", energy, self.chroma)
+        return (pcs + 1e-4) / (pcs.sum(1, keepdim=True) + 12e-4)
+
+    @staticmethod
+    def interval_profile(pcs: torch.Tensor, lag: int) -> torch.Tensor:
+        """(batch, 12): mean over t of sum_p pcs[p, t] * pcs[p + s, t + lag] for each interval s."""
+        a = pcs[..., : pcs.shape[-1] - lag] if lag else pcs
+        b = pcs[..., lag:]
+        rolled = torch.stack([torch.roll(b, shifts=-s, dims=1) for s in range(12)], dim=1)  # (b, 12s, 12p, t)
+        return (a.unsqueeze(1) * rolled).sum(2).mean(-1)
+
+    @staticmethod
+    def template_fit(profiles: torch.Tensor, templates: torch.Tensor) -> torch.Tensor:
+        """profiles (..., 12) -> (..., k): best correlation with each template over 12 transpositions."""
+        rot = centred_unit(all_rotations(templates))  # (k, 12, 12)
+        corr = torch.einsum("...p,krp->...kr", centred_unit(profiles), rot)
+        return corr.amax(-1)
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        pcs = self.pitch_classes(spec)
+        feats = [self.interval_profile(pcs, 0)] + [self.interval_profile(pcs, lag) for lag in self.lags]
+        whole = pcs.mean(-1)  # (b, 12)
+        local = F.avg_pool1d(pcs, self.local_frames, self.local_frames // 2, ceil_mode=True).transpose(1, 2)  # (b, w, 12)
+        key_whole = self.template_fit(whole, self.key_templates)
+        key_local = self.template_fit(local, self.key_templates)  # (b, w, k)
+        agreement = (centred_unit(local) * centred_unit(whole).unsqueeze(1)).sum(-1)  # (b, w)
+        chords = F.avg_pool1d(pcs, self.chord_frames, self.chord_frames // 2, ceil_mode=True).transpose(1, 2)
+        chord_fit = self.template_fit(chords, self.chord_templates)  # (b, beats, k)
+        feats += [key_whole, key_local.mean(1), key_local.amin(1), agreement.mean(1, keepdim=True),
+                  agreement.amin(1, keepdim=True), chord_fit.mean(1), chord_fit.amax(1)]
+        return torch.cat(feats, dim=1)
+
+
+class PitchMotionFeatures(nn.Module):
+    """Whitened log spectrogram -> how the spectrum moves in pitch between frames ``lags`` apart.
+
+    Pitch classes cannot see octaves, yet octave leaps and wide ranges are what make a line hard
+    to sing. On the bands that are log-spaced (24 per octave, above ``fmin``), a shift of k bands
+    is a pitch interval of k quarter tones, so the correlation of a frame with a later frame at
+    each shift up to ``max_shift`` bands (a little over an octave each way) is a histogram of
+    melodic and harmonic motion that keeps the interval size and direction.
+    """
+
+    def __init__(self, cfg: FrontendConfig, *, lags: tuple[int, ...] = (4, 8, 16), max_shift: int = 26,
+                 fmin: float = 440.0) -> None:
+        super().__init__()
+        self.first_band = int(np.searchsorted(band_centres(cfg), fmin))
+        self.lags = tuple(int(v) for v in lags)
+        self.max_shift = int(max_shift)
+        self.out_features = len(self.lags) * (2 * self.max_shift + 1)
+
+    def forward(self, whitened: torch.Tensor) -> torch.Tensor:
+        w = whitened[:, 0, self.first_band:]
+        w = w / (w.sum(1, keepdim=True) + 1e-3)
+        n, feats = w.shape[1], []
+        for lag in self.lags:
+            a, b = w[..., : w.shape[-1] - lag], w[..., lag:]
+            for s in range(-self.max_shift, self.max_shift + 1):
+                lo, hi = max(0, -s), n - max(0, s)
+                feats.append((a[:, lo:hi] * b[:, lo + s:hi + s]).sum(1).mean(-1))
+        return torch.stack(feats, dim=1) * n
+
+
+class RhythmFeatures(nn.Module):
+    """Normalised log spectrogram -> onset-periodicity features.
+
+    Spectral flux in low / mid / high bands gives three onset envelopes; their normalised
+    autocorrelation over lags 1..``max_lag`` frames shows how regular the pulse is (sharp, high
+    peaks for a steady beat; flat for jitter and rubato). A small convolution over the lag axis
+    followed by max and mean pooling makes the features tempo-tolerant.
+    """
+
+    def __init__(self, cfg: FrontendConfig, *, max_lag: int = 48, channels: int = 16) -> None:
+        super().__init__()
+        self.register_buffer("groups", torch.from_numpy(band_groups(cfg)))
+        self.max_lag = int(max_lag)
+        n = self.groups.shape[1]
+        self.lag_conv = nn.Conv1d(n, channels, 5, padding=2)
+        self.out_features = 2 * channels + 2 * n
+
+    def envelopes(self, spec: torch.Tensor) -> torch.Tensor:
+        flux = F.relu(spec[:, 0, :, 1:] - spec[:, 0, :, :-1])  # (b, bands, t-1)
+        return torch.einsum("bft,fg->bgt", flux, self.groups)
+
+    def autocorrelation(self, env: torch.Tensor) -> torch.Tensor:
+        """(batch, groups, t) -> (batch, groups, max_lag): normalised autocorrelation at lags 1..max_lag."""
+        x = env - env.mean(-1, keepdim=True)
+        win = x.unfold(-1, self.max_lag + 1, 1)  # (b, g, t - L, L + 1)
+        acf = (win[..., :1] * win).mean(-2)  # (b, g, L + 1)
+        return acf[..., 1:] / (acf[..., :1] + 1e-6)
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        env = self.envelopes(spec)
+        acf = self.autocorrelation(env)
+        h = F.relu(self.lag_conv(acf))
+        return torch.cat([h.amax(-1), h.mean(-1), acf[..., 3:].amax(-1), env.mean(-1)], dim=1)

@@ -1,0 +1,160 @@
+"""The pitch-class, pitch-motion and rhythm descriptors hear what they claim, on synthesised audio."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from midlevel import ModelConfig, TwoStageModel, example_clip
+from midlevel.audio import load_audio
+from midlevel.backbones import CompactMusicBackbone
+from midlevel.config import FrontendConfig
+from midlevel.frontend import LogFrequencySpectrogram
+from midlevel.music_features import (KK_MAJOR, KK_MINOR, PitchClassFeatures, PitchMotionFeatures,
+                                     RhythmFeatures, band_centres, chroma_matrix)
+from midlevel.training.loops import TrainSettings
+
+SR = 22050
+CFG = FrontendConfig()
+
+
+def tone(midi: float, seconds: float, partials: int = 6) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 440.0 * 2 ** ((midi - 69) / 12)
+    wave = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, partials + 1) if k * f0 < SR / 2)
+    return (0.1 * wave * np.hanning(len(t)) ** 0.1).astype(np.float32)
+
+
+def chords(progression, seconds: float = 1.0) -> np.ndarray:
+    return np.concatenate([sum(tone(m, seconds) for m in chord) for chord in progression])
+
+
+def melody(notes, seconds: float = 0.5) -> np.ndarray:
+    return np.concatenate([tone(m, seconds) for m in notes])
+
+
+def whitened(wave: np.ndarray) -> torch.Tensor:
+    """The descriptors' input: a backbone with identity statistics sees the raw log spectrogram."""
+    spec = LogFrequencySpectrogram(CFG)(torch.from_numpy(wave)[None])
+    return CompactMusicBackbone(CFG).whiten(spec)
+
+
+C_MAJOR = [(60, 64, 67), (65, 69, 72), (67, 71, 74), (60, 64, 67)] * 2  # I IV V I
+C_MINOR = [(60, 63, 67), (65, 68, 72), (67, 71, 74), (60, 63, 67)] * 2  # i iv V i
+
+
+def test_chroma_matrix_sends_a_bands_centre_to_its_pitch_class():
+    m = chroma_matrix(CFG)
+    assert m.shape == (149, 12)
+    used = m.sum(1) > 0
+    np.testing.assert_allclose(m[used].sum(1), 1.0, atol=1e-6)
+    a4_band = np.argmin(np.abs(band_centres(CFG) - 440.0))
+    assert m[a4_band].argmax() == 9  # A
+
+
+def test_key_fit_is_exactly_invariant_to_rotating_the_profile(rng):
+    templates = torch.tensor([KK_MAJOR, KK_MINOR])
+    profiles = torch.from_numpy(rng.random((5, 12))).float()
+    fit = PitchClassFeatures.template_fit(profiles, templates)
+    for k in range(1, 12):
+        torch.testing.assert_close(PitchClassFeatures.template_fit(torch.roll(profiles, k, dims=1), templates), fit,
+                                   atol=1e-6, rtol=0)
+    major_profile = torch.roll(torch.tensor(KK_MAJOR), 5)  # F major
+    fit = PitchClassFeatures.template_fit(major_profile[None], templates)[0]
+    assert fit[0] > 0.999 and fit[1] < fit[0] - 0.1
+
+
+@pytest.mark.parametrize("shift", [0, 3, 7])
+def test_key_templates_tell_major_from_minor_in_any_key(shift):
+    # chords from C4 up: below about 200 Hz the FFT bins are a semitone apart and pitch classes
+    # blur (a G3-rooted progression still gets the triads right but not the key fit's margin)
+    feats = PitchClassFeatures(CFG)
+    n_int = 12 * (1 + len(feats.lags))
+    out = {}
+    for mode, prog in (("major", C_MAJOR), ("minor", C_MINOR)):
+        wave = chords([tuple(m + shift for m in chord) for chord in prog])
+        with torch.no_grad():
+            out[mode] = feats(whitened(wave))[0]
+    n_chords = feats.chord_templates.shape[0]
+    key = {mode: float(o[n_int] - o[n_int + 1]) for mode, o in out.items()}  # major minus minor key fit
+    chord = {mode: o[-2 * n_chords:-2 * n_chords + 2] for mode, o in out.items()}  # mean triad fits
+    assert key["major"] > 0 and key["major"] > key["minor"] + 0.1  # relative keys share notes, so no wide margin
+    assert chord["major"][0] > chord["major"][1] + 0.1
+    assert chord["minor"][1] > chord["minor"][0] + 0.1
+
+
+def test_simultaneous_intervals_show_a_fifth_not_a_second():
+    feats = PitchClassFeatures(CFG)
+    with torch.no_grad():
+        fifth = feats.interval_profile(feats.pitch_classes(whitened(chords([(57, 64)], 3.0))), 0)[0]
+        second = feats.interval_profile(feats.pitch_classes(whitened(chords([(57, 59)], 3.0))), 0)[0]
+    # partials add intervals of their own, so compare the two dyads rather than bins of one
+    assert fifth[5] + fifth[7] > 1.25 * (second[5] + second[7])
+    assert second[2] + second[10] > 1.5 * (fifth[2] + fifth[10])
+    torch.testing.assert_close(fifth[1:], fifth[1:].flip(0), atol=1e-6, rtol=0)  # s and 12 - s pair up
+
+
+def test_pitch_motion_sees_octave_leaps_that_pitch_classes_cannot():
+    motion = PitchMotionFeatures(CFG, lags=(16,))
+    centre = motion.max_shift
+    with torch.no_grad():
+        leaps = motion(whitened(melody([69, 81] * 6)))[0]
+        steps = motion(whitened(melody([69, 71] * 6)))[0]
+        pcs = PitchClassFeatures(CFG)
+        pc_leaps = pcs.pitch_classes(whitened(melody([69, 81] * 6))).mean(-1)
+        pc_same = pcs.pitch_classes(whitened(melody([69] * 12))).mean(-1)
+    octave = leaps[centre + 24] + leaps[centre - 24]
+    assert octave > 3 * (steps[centre + 24] + steps[centre - 24])
+    assert steps[centre + 4] + steps[centre - 4] > 3 * (leaps[centre + 4] + leaps[centre - 4])
+    torch.testing.assert_close(pc_leaps, pc_same, atol=0.03, rtol=0)  # the octave is invisible to chroma
+
+
+def test_a_steady_pulse_has_a_stronger_periodicity_than_jittered_onsets(rng):
+    def clicks(times):
+        wave = np.zeros(int(10 * SR), dtype=np.float32)
+        for t in times:
+            i = int(t * SR)
+            wave[i:i + 400] += (rng.standard_normal(400) * np.exp(-np.arange(400) / 80)).astype(np.float32)
+        return wave
+
+    beats = np.arange(0.2, 9.8, 0.5)
+    rhythm = RhythmFeatures(CFG)
+    spec = LogFrequencySpectrogram(CFG)
+    with torch.no_grad():
+        steady = rhythm.autocorrelation(rhythm.envelopes(spec(torch.from_numpy(clicks(beats))[None])))
+        jitter = beats + rng.normal(0, 0.08, len(beats))
+        shaky = rhythm.autocorrelation(rhythm.envelopes(spec(torch.from_numpy(clicks(jitter))[None])))
+    assert steady[0, :, 3:].amax() > shaky[0, :, 3:].amax() + 0.2
+    acf = steady[0].mean(0)  # lag k + 1 at index k
+    beat = 0.5 * SR / CFG.hop_length  # 15.7 frames: the peak falls on lag 15 or 16
+    assert acf[int(beat) - 1:int(beat) + 1].amax() > 0.4
+    assert acf[3:int(beat) - 2].amax() < 0.1  # nothing between the beats
+
+
+def test_music_backbone_saves_loads_and_exports_with_its_statistics(tmp_path):
+    torch.manual_seed(0)
+    model = TwoStageModel(ModelConfig(backbone="compact_music", name="music-test"))
+    model.set_input_normalization(torch.full((149,), 0.2), torch.full((149,), 0.5))
+    model.eval()
+    model.save_pretrained(tmp_path / "m")
+    loaded = TwoStageModel.from_pretrained(tmp_path / "m")
+    torch.testing.assert_close(loaded.backbone.band_std, torch.full((149,), 0.5))
+    clip = load_audio(example_clip(), SR)
+    a, b = model.explain(clip), loaded.explain(clip)
+    np.testing.assert_array_equal(a.concepts, b.concepts)
+    loaded.export_onnx(tmp_path / "m.onnx")
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    for seconds in (1, 12):
+        wave = clip.samples[: seconds * SR]
+        out = sess.run(["concepts", "targets"], {"wave": wave[None]})
+        expl = loaded.explain(wave, sample_rate=SR)
+        np.testing.assert_allclose(out[0][0], expl.concepts, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(out[1][0], expl.targets, atol=1e-4, rtol=0)
+
+
+def test_cosine_schedule_is_a_function_of_the_epoch():
+    s = TrainSettings(epochs=10, lr=1e-3, lr_schedule="cosine")
+    assert s.lr_at(0) == pytest.approx(1e-3) and s.lr_at(5) == pytest.approx(5e-4) and s.lr_at(10) == pytest.approx(0)
+    assert TrainSettings(lr=2e-3).lr_at(7) == 2e-3
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainSettings(lr_schedule="step")
