@@ -10,15 +10,18 @@ tracemalloc's peak (numpy and Python objects; torch tensors are not traced) is r
 
 glibc's malloc raises its mmap threshold after freeing a large block (up to 32 MiB); from then
 on freed batch buffers stay in its heap and count in the peak RSS, more so the more batches ran,
-until it saturates (some tens of MiB). Each run is therefore repeated with
-``MALLOC_MMAP_THRESHOLD_`` fixed ("fixed" allocator), which shows what the code itself holds.
+until it saturates (some tens of MiB). The window loops call ``malloc_trim`` after each batch
+(``midlevel.ioutil.release_freed_memory``), which returns part of it. Each run is repeated with
+``MALLOC_MMAP_THRESHOLD_`` fixed by the environment ("fixed"), which shows what the code itself
+holds, and with the threshold fixed by ``mallopt`` the way the ``midlevel`` command does at start
+("cli"); "default" is a library call from a process that left glibc alone.
 
 Views: ``timeline`` (over time, the model's windows: ``model.explain`` plus per-window
 contributions) and ``report`` (the whole HTML report, whose spectrogram and listening views
 use a 30 s excerpt). The files are the example clip repeated, so they are real music.
 
     python benchmarks/long_track_memory.py [--durations 60,600,1200,2400] [--views timeline,report]
-                                           [--allocators default,fixed]
+                                           [--allocators default,fixed,cli]
 
 Writes benchmarks/results/long_track_memory.json.
 """
@@ -41,7 +44,7 @@ import soundfile as sf
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLE_RATE = 22050
-ALLOCATORS = {"default": {}, "fixed": {"MALLOC_MMAP_THRESHOLD_": "131072"}}
+ALLOCATORS = {"default": {}, "fixed": {"MALLOC_MMAP_THRESHOLD_": "131072"}, "cli": {"MIDLEVEL_BENCH_CLI": "1"}}
 
 
 def rss_mb() -> tuple[float, float]:
@@ -68,6 +71,10 @@ def child(path: str, view: str, out_dir: str) -> dict:
     from midlevel.explain.timeline import timeline
 
     torch.set_num_threads(2)
+    if os.environ.get("MIDLEVEL_BENCH_CLI"):  # what the `midlevel` command does at start
+        from midlevel.ioutil import fix_mmap_threshold
+
+        assert fix_mmap_threshold()
     model = midlevel.load()
     run = {"timeline": lambda audio: timeline(model, audio),
            "report": lambda audio: write_report(model, audio, Path(out_dir) / "report.html")}[view]
@@ -104,7 +111,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--durations", default="60,600,1200,2400", help="comma-separated track lengths in seconds")
     parser.add_argument("--views", default="timeline,report")
-    parser.add_argument("--allocators", default="default,fixed")
+    parser.add_argument("--allocators", default="default,fixed,cli")
     parser.add_argument("--child", nargs=3, metavar=("PATH", "VIEW", "OUT_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

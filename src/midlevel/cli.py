@@ -189,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None:  # a process of our own (the console script), not a call from someone's program
+        from .ioutil import fix_mmap_threshold
+
+        fix_mmap_threshold()
     try:
         return args.func(args)
     except USER_ERRORS as exc:

@@ -10,7 +10,7 @@ Tracks shorter than one window are zero-padded to one window and flagged ``padde
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -23,6 +23,15 @@ from .config import ConfigError, ModelConfig
 from .explain.explanation import Explanation, Prediction
 from .frontend import LogFrequencySpectrogram
 from .heads import AdditiveHead, build_head
+from .ioutil import release_freed_memory
+
+
+def stream_windows(samples: np.ndarray, window: int, hop: int, batch_size: int) -> Iterator[np.ndarray]:
+    """(B, window) float32 batches covering the track (end-aligned last window, short tracks padded)."""
+    samples, _ = pad_to_length(samples, window)
+    starts = window_starts(len(samples), window, hop)
+    for i in range(0, len(starts), batch_size):
+        yield np.stack([samples[s:s + window] for s in starts[i:i + batch_size]])
 
 
 def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
@@ -75,18 +84,23 @@ class AudioModel(nn.Module):
         the track's length beyond the decoded audio itself.
         """
         window, hop = self.config.window_samples, self.config.hop_samples
-        samples, _ = pad_to_length(samples, window)
-        starts = window_starts(len(samples), window, hop)
+        starts = window_starts(max(len(samples), window), window, hop)
+        return self.outputs_per_window(samples, window, hop, batch_size=batch_size), \
+            np.asarray(starts) / self.config.sample_rate
+
+    @torch.inference_mode()
+    def outputs_per_window(self, samples: np.ndarray, window: int, hop: int, *, batch_size: int = 8) -> np.ndarray:
+        """``outputs_from_spectrogram`` of each window of any length and hop, (W, D), in eval mode."""
         was_training = self.training
         self.eval()
         try:
             out = []
-            for i in range(0, len(starts), batch_size):
-                batch = np.stack([samples[s:s + window] for s in starts[i:i + batch_size]])
+            for batch in stream_windows(samples, window, hop, batch_size):
                 out.append(self.outputs_from_spectrogram(self.frontend(torch.from_numpy(batch))).numpy())
+                release_freed_memory()
         finally:
             self.train(was_training)
-        return np.concatenate(out).astype(np.float64), np.asarray(starts) / self.config.sample_rate
+        return np.concatenate(out).astype(np.float64)
 
     def export_onnx(self, path: str | Path, *, opset: int | None = None) -> Path:
         """ONNX graph of the whole track path, windowing and head included (``midlevel.export``)."""

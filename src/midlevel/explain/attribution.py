@@ -33,7 +33,7 @@ from torch import nn
 
 from ..audio import pad_to_length
 from ..model import AudioModel, TwoStageModel, window_starts
-from .timeline import stream_windows
+from ..model import stream_windows
 
 #: (net, spectrograms (B,1,F,N), silence baseline like them, output index, options) -> (B,1,F,N)
 AttributeFn = Callable[..., torch.Tensor]

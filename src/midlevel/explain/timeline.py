@@ -19,13 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..audio import pad_to_length
 from ..model import AudioModel, TwoStageModel, window_starts
 from .explanation import Explanation
 
@@ -99,28 +98,6 @@ class Timeline:
         return plot_timeline(self, path, targets=targets)
 
 
-def stream_windows(samples: np.ndarray, window: int, hop: int, batch_size: int) -> Iterator[np.ndarray]:
-    """(B, window) float32 batches covering the track (end-aligned last window, short tracks padded)."""
-    samples, _ = pad_to_length(samples, window)
-    starts = window_starts(len(samples), window, hop)
-    for i in range(0, len(starts), batch_size):
-        yield np.stack([samples[s:s + window] for s in starts[i:i + batch_size]])
-
-
-@torch.inference_mode()
-def window_outputs(model: AudioModel, samples: np.ndarray, window: int, hop: int,
-                   batch_size: int = 8) -> np.ndarray:
-    """``outputs_from_spectrogram`` of each window, (W, D), for any window and hop."""
-    was_training = model.training
-    model.eval()
-    try:
-        out = [model.outputs_from_spectrogram(model.frontend(torch.from_numpy(batch))).numpy()
-               for batch in stream_windows(samples, window, hop, batch_size)]
-    finally:
-        model.train(was_training)
-    return np.concatenate(out).astype(np.float64)
-
-
 def timeline(model: AudioModel, audio: Any, *, window_seconds: float | None = None,
              hop_seconds: float | None = None, sample_rate: int | None = None,
              batch_size: int = 8) -> Timeline:
@@ -141,13 +118,13 @@ def timeline(model: AudioModel, audio: Any, *, window_seconds: float | None = No
                   concept_names=list(cfg.concept_names), starts=starts, window_seconds=window / cfg.sample_rate,
                   hop_seconds=hop / cfg.sample_rate, duration=clip.duration)
     if not isinstance(model, TwoStageModel):
-        outputs = window_outputs(model, clip.samples, window, hop, batch_size)
-        track = outputs if same_windows else window_outputs(model, clip.samples, cfg.window_samples,
-                                                            cfg.hop_samples, batch_size)
+        outputs = model.outputs_per_window(clip.samples, window, hop, batch_size=batch_size)
+        track = outputs if same_windows else model.outputs_per_window(
+            clip.samples, cfg.window_samples, cfg.hop_samples, batch_size=batch_size)
         common["concept_names"] = []
         return Timeline(**common, outputs=outputs, track_targets=track.mean(axis=0))
     track = model.explain(clip, batch_size=batch_size)
-    concepts = track.window_concepts if same_windows else window_outputs(model, clip.samples, window, hop, batch_size)
+    concepts = track.window_concepts if same_windows else model.outputs_per_window(clip.samples, window, hop, batch_size=batch_size)
     contributions = model.head.contributions(concepts).astype(np.float64)
     with torch.inference_mode():
         outputs = model.head(torch.as_tensor(concepts, dtype=torch.float32)).double().numpy()
