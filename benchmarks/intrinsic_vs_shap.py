@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from midlevel import load
 from midlevel.audio import load_audio
 from midlevel.explain.mlp_head import MLPHead
-from midlevel.explain.shap_baseline import METHODS, explain_segments
+from midlevel.explain.shap_baseline import METHODS, explain_segments, gradient_based_method
 from midlevel.explain.shap_concepts import concept_shap, exact_head_shap, head_function
 from midlevel.explain.shap_measures import (PERTURBATIONS, concept_value, cosine_similarity, deletion_auc, perturb,
                                             read_generating_coefficients, truth_agreement)
@@ -70,6 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--segments", default="8x4", help="time x frequency segments of input-space SHAP")
     p.add_argument("--max-evals", type=int, default=500, help="masked inputs per permutation/partition explanation")
+    p.add_argument("--gradient-samples", type=int, default=16,
+                   help="expected-gradient samples per window and target (GradientSHAP, for backbones DeepSHAP cannot read)")
     p.add_argument("--deletion-steps", type=int, default=8, help="points on a segment deletion curve")
     p.add_argument("--cache-dir", help="spectrogram cache (default: FAMILY/cache, else OUT/cache)")
     p.add_argument("--train-epochs", type=int, default=3, help="epochs of the quick family (without --models)")
@@ -134,22 +136,29 @@ def summary(ranked: list[np.ndarray], random: list[np.ndarray]) -> dict[str, flo
 
 def segment_options(args: argparse.Namespace) -> dict[str, Any]:
     n_time, n_freq = (int(v) for v in args.segments.split("x"))
-    return dict(n_time=n_time, n_freq=n_freq, max_evals=args.max_evals, seed=args.seed, progress=False)
+    return dict(n_time=n_time, n_freq=n_freq, max_evals=args.max_evals, seed=args.seed, progress=False,
+                gradient_samples=args.gradient_samples)
 
 
 # -- the two sides -----------------------------------------------------------------------------
+def black_box_methods(bb: BlackBoxModel) -> tuple[str, ...]:
+    """Permutation and partition SHAP, and DeepSHAP where its rules cover the backbone, else expected gradients."""
+    return ("permutation", "partition", gradient_based_method(bb))
+
+
 def run_black_box(bb: BlackBoxModel, paths: list[Path], targets: np.ndarray, n_stab: int,
                   args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, list]]:
     """Input-space SHAP of one black box on every clip: accuracy, faithfulness, stability."""
     kw = segment_options(args)
-    for method in METHODS:  # warm-up: numba compiles shap's maskers once per process
+    methods = black_box_methods(bb)
+    for method in methods:  # warm-up: numba compiles shap's maskers once per process
         explain_segments(bb, paths[0], method=method, **kw)
-    explanations: dict[str, list] = {m: [] for m in METHODS}
-    faith: dict[str, tuple[list, list]] = {m: ([], []) for m in METHODS}
-    stability: dict[str, dict[str, list]] = {m: {p: [] for p in PERTURBATIONS} for m in METHODS}
+    explanations: dict[str, list] = {m: [] for m in methods}
+    faith: dict[str, tuple[list, list]] = {m: ([], []) for m in methods}
+    stability: dict[str, dict[str, list]] = {m: {p: [] for p in PERTURBATIONS} for m in methods}
     for i, path in enumerate(tqdm(paths, desc=f"SHAP of {bb.name}", unit="clip")):
         segments = TimeFrequencySegments.from_audio(bb, path, n_time=kw["n_time"], n_freq=kw["n_freq"])
-        for method in METHODS:
+        for method in methods:
             e = explain_segments(bb, path, method=method, **kw)
             explanations[method].append(e)
             ranked, rnd = deletion_auc(lambda keep: segments.value(bb, keep), e.values,
@@ -160,16 +169,16 @@ def run_black_box(bb: BlackBoxModel, paths: list[Path], targets: np.ndarray, n_s
             clip = load_audio(path, bb.config.sample_rate)
             for kind in PERTURBATIONS:
                 moved = perturb(clip.samples, clip.sample_rate, kind, seed=args.seed + i)
-                for method in METHODS:
+                for method in methods:
                     e = explain_segments(bb, moved, method=method, sample_rate=clip.sample_rate, **kw)
                     stability[method][kind].append(cosine_similarity(e.values, explanations[method][i].values))
-    outputs = np.stack([e.output for e in explanations[METHODS[0]]])
+    outputs = np.stack([e.output for e in explanations[methods[0]]])
     result = {
         "accuracy": r_table(targets, outputs, list(bb.config.target_names)),
-        "faithfulness": {m: summary(*faith[m]) for m in METHODS},
-        "stability": {m: {k: float(np.mean(v)) for k, v in stability[m].items()} for m in METHODS},
-        "evaluations": {m: float(np.mean([e.n_evaluations for e in explanations[m]])) for m in METHODS},
-        "additivity_error": {m: max(e.additivity_error() for e in explanations[m]) for m in METHODS},
+        "faithfulness": {m: summary(*faith[m]) for m in methods},
+        "stability": {m: {k: float(np.mean(v)) for k, v in stability[m].items()} for m in methods},
+        "evaluations": {m: float(np.mean([e.n_evaluations for e in explanations[m]])) for m in methods},
+        "additivity_error": {m: max(e.additivity_error() for e in explanations[m]) for m in methods},
     }
     return result, explanations
 
@@ -246,7 +255,7 @@ def measure_cost(two_stage: dict[str, TwoStageModel], mlps: dict[str, MLPHead], 
                 mlps[name].predict, model.explain(path).concepts[None], backgrounds[name], seed=args.seed,
                 concept_names=model.config.concept_names, target_names=model.config.target_names, progress=False)))
         for name, bb in black_boxes.items():
-            for method in METHODS:
+            for method in black_box_methods(bb):
                 times.setdefault((name, method), []).append(timed(lambda: explain_segments(bb, path, method=method, **kw)))
     seconds: dict[str, dict[str, dict[str, float]]] = {}
     for (owner, variant), values in times.items():
@@ -257,7 +266,7 @@ def measure_cost(two_stage: dict[str, TwoStageModel], mlps: dict[str, MLPHead], 
         base = np.array(times[name, "intrinsic"])
         variants = {"mlp_shap": times[name, "mlp_shap"]}
         if counterparts[name]:
-            variants |= {m: times[counterparts[name], m] for m in METHODS}
+            variants |= {m: times[counterparts[name], m] for m in METHODS if (counterparts[name], m) in times}
         ratios[name] = {v: dict(zip(("wall", "cpu"), map(float, np.median(np.array(t) / base, axis=0))))
                         for v, t in variants.items()}
     cheapest = {name: {"method": m, **r[m]} for name, r in ratios.items()
@@ -304,7 +313,8 @@ def markdown(results: dict[str, Any]) -> str:
                 lines.append(f"| `{name}` | {label} | " + " | ".join(cells) + " |")
         lines += ["", "nan: the method credits every concept alike for that emotion (e.g. a sparse head with no "
                   "weight on it), so there is no ranking to correlate."]
-    lines += ["", "Input-space SHAP of the black box (permutation, partition, deep) attributes to spectrogram "
+    lines += ["", "Input-space SHAP of the black box (permutation, partition, and DeepSHAP or expected-gradients "
+              "GradientSHAP) attributes to spectrogram "
               "segments, not concepts: it has no concept-level truth to compare with, so it is compared on "
               "faithfulness, stability and cost only.", "",
               "## 3. Faithfulness (deletion: area under the output drop as the most credited features are "
@@ -370,8 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         coefficients = read_generating_coefficients(args.corpus, first.concept_names, first.target_names)
 
     results: dict[str, Any] = {
-        "settings": {k: getattr(args, k) for k in ("corpus", "models", "segments", "max_evals", "deletion_steps",
-                                                   "n_timing", "threads", "seed")}
+        "settings": {k: getattr(args, k) for k in ("corpus", "models", "segments", "max_evals", "gradient_samples",
+                                                   "deletion_steps", "n_timing", "threads", "seed")}
         | {"n_stability": n_stab},
         "n_test": len(paths), "machine": f"{platform.machine()} CPU, torch {torch.__version__}, "
                                           f"{torch.get_num_threads()} threads",

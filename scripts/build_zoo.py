@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-from dataclasses import asdict, replace
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,10 @@ from midlevel.ioutil import atomic_write_text, sha256_file
 from midlevel.model import AudioModel, TwoStageModel
 from midlevel.training.cache import cached_log_spectrograms
 from midlevel.training.data import load_splits
-from midlevel.training.loops import ArraySet, network_outputs
+from midlevel.config import ModelConfig
+from midlevel.training.loops import ArraySet, TrainSettings, batch_loss, network_outputs
 from midlevel.training.recipes import evaluate
-from midlevel.zoo.cards import render_card
+from midlevel.zoo.cards import render_card, render_recipe_card
 from midlevel.zoo.explain_head import head_directions, plot_shape_functions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,10 +40,10 @@ CARDS = ROOT / "model_cards"
 
 # zoo name -> (family models to ship, first one present wins; one-line description)
 DEFAULT_SHIP = {
-    "compact-linear": (("joint-linear",), "Compact CNN -> 7 mid-level concepts -> sparse linear head -> 8 emotions (A2Mid2E-Joint)"),
-    "compact-gam": (("joint-gam", "a2mid2e-gam"), "Compact CNN -> 7 mid-level concepts -> GAM head (one curve per concept and emotion)"),
-    "compact-linear-sequential": (("a2mid2e-linear",), "Compact CNN -> 7 mid-level concepts; sparse linear head fitted afterwards (A2Mid2E)"),
-    "compact-a2e": (("a2e",), "Black-box baseline: compact CNN -> 8 emotions directly (A2E), for SHAP comparisons"),
+    "compact-linear": (("joint-linear",), "Compact CNN + music descriptors -> 7 mid-level concepts -> sparse linear head -> 8 emotions (A2Mid2E-Joint)"),
+    "compact-gam": (("joint-gam", "a2mid2e-gam"), "Compact CNN + music descriptors -> 7 mid-level concepts -> GAM head (one curve per concept and emotion)"),
+    "compact-linear-sequential": (("a2mid2e-linear",), "Compact CNN + music descriptors -> 7 mid-level concepts; sparse linear head fitted afterwards (A2Mid2E)"),
+    "compact-a2e": (("a2e",), "Black-box baseline: compact CNN + music descriptors -> 8 emotions directly (A2E), for SHAP comparisons"),
 }
 DEFAULT_MODEL = "compact-linear"
 SETUP_NAMES = {"joint": "A2Mid2E-Joint", "a2mid2e": "A2Mid2E", "a2e": "A2E", "independent": "A2Mid2E (independent)"}
@@ -52,6 +54,9 @@ def main() -> None:
     ap.add_argument("--family", required=True, type=Path, help="output folder of `midlevel train`")
     ap.add_argument("--eval-corpus", required=True, type=Path, help="corpus built with a seed not used in training")
     ap.add_argument("--cache-dir", type=Path)
+    ap.add_argument("--shap-benchmark", type=Path,
+                    help="intrinsic_vs_shap.json of benchmarks/intrinsic_vs_shap.py run on the shipped models "
+                         "(--models with their zoo names); its numbers go into the cards")
     args = ap.parse_args()
 
     family = json.loads((args.family / "results.json").read_text())
@@ -89,7 +94,7 @@ def main() -> None:
         info = results["family"][source]
         entry_info = {"source": source, "setup": info["setup"], "description": description,
                       "explainable": isinstance(model, TwoStageModel),
-                      "parameters": sum(p.numel() for p in model.parameters())}
+                      "parameters": sum(p.numel() for p in model.parameters()), "backbone": model.config.backbone}
         if isinstance(model, TwoStageModel):
             concepts = network_outputs(model, arrays)
             entry_info["directions"] = head_directions(model.head, concepts, truth)
@@ -114,13 +119,62 @@ def main() -> None:
             "target_names": cfg.target_names, "sample_rate": cfg.sample_rate, "sha256": entry_info["sha256"],
             "card": f"{zoo_name}.md", "explainable": entry_info["explainable"],
         })
+    if args.shap_benchmark:
+        results["shap_benchmark"] = shap_benchmark_summary(json.loads(args.shap_benchmark.read_text()),
+                                                           list(results["zoo"]), args.shap_benchmark)
+    train_clips = len(load_splits(family_corpus(args.family))["train"])
+    results["recipes"] = {"vgg-linear": vgg_recipe(family, arrays, train_clips)}
     atomic_write_text(CARDS / "results.json", json.dumps(results, indent=1, sort_keys=True) + "\n")
     atomic_write_text(ZOO / "registry.json", json.dumps(registry, indent=1) + "\n")
     for zoo_name in results["zoo"]:
         text = render_card(zoo_name, results)
         atomic_write_text(CARDS / f"{zoo_name}.md", text)
         atomic_write_text(ZOO / "cards" / f"{zoo_name}.md", text)
+    for recipe_name, recipe in results["recipes"].items():
+        atomic_write_text(CARDS / f"{recipe_name}.md", render_recipe_card(recipe_name, recipe, results))
     print(f"shipped {', '.join(results['zoo'])}; cards in {CARDS}")
+
+
+def vgg_recipe(family: dict, arrays: ArraySet, train_clips: int, n_steps: int = 3) -> dict:
+    """Time joint-training steps of the paper's VGG backbone on real batches, to say why it is not shipped."""
+    settings = TrainSettings(setup="joint", batch_size=16)
+    torch.manual_seed(0)
+    model = TwoStageModel(ModelConfig(backbone="vgg"))
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    model.train()
+    spec = model.frontend.normalize(arrays.logspec[:settings.batch_size].float())
+    concepts = torch.as_tensor(arrays.concepts[:settings.batch_size], dtype=torch.float32)
+    targets = torch.as_tensor(arrays.targets[:settings.batch_size], dtype=torch.float32)
+    times = []
+    for _ in range(n_steps + 1):  # the first step warms up
+        start = time.perf_counter()
+        loss = batch_loss(model, settings, spec, concepts, targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return {"description": "The 2019 paper's VGG-style CNN -> 7 mid-level concepts -> sparse linear head -> 8 emotions",
+            "backbone": "vgg", "parameters": sum(p.numel() for p in model.parameters()),
+            "batch_size": settings.batch_size, "seconds_per_batch": float(np.median(times[1:])),
+            "threads": torch.get_num_threads(), "train_clips": train_clips,
+            "batches_per_epoch": -(-train_clips // settings.batch_size),
+            "compact_seconds_per_epoch": family["models"]["a2mid"]["seconds_fastest_epoch"]}
+
+
+def shap_benchmark_summary(bench: dict, zoo_names: list[str], path: Path) -> dict:
+    """The benchmark's numbers for the shipped models (it must have been run on them by zoo name)."""
+    missing = [n for n in zoo_names if n not in bench["models"] and n not in bench["black_boxes"]]
+    if missing:
+        raise SystemExit(f"{path}: has no results for {missing}; run the benchmark with --models "
+                         f"{','.join(zoo_names)}")
+    keep = {"settings": bench["settings"], "n_test": bench["n_test"], "machine": bench["machine"],
+            "file": "benchmarks/results/intrinsic_vs_shap.md", "models": {}, "black_boxes": bench["black_boxes"],
+            "ratios": bench["cost"]["ratios"], "seconds": bench["cost"]["seconds"],
+            "cheapest_black_box_shap": bench["cost"]["cheapest_black_box_shap"]}
+    for name in zoo_names:
+        if name in bench["models"]:
+            keep["models"][name] = bench["models"][name]
+    return keep
 
 
 def family_corpus(family_dir: Path) -> str:

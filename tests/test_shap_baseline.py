@@ -13,12 +13,12 @@ from conftest import sine
 from midlevel.config import ConfigError, ModelConfig
 from midlevel.datasets import DatasetError
 from midlevel.explain.mlp_head import MLPHead
-from midlevel.explain.shap_baseline import METHODS, explain_segments, segment_hierarchy
+from midlevel.explain.shap_baseline import explain_segments, gradient_based_method, segment_hierarchy
 from midlevel.explain.shap_concepts import concept_shap, exact_head_shap, head_function, linear_head_shap
 from midlevel.explain.shap_measures import (concept_value, cosine_similarity, deletion_auc, perturb,
                                             read_generating_coefficients, truth_agreement)
 from midlevel.explain.shap_segments import TimeFrequencySegments
-from midlevel.explain import shap_side_by_side
+from midlevel.explain import shap_baseline, shap_side_by_side
 from midlevel.explain.shap_side_by_side import (add_baseline_arguments, explain_from_args,
                                                 explain_with_baseline, format_side_by_side)
 from midlevel.heads import GAMHead, SparseLinearHead
@@ -27,6 +27,7 @@ from midlevel.model import BlackBoxModel, TwoStageModel
 SHORT = {"window_seconds": 2.0, "hop_seconds": 1.0}  # small spectrograms keep SHAP runs fast
 CONCEPTS = [f"c{k}" for k in range(7)]
 TARGETS = [f"t{t}" for t in range(3)]
+EXACT_METHODS = ("permutation", "partition", "deep")  # additive by construction; "gradient" in expectation
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,7 @@ def test_permutation_shap_of_two_segments_is_the_exact_shapley_value(black_box, 
     assert np.abs(result.values - np.stack(shapley, axis=1)).max() <= 1e-6
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", EXACT_METHODS)
 def test_every_segment_method_is_additive_around_the_same_baseline(black_box, clip, method):
     result = explain_segments(black_box, clip, method=method, n_time=4, n_freq=3, max_evals=40,
                               progress=False, sample_rate=22050)
@@ -127,6 +128,24 @@ def test_every_segment_method_is_additive_around_the_same_baseline(black_box, cl
     assert np.abs(result.output - result.expected_value).max() > 1e-2  # not trivially additive
     assert result.n_evaluations > 0 and result.seconds > 0
     assert len(result.top(2)) == 16 and json.dumps(result.to_dict())
+
+
+def test_gradient_shap_is_additive_in_expectation_and_serves_backbones_deepshap_cannot_read(black_box, clip):
+    errors = []
+    for n in (4, 64):
+        result = explain_segments(black_box, clip, method="gradient", n_time=4, n_freq=3, progress=False,
+                                  sample_rate=22050, gradient_samples=n, seed=1)
+        errors.append(result.additivity_error() / np.abs(result.output - result.expected_value).max())
+        assert result.n_evaluations == 3 * 8 * n  # windows x targets x samples
+    assert errors[1] <= 0.15 and errors[1] < errors[0], errors  # sampling error shrinks with the samples
+    torch.manual_seed(0)
+    music = BlackBoxModel(ModelConfig(kind="black_box", backbone="compact_music", **SHORT)).eval()
+    assert gradient_based_method(music) == "gradient" and gradient_based_method(black_box) == "deep"
+    with pytest.raises(ValueError, match="PitchClassFeatures.*method='gradient'"):
+        explain_segments(music, clip, method="deep", progress=False, sample_rate=22050)
+    result = explain_segments(music, clip, method="gradient", n_time=4, n_freq=3, progress=False,
+                              sample_rate=22050, gradient_samples=8)
+    assert np.isfinite(result.values).all() and np.abs(result.values).sum() > 0
 
 
 def test_segment_hierarchy_merges_every_segment_once():
@@ -151,7 +170,7 @@ def test_side_by_side_prints_both_explanations_and_loads_the_baseline_by_folder(
     json.dumps(side.to_dict())
     side.plot(tmp_path / "side.png")
     assert (tmp_path / "side.png").stat().st_size > 1000
-    assert shap_side_by_side.METHODS == METHODS  # the CLI's choices, kept free of the shap import
+    assert shap_side_by_side.METHODS == shap_baseline.METHODS  # the CLI's choices, kept free of the shap import
     with pytest.raises(ConfigError, match="--baseline-model"):
         explain_with_baseline(two_stage, clip)
     with pytest.raises(ConfigError, match="black box"):

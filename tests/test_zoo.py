@@ -11,7 +11,7 @@ from midlevel.checkpoint import ModelLoadError
 from midlevel.ioutil import sha256_file
 from midlevel.model import BlackBoxModel, TwoStageModel
 from midlevel.zoo import REGISTRY, card, get_entry, list_models
-from midlevel.zoo.cards import split_front_matter
+from midlevel.zoo.cards import render_card, render_recipe_card, split_front_matter
 from midlevel.zoo.explain_head import SIGN_THRESHOLD, head_slopes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +48,7 @@ def test_card_numbers_equal_the_results_file(name):
     results = json.loads(RESULTS.read_text())
     text = card(name)
     assert text == (ROOT / "model_cards" / get_entry(name).card).read_text()
+    assert text == render_card(name, results)  # regenerated from the results file: nothing typed by hand
     meta, body = split_front_matter(text)
     held = results["family"][results["zoo"][name]["source"]]["heldout_test"]
     metrics = {m["name"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
@@ -96,3 +97,13 @@ def test_tampered_zoo_weights_are_refused(tmp_path, monkeypatch):
     (copy / "model.safetensors").write_bytes(bytes(data))
     with pytest.raises(ModelLoadError, match="sha256"):
         TwoStageModel.from_pretrained(copy, expected_sha256=entry.sha256)
+
+
+def test_recipes_without_weights_have_generated_cards_that_say_so():
+    results = json.loads(RESULTS.read_text())
+    assert "vgg-linear" in results["recipes"]  # the paper's backbone: recipe shipped, weights not
+    for name, recipe in results["recipes"].items():
+        text = (ROOT / "model_cards" / f"{name}.md").read_text()
+        assert text == render_recipe_card(name, recipe, results)
+        assert "no weights shipped" in text and name not in list_models()
+        assert recipe["seconds_per_batch"] > 0 and recipe["batches_per_epoch"] > 0

@@ -11,7 +11,12 @@ explainers, all additive -- ``expected_value + values.sum(-1) == output`` per ta
 * ``"deep"``: shap's ``DeepExplainer`` (DeepLIFT rescale rules) on every spectrogram pixel with
   the baseline spectrogram as reference, summed into the same segments. It needs no sampling
   and is additive up to float error for the ReLU/BN/pooling networks of ``backbones``
-  (``GradientExplainer`` is not: its sums only approximate the output difference).
+  (``GradientExplainer`` is not: its sums only approximate the output difference). Its rules
+  cover standard layers only, so it is refused for backbones with other operations
+  (``deep_unsupported_layers``), e.g. the music descriptors of ``compact_music``;
+* ``"gradient"``: shap's ``GradientExplainer`` (expected gradients: gradients at random points
+  between the baseline and the input, times their difference), for any differentiable backbone;
+  additive in expectation only, so its ``additivity_error`` shrinks with ``gradient_samples``.
 
 ``expected_value`` is the output for the baseline track (every segment replaced by the clip's
 mean spectrum), the same reference for all three, so their values are directly comparable.
@@ -28,6 +33,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 import shap
+import torch
 from scipy.cluster.hierarchy import linkage
 from torch import nn
 from tqdm.auto import tqdm
@@ -35,7 +41,20 @@ from tqdm.auto import tqdm
 from ..model import BlackBoxModel
 from .shap_segments import TimeFrequencySegments
 
-METHODS = ("permutation", "partition", "deep")
+METHODS = ("permutation", "partition", "deep", "gradient")
+#: layers whose DeepLIFT rules shap's DeepExplainer implements (or that pass values through linearly)
+DEEP_LAYERS = (nn.Sequential, nn.Conv2d, nn.BatchNorm2d, nn.BatchNorm1d, nn.ReLU, nn.MaxPool2d,
+               nn.AdaptiveAvgPool2d, nn.AvgPool2d, nn.Dropout, nn.Flatten, nn.Linear)
+
+
+def deep_unsupported_layers(model: BlackBoxModel) -> list[str]:
+    """Names of the backbone's layers DeepExplainer has no rule for (empty: ``"deep"`` is exact)."""
+    return sorted({type(m).__name__ for m in model.backbone.modules() if not isinstance(m, DEEP_LAYERS)})
+
+
+def gradient_based_method(model: BlackBoxModel) -> str:
+    """The gradient-based SHAP variant for this black box: DeepSHAP where its rules apply, else expected gradients."""
+    return "gradient" if deep_unsupported_layers(model) else "deep"
 
 
 @dataclass
@@ -132,19 +151,38 @@ def _deep_values(model: BlackBoxModel, segments: TimeFrequencySegments, progress
     return segments.pool(np.stack(pixel)), np.asarray(explainer.expected_value, dtype=np.float64)
 
 
+def _gradient_values(model: BlackBoxModel, segments: TimeFrequencySegments, n_samples: int, seed: int,
+                     progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(T, M) segment values and (T,) expected value from expected gradients, window by window."""
+    net = _deep_network(model)
+    explainer = shap.GradientExplainer(net, segments.baseline[:1], batch_size=n_samples)
+    pixel = []
+    for w in tqdm(range(len(segments.spectrograms)), desc="GradientSHAP windows", disable=not progress, leave=False):
+        values = explainer.shap_values(segments.spectrograms[w:w + 1], nsamples=n_samples, rseed=seed + w)
+        pixel.append(np.asarray(values)[0, 0])  # (bands, frames, T)
+    with torch.no_grad():
+        expected = net(segments.baseline[:1])[0].double().numpy()
+    return segments.pool(np.stack(pixel)), expected
+
+
 def explain_segments(model: BlackBoxModel, audio: Any, *, method: str = "permutation", n_time: int = 8,
                      n_freq: int = 4, max_evals: int = 500, batch_size: int = 32, seed: int = 0,
-                     progress: bool = True, sample_rate: int | None = None) -> SegmentShap:
+                     progress: bool = True, sample_rate: int | None = None,
+                     gradient_samples: int = 32) -> SegmentShap:
     """SHAP values of a black box's targets over an ``n_time`` x ``n_freq`` grid of segments.
 
     ``max_evals`` bounds the masked tracks evaluated by the permutation and partition
     explainers (each costs one forward pass per window); the permutation explainer needs at
-    least ``2 * n_time * n_freq + 1``. ``"deep"`` ignores it.
+    least ``2 * n_time * n_freq + 1``. ``"deep"`` and ``"gradient"`` ignore it; ``"gradient"``
+    averages ``gradient_samples`` gradients per window and target.
     """
     if method not in METHODS:
         raise ValueError(f"unknown SHAP method {method!r}; choose from {METHODS}")
     if not isinstance(model, BlackBoxModel):
         raise TypeError(f"input-space SHAP explains a black box (BlackBoxModel), not a {type(model).__name__}")
+    if method == "deep" and (unsupported := deep_unsupported_layers(model)):
+        raise ValueError(f"DeepExplainer has no rules for {', '.join(unsupported)} in {model.name}'s backbone "
+                         "(its values would not add up); use method='gradient'")
     started = time.perf_counter()
     with eval_mode(model):
         segments = TimeFrequencySegments.from_audio(model, audio, n_time=n_time, n_freq=n_freq,
@@ -153,6 +191,9 @@ def explain_segments(model: BlackBoxModel, audio: Any, *, method: str = "permuta
         if method == "deep":
             values, expected = _deep_values(model, segments, progress)
             n_evaluations = len(segments.spectrograms) * len(expected)
+        elif method == "gradient":
+            values, expected = _gradient_values(model, segments, gradient_samples, seed, progress)
+            n_evaluations = len(segments.spectrograms) * len(expected) * gradient_samples
         else:
             bar = tqdm(total=max_evals, desc=f"{method} SHAP", unit="eval", disable=not progress, leave=False)
             evaluated = [0]

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .shap_baseline import SegmentShap
 
 #: ``shap_baseline.METHODS``, repeated so that building the CLI's parser does not import shap
-METHODS = ("permutation", "partition", "deep")
+METHODS = ("permutation", "partition", "deep", "gradient")
 
 
 @dataclass
@@ -107,7 +107,8 @@ def add_baseline_arguments(parser: argparse.ArgumentParser) -> None:
                        help="also explain a black-box counterpart with SHAP and print both side by side")
     group.add_argument("--baseline-model", help="the black box (A2E) to explain: zoo name or model folder")
     group.add_argument("--shap-method", choices=METHODS, default="permutation",
-                       help="permutation/partition: masked segments; deep: DeepSHAP on the spectrogram")
+                       help="permutation/partition: masked segments; deep: DeepSHAP on the spectrogram (standard "
+                            "layers only); gradient: expected gradients (any backbone)")
     group.add_argument("--shap-segments", default="8x4", metavar="TIMExBANDS",
                        help="grid of the spectrogram's segments (default 8x4)")
     group.add_argument("--shap-max-evals", type=int, default=500,

@@ -110,7 +110,7 @@ def predict_targets(model: AudioModel, data: ArraySet) -> np.ndarray:
     return out
 
 
-def _loss(model: AudioModel, settings: TrainSettings, spec: torch.Tensor, c_true, t_true) -> torch.Tensor:
+def batch_loss(model: AudioModel, settings: TrainSettings, spec: torch.Tensor, c_true, t_true) -> torch.Tensor:
     cfg = model.config
     if settings.setup == "a2e":
         return torch.mean((_unit(model.outputs_from_spectrogram(spec), cfg.target_scale) - _unit(t_true, cfg.target_scale)) ** 2)
@@ -184,7 +184,7 @@ def train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings:
                 offset = int(torch.randint(batch.shape[-1] - settings.crop_frames + 1, (1,), generator=gen))
                 batch = batch[..., offset:offset + settings.crop_frames]
             spec = model.frontend.normalize(batch.float())
-            loss = _loss(model, settings, spec, c_all[idx] if c_all is not None else None,
+            loss = batch_loss(model, settings, spec, c_all[idx] if c_all is not None else None,
                          t_all[idx] if t_all is not None else None)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -58,6 +58,17 @@ def front_matter(name: str, info: dict[str, Any], heldout: dict[str, Any]) -> di
     }
 
 
+BACKBONE_TEXT = {
+    "compact": "a 4-layer CNN (16-128 channels) with global average pooling.",
+    "compact_music": "the compact 4-layer CNN beside differentiable music descriptors computed in the network "
+                     "(`midlevel.music_features`): transposition-invariant pitch-class statistics (interval "
+                     "profiles, key and chord template fits, key consistency over the window), pitch motion "
+                     "between frames (which keeps octaves), and onset-envelope autocorrelation; one hidden layer "
+                     "mixes them.",
+    "vgg": "the 2019 paper's VGG-style CNN (about 3.9 M parameters).",
+}
+
+
 def metric_rows(table: dict[str, dict[str, float]]) -> str:
     lines = ["| name | Pearson r | R^2 |", "|---|---|---|"]
     lines += [f"| {k} | {v['r']:.3f} | {v['r2']:.3f} |" for k, v in table.items()]
@@ -87,6 +98,52 @@ def _weights(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _shap_section(name: str, info: dict[str, Any], results: dict[str, Any]) -> list[str]:
+    """Intrinsic vs post-hoc SHAP numbers for this entry, from the benchmark's JSON (if it was run)."""
+    bench = results.get("shap_benchmark")
+    if not bench:
+        return []
+    n, st = bench["n_test"], bench["settings"]
+    out = ["## Intrinsic vs post-hoc (SHAP) explanations", "",
+           f"From `benchmarks/intrinsic_vs_shap.py` on {n} held-out test clips ({bench['machine']}); the full tables "
+           f"are in `{bench['file']}`. Input-space SHAP works over {st['segments']} time x frequency segments with the "
+           "clip's mean spectrum as baseline; concept-level SHAP explains an MLP head on the same predicted concepts.",
+           ""]
+    if name in bench["models"]:
+        m = bench["models"][name]
+        bb = bench["black_boxes"][m["counterpart"]]
+        out += ["| measure | intrinsic (this model) | MLP head + permutation SHAP | black box `" + m["counterpart"] + "` |",
+                "|---|---|---|---|",
+                f"| accuracy: mean r over emotions | {m['accuracy']['intrinsic']['mean']:.3f} | "
+                f"{m['accuracy']['mlp_head']['mean']:.3f} | {bb['accuracy']['mean']:.3f} |",
+                f"| truth: mean Spearman r with the generating weights | {m['truth']['intrinsic']['mean']:.2f} | "
+                f"{m['truth']['mlp_shap']['mean']:.2f} | none (segments, not concepts) |",
+                f"| faithfulness: deletion gain over random order | {m['faithfulness']['intrinsic']['gain']:+.3f} | "
+                f"{m['faithfulness']['mlp_shap']['gain']:+.3f} | "
+                + ", ".join(f"{k} {v['gain']:+.3f}" for k, v in bb["faithfulness"].items()) + " |",
+                "| stability: cosine after 30 dB noise / 3 dB gain / 50 ms shift | "
+                + " / ".join(f"{v:.3f}" for v in m["stability"]["intrinsic"].values()) + " | "
+                + " / ".join(f"{v:.3f}" for v in m["stability"]["mlp_shap"].values()) + " | "
+                + "; ".join(f"{k} " + " / ".join(f"{x:.3f}" for x in v.values()) for k, v in bb["stability"].items())
+                + " |", ""]
+        ratios = bench["ratios"][name]
+        cheapest = bench["cheapest_black_box_shap"][name]
+        out += ["Cost, measured in one run: one intrinsic explanation takes "
+                f"{bench['seconds'][name]['intrinsic']['wall'] * 1000:.1f} ms; relative to it, "
+                + ", ".join(f"{k.replace('_', ' ')} {v['wall']:.0f}x" for k, v in ratios.items())
+                + f". The cheapest SHAP of the black box ({cheapest['method']}) is **{cheapest['wall']:.0f}x** slower.", ""]
+    elif info["source"] == "a2e" or not info["explainable"]:
+        mine = next((v for k, v in bench["black_boxes"].items()), None)
+        if mine:
+            out += ["| SHAP variant | deletion gain | stability (noise / gain / shift) | additivity error |",
+                    "|---|---|---|---|"]
+            out += [f"| {k} | {mine['faithfulness'][k]['gain']:+.3f} | "
+                    + " / ".join(f"{x:.3f}" for x in mine["stability"][k].values())
+                    + f" | {mine['additivity_error'][k]:.1e} |" for k in mine["faithfulness"]]
+            out += ["", f"Accuracy of this black box on those clips: mean r {mine['accuracy']['mean']:.3f}.", ""]
+    return out
+
+
 def render_card(name: str, results: dict[str, Any]) -> str:
     """The whole card for zoo entry ``name`` from ``results`` (model_cards/results.json)."""
     info = results["zoo"][name]
@@ -99,8 +156,9 @@ def render_card(name: str, results: dict[str, Any]) -> str:
     out += ["## Model details", "",
             f"- Setup: **{info['setup']}** (Chowdhury et al. 2019 naming); trained as `{info['source']}` by "
             "`midlevel train` (`src/midlevel/training/recipes.py`).",
-            f"- Input: mono waveform at 22050 Hz; front-end inside the network (149-band log-frequency "
+            "- Input: mono waveform at 22050 Hz; front-end inside the network (149-band log-frequency "
             "spectrogram, frame 2048, hop 704); 10 s windows with a 5 s hop for longer tracks.",
+            f"- Backbone `{info.get('backbone', 'compact')}`: {BACKBONE_TEXT.get(info.get('backbone', 'compact'), '')}",
             f"- Parameters: {info['parameters']:,}; weights `model.safetensors` ({info['size_bytes']:,} bytes), "
             f"sha256 `{info['sha256']}` (checked on load).", ""]
     if info["explainable"]:
@@ -154,6 +212,7 @@ def render_card(name: str, results: dict[str, Any]) -> str:
                 f"(concept, emotion) pairs whose true weight is at least {d['threshold']} in magnitude matches in sign"
                 + ("." if not d["disagreements"] else "; mismatches: " + ", ".join(
                     f"{x['concept']}->{x['target']} (true {x['true']:+.2f})" for x in d["disagreements"]) + "."), ""]
+    out += _shap_section(name, info, results)
     out += ["## Limitations", "",
             "- Rendered music is not recorded music: General MIDI timbres, no room, no mixing, no vocals. Expect a "
             "domain gap on real recordings.",
@@ -170,4 +229,39 @@ def render_card(name: str, results: dict[str, Any]) -> str:
             "--audio-dir mid_level/audio --out my-model",
             "```", "",
             "## Citation", "", "```bibtex", CITATION, "```", ""]
+    return "\n".join(out)
+
+
+def render_recipe_card(name: str, recipe: dict[str, Any], results: dict[str, Any]) -> str:
+    """A card for a recipe the zoo does not ship weights for, with its measured training cost."""
+    tr = results["train_corpus"]
+    meta = {"license": "mit", "library_name": "midlevel",
+            "tags": ["audio", "music-emotion-recognition", "explainable-ai", "concept-bottleneck", "recipe-only"],
+            "datasets": ["midlevel-controlled-corpus (synthetic renderings of music21 scores; no human ratings)"]}
+    est_epoch = recipe["seconds_per_batch"] * recipe["batches_per_epoch"]
+    out = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "", f"# {name} (recipe only: no weights shipped)",
+           "", recipe["description"] + ".", "",
+           "## Model details", "",
+           f"- Backbone `{recipe['backbone']}`: {BACKBONE_TEXT.get(recipe['backbone'], '')} "
+           f"{recipe['parameters']:,} parameters with the concept layer and head.",
+           "- Head: sparse linear (elastic net), trained jointly with the concepts (A2Mid2E-Joint), as the 2019 paper's "
+           "main explainable model.", "",
+           "## Why there are no weights", "",
+           f"Measured by `scripts/build_zoo.py` on this project's CPU machine (2 cores, {recipe['threads']} threads): one "
+           f"training step on a batch of {recipe['batch_size']} ten-second clips takes {recipe['seconds_per_batch']:.2f} s, "
+           f"so one epoch over the {recipe['train_clips']} training clips of the controlled corpus ({recipe['batches_per_epoch']} "
+           f"batches) takes about {est_epoch / 60:.0f} min, against {recipe['compact_seconds_per_epoch']:.0f} s for the shipped "
+           f"compact backbone. The paper's recipe runs for tens of epochs per setup, and the zoo needs three setups "
+           f"(concept model, joint model, A2E baseline): about {3 * 30 * est_epoch / 3600:.0f} hours at 30 epochs each, "
+           "beyond this project's CPU sessions. The recipe is shipped and tested (the backbone is built, trained for "
+           "steps in `tests/test_model.py` and `tests/test_training.py`); run it where a GPU is available:", "",
+           "```bash",
+           "midlevel train --corpus corpora/train --out runs/vgg --backbone vgg --joint-heads linear --epochs 30 "
+           "--patience 6 --lr-schedule cosine",
+           "python scripts/build_zoo.py --family runs/vgg --eval-corpus corpora/heldout",
+           "```", "",
+           "## Training data", "",
+           f"As for the shipped models: the controlled corpus (seed {tr.get('seed')}, {tr.get('n')} clips); "
+           "**no human ratings were used** (see `docs/controlled_corpus.md`).", "",
+           "## Citation", "", "```bibtex", CITATION, "```", ""]
     return "\n".join(out)
