@@ -38,6 +38,7 @@ from scipy.cluster.hierarchy import linkage
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..config import ConfigError
 from ..model import BlackBoxModel
 from .shap_segments import TimeFrequencySegments
 
@@ -181,7 +182,7 @@ def explain_segments(model: BlackBoxModel, audio: Any, *, method: str = "permuta
     if not isinstance(model, BlackBoxModel):
         raise TypeError(f"input-space SHAP explains a black box (BlackBoxModel), not a {type(model).__name__}")
     if method == "deep" and (unsupported := deep_unsupported_layers(model)):
-        raise ValueError(f"DeepExplainer has no rules for {', '.join(unsupported)} in {model.name}'s backbone "
+        raise ConfigError(f"DeepExplainer has no rules for {', '.join(unsupported)} in {model.name}'s backbone "
                          "(its values would not add up); use method='gradient'")
     started = time.perf_counter()
     with eval_mode(model):
