@@ -124,7 +124,10 @@ def main() -> None:
                                                            list(results["zoo"]), args.shap_benchmark)
     train_clips = len(load_splits(family_corpus(args.family))["train"])
     results["recipes"] = {"vgg-linear": vgg_recipe(family, arrays, train_clips)}
-    atomic_write_text(CARDS / "results.json", json.dumps(results, indent=1, sort_keys=True) + "\n")
+    # insertion order kept (tables list concepts and emotions in their usual order); cards are rendered
+    # from the file as written, so a card is a function of results.json alone
+    atomic_write_text(CARDS / "results.json", json.dumps(results, indent=1) + "\n")
+    results = json.loads((CARDS / "results.json").read_text())
     atomic_write_text(ZOO / "registry.json", json.dumps(registry, indent=1) + "\n")
     for zoo_name in results["zoo"]:
         text = render_card(zoo_name, results)

@@ -6,6 +6,9 @@ import pytest
 import torch
 
 from midlevel import ModelConfig, TwoStageModel, example_clip
+from midlevel.explain.attribution import SpectrogramNet
+from midlevel.explain.posthoc import last_conv_block, posthoc_maps
+from midlevel.model import BlackBoxModel
 from midlevel.audio import load_audio
 from midlevel.backbones import CompactMusicBackbone
 from midlevel.config import FrontendConfig
@@ -158,3 +161,15 @@ def test_cosine_schedule_is_a_function_of_the_epoch():
     assert TrainSettings(lr=2e-3).lr_at(7) == 2e-3
     with pytest.raises(ValueError, match="lr_schedule"):
         TrainSettings(lr_schedule="step")
+
+
+def test_post_hoc_maps_read_the_music_backbone_or_say_why_not():
+    torch.manual_seed(0)
+    model = BlackBoxModel(ModelConfig(kind="black_box", backbone="compact_music", window_seconds=2.0, hop_seconds=1.0))
+    net = SpectrogramNet(model.eval(), "targets")
+    assert last_conv_block(net) is list(net.backbone.cnn.children())[-3]  # the CNN branch: its 1x1 conv block
+    wave = load_audio(example_clip(), SR).samples[: 3 * SR]
+    cam = posthoc_maps(model, wave, "grad_cam", sample_rate=SR)
+    assert cam.maps.shape[:2] == (8, 149) and np.isfinite(cam.maps).all() and cam.maps.max() > 0
+    with pytest.raises(ValueError, match="PitchClassFeatures.*deeplift or integrated_gradients"):
+        posthoc_maps(model, wave, "lrp", sample_rate=SR)

@@ -49,8 +49,11 @@ class SpectrogramNet(nn.Module):
 
     def __init__(self, model: AudioModel, outputs: str) -> None:
         super().__init__()
-        self.backbone = nn.Sequential(*(copy.deepcopy(m) for m in model.backbone.children()
-                                        if not isinstance(m, nn.Flatten)))
+        if isinstance(model.backbone, nn.Sequential):
+            self.backbone = nn.Sequential(*(copy.deepcopy(m) for m in model.backbone.children()
+                                            if not isinstance(m, nn.Flatten)))
+        else:  # a backbone with branches (compact_music) is copied whole
+            self.backbone = copy.deepcopy(model.backbone)
         for module in self.backbone.modules():
             if isinstance(module, nn.ReLU):
                 module.inplace = False

@@ -48,8 +48,12 @@ def saliency(net: nn.Module, spec: torch.Tensor, baseline: torch.Tensor, index: 
 
 
 def last_conv_block(net: SpectrogramNet) -> nn.Module:
-    """The last backbone child holding a convolution: Grad-CAM's layer (its output is post-ReLU)."""
-    blocks = [m for m in net.backbone.children() if any(isinstance(c, nn.Conv2d) for c in m.modules())]
+    """The last backbone child holding a convolution: Grad-CAM's layer (its output is post-ReLU).
+
+    In a backbone with branches the convolutions are those of its CNN branch (``cnn``).
+    """
+    cnn = getattr(net.backbone, "cnn", net.backbone)
+    blocks = [m for m in cnn.children() if any(isinstance(c, nn.Conv2d) for c in m.modules())]
     if not blocks:
         raise ValueError("the backbone has no convolution for Grad-CAM")
     return blocks[-1]
@@ -79,8 +83,10 @@ def lrp(net: nn.Module, spec: torch.Tensor, baseline: torch.Tensor, index: int) 
     """LRP epsilon rule (Bach et al. 2015); the baseline is not used."""
     blockers = lrp_blockers(net)
     if blockers:
-        raise ValueError(f"captum's LRP has no rule for {', '.join(blockers)}; explain the concepts "
-                         "instead (their maps combine into target maps with attribution.target_maps)")
+        hint = ("explain the concepts instead (their maps combine into target maps with attribution.target_maps)"
+                if set(blockers) <= {"SparseLinearHead", "GAMHead"} else
+                "use deeplift or integrated_gradients for this backbone")
+        raise ValueError(f"captum's LRP has no rule for {', '.join(blockers)}; {hint}")
     return LRP(net).attribute(spec.clone().requires_grad_(), target=index)
 
 
