@@ -112,3 +112,15 @@ def test_recipes_without_weights_have_generated_cards_that_say_so():
         assert text == render_recipe_card(name, recipe, results)
         assert "no weights shipped" in text and name not in list_models()
         assert recipe["seconds_per_batch"] > 0 and recipe["batches_per_epoch"] > 0
+
+
+def test_cards_quote_the_shap_benchmark_file():
+    """The SHAP numbers in results.json (and so in the cards) are the benchmark's own output."""
+    results = json.loads(RESULTS.read_text())
+    bench = json.loads((ROOT / "benchmarks" / "results" / "intrinsic_vs_shap.json").read_text())
+    quoted = results["shap_benchmark"]
+    assert quoted["n_test"] == bench["n_test"] >= 200
+    assert quoted["ratios"] == bench["cost"]["ratios"] and quoted["black_boxes"] == bench["black_boxes"]
+    for name, entry in quoted["models"].items():
+        assert entry == bench["models"][name] and name in list_models()
+        assert f"**{quoted['cheapest_black_box_shap'][name]['wall']:.0f}x**" in card(name)

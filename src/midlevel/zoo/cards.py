@@ -131,7 +131,10 @@ def _shap_section(name: str, info: dict[str, Any], results: dict[str, Any]) -> l
         out += ["Cost, measured in one run: one intrinsic explanation takes "
                 f"{bench['seconds'][name]['intrinsic']['wall'] * 1000:.1f} ms; relative to it, "
                 + ", ".join(f"{k.replace('_', ' ')} {v['wall']:.0f}x" for k, v in ratios.items())
-                + f". The cheapest SHAP of the black box ({cheapest['method']}) is **{cheapest['wall']:.0f}x** slower.", ""]
+                + f". The cheapest SHAP of the black box ({cheapest['method']}) is **{cheapest['wall']:.0f}x** slower at this "
+                f"budget ({st['max_evals']} masked inputs per permutation/partition explanation"
+                + (f", {st['gradient_samples']} expected-gradient samples" if "gradient_samples" in st else "")
+                + "; the ratios grow with the budget).", ""]
     elif info["source"] == "a2e" or not info["explainable"]:
         mine = next((v for k, v in bench["black_boxes"].items()), None)
         if mine:
