@@ -26,6 +26,7 @@ import pandas as pd
 from midlevel.concepts import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel.datasets.controlled import (
     build_corpus,
+    fit_generating_weights,
     outside_matrix,
     standardise_outside,
     standardise_ratings,
@@ -43,14 +44,6 @@ def _dir_bytes(path: Path, exclude=(".cache",)) -> int:
     return total
 
 
-def _ols(x, y):
-    x1 = np.column_stack([np.ones(len(x)), x])
-    coef, *_ = np.linalg.lstsq(x1, y, rcond=None)
-    resid = y - x1 @ coef
-    r2 = 1 - (resid**2).sum(axis=0) / ((y - y.mean(axis=0)) ** 2).sum(axis=0)
-    return coef, r2
-
-
 def label_stats(out: Path) -> dict:
     ann = pd.read_csv(out / "metadata_annotations/annotations.csv", index_col="song_id")
     emo = pd.read_csv(out / "mean_ratings_set1.csv", index_col="number")
@@ -62,8 +55,8 @@ def label_stats(out: Path) -> dict:
     z = standardise_ratings(r.to_numpy())
     x = standardise_outside(fac[["velocity", "tempo_bpm", "transpose"]].astype(float))
     e = emo.loc[r.index, list(EMOTIONS)].to_numpy()
-    coef_all, r2_all = _ols(np.column_stack([z, x]), e)
-    coef_r, r2_r = _ols(z, e)
+    coef_all, r2_all = fit_generating_weights(np.column_stack([z, x]), e)
+    coef_r, r2_r = fit_generating_weights(z, e)
     return {
         "rating_sd": {f: round(float(r[f].std()), 3) for f in MIDLEVEL_FEATURES},
         "rating_mean": {f: round(float(r[f].mean()), 3) for f in MIDLEVEL_FEATURES},

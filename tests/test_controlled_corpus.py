@@ -19,6 +19,7 @@ from midlevel.datasets.controlled import (
     build_corpus,
     catalogue,
     compute_ratings,
+    fit_generating_weights,
     ground_truth,
     load_piece,
     neutral_factors,
@@ -359,20 +360,12 @@ def test_ratings_spread_and_are_not_duplicates(sample):
     print(f"\nrating sd: {sd.round(2).to_dict()}\nmax |r| between features: {off.max():.2f}")
 
 
-def _ols(x, y):
-    x1 = np.column_stack([np.ones(len(x)), x])
-    coef, *_ = np.linalg.lstsq(x1, y, rcond=None)
-    resid = y - x1 @ coef
-    r2 = 1 - (resid**2).sum(axis=0) / ((y - y.mean(axis=0)) ** 2).sum(axis=0)
-    return coef, r2
-
-
 def test_emotions_recover_the_published_weights(sample):
     z = standardise_ratings(sample[list(MIDLEVEL_FEATURES)].to_numpy())
     x = standardise_outside(sample[["velocity", "tempo_bpm", "transpose"]].astype(float))
     e = sample[[f"emo_{k}" for k in EMOTIONS]].to_numpy()
-    coef_all, r2_all = _ols(np.column_stack([z, x]), e)
-    coef_r, r2_r = _ols(z, e)
+    coef_all, r2_all = fit_generating_weights(np.column_stack([z, x]), e)
+    coef_r, r2_r = fit_generating_weights(z, e)
     err_all = np.abs(coef_all[1:8] - weight_matrix()).max()
     err_r = np.abs(coef_r[1:8] - weight_matrix()).max()
     err_b = np.abs(coef_all[8:] - outside_matrix()).max()

@@ -110,14 +110,17 @@ class CompactMusicBackbone(nn.Module):
         return self.mix(torch.cat(parts, dim=1))
 
 
-BACKBONES = {"vgg": VGGBackbone, "compact": CompactBackbone, "compact_music": CompactMusicBackbone}
+#: name -> builder from the front-end's settings (backbones that read pitch need its band layout)
+BACKBONES = {
+    "vgg": lambda frontend: VGGBackbone(),
+    "compact": lambda frontend: CompactBackbone(),
+    "compact_music": CompactMusicBackbone,
+}
 
 
 def build_backbone(name: str, frontend: FrontendConfig | None = None) -> nn.Module:
-    """Backbones that read pitch from the spectrogram take the front-end's settings."""
-    if name == "compact_music":
-        return CompactMusicBackbone(frontend or FrontendConfig())
     try:
-        return BACKBONES[name]()
+        builder = BACKBONES[name]
     except KeyError:
         raise ValueError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}") from None
+    return builder(frontend or FrontendConfig())

@@ -135,8 +135,8 @@ def _shap_section(name: str, info: dict[str, Any], results: dict[str, Any]) -> l
                 f"budget ({st['max_evals']} masked inputs per permutation/partition explanation"
                 + (f", {st['gradient_samples']} expected-gradient samples" if "gradient_samples" in st else "")
                 + "; the ratios grow with the budget).", ""]
-    elif info["source"] == "a2e" or not info["explainable"]:
-        mine = next((v for k, v in bench["black_boxes"].items()), None)
+    elif not info["explainable"]:
+        mine = bench["black_boxes"].get(name)  # the benchmark names the black box by its zoo name
         if mine:
             out += ["| SHAP variant | deletion gain | stability (noise / gain / shift) | additivity error |",
                     "|---|---|---|---|"]

@@ -120,6 +120,19 @@ def emotion_targets(ratings: dict, factors, rng: np.random.Generator) -> tuple[d
     return dict(zip(EMOTIONS, map(float, e))), dict(zip(EMOTIONS, map(float, clean)))
 
 
+def fit_generating_weights(predictors: np.ndarray, emotions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ordinary least squares of emotions on an intercept and ``predictors``: how a corpus shows it recovers W.
+
+    Returns the (1 + P, T) coefficients, intercept row first (rows 1..7 estimate W when the
+    predictors start with the seven standardised ratings, the next ones B), and each emotion's R^2.
+    """
+    design = np.column_stack([np.ones(len(predictors)), predictors])
+    coef, *_ = np.linalg.lstsq(design, emotions, rcond=None)
+    resid = emotions - design @ coef
+    r2 = 1 - (resid**2).sum(axis=0) / ((emotions - emotions.mean(axis=0)) ** 2).sum(axis=0)
+    return coef, r2
+
+
 def ground_truth() -> dict:
     """Everything that generated the emotions, for ground_truth.json."""
     return {
