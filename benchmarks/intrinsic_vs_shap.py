@@ -19,12 +19,18 @@ Intrinsic attributions are the head's contributions centred on the training conc
 i.e. the head's exact SHAP values, so they are on the same footing as SHAP's. ``--models`` is a
 ``train_family`` output folder, a model folder, or comma-separated folders / zoo names; without
 it a quick family is trained into ``OUT/family`` first. Writes ``intrinsic_vs_shap.json``,
-``intrinsic_vs_shap.md`` and ``intrinsic_vs_shap.png`` to ``--out``.
+``intrinsic_vs_shap.md`` and ``intrinsic_vs_shap.png`` to ``--out``, and the weights' sha256 of every
+model, so the cards that quote the file can be checked against the shipped checkpoints.
+
+Input-space SHAP is the slow part (about 10 s per clip at the default budget on 2 cores): each
+clip's results are written to ``OUT/.partial/`` as they are done, and a run started again with
+the same weights and settings reads them back instead of recomputing (resume after a kill).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import sys
@@ -38,6 +44,7 @@ from tqdm.auto import tqdm
 
 from midlevel import load
 from midlevel.audio import load_audio
+from midlevel.checkpoint import read_config
 from midlevel.explain.mlp_head import MLPHead
 from midlevel.explain.shap_baseline import METHODS, explain_segments, gradient_based_method
 from midlevel.explain.shap_concepts import concept_shap, exact_head_shap, head_function
@@ -51,6 +58,7 @@ from midlevel.training.cache import cached_log_spectrograms
 from midlevel.training.data import load_splits
 from midlevel.training.loops import ArraySet, TrainSettings, network_outputs
 from midlevel.training.metrics import pearson_per_column
+from midlevel.zoo import get_entry
 
 NAME = "intrinsic_vs_shap"
 CONCEPT_METHODS = {"intrinsic": "intrinsic (head terms, centred)", "mlp_shap": "MLP head + permutation SHAP"}
@@ -79,10 +87,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="torch threads (1: steadiest timings on a shared machine, and SHAP's large batches "
                         "cannot profit from parallelism more than the intrinsic single pass does)")
     p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+    p.add_argument("--shard", metavar="I/N", help="only compute the black boxes' per-clip SHAP records of clips "
+                   "i with i %% N == I and stop (run N shards side by side, one per core, then the whole "
+                   "benchmark once: it reads their records back)")
+    args = p.parse_args(argv)
+    if args.shard:
+        try:
+            index, count = (int(v) for v in args.shard.split("/"))
+        except ValueError:
+            p.error(f"--shard must look like 0/2; got {args.shard!r}")
+        if not 0 <= index < count:
+            p.error(f"--shard {args.shard}: I must be in [0, N)")
+        args.shard = (index, count)
+    return args
 
 
 # -- models and data ---------------------------------------------------------------------------
+def weights_sha256(spec: str | Path) -> str:
+    """The sha256 of a model's weights as its folder or zoo entry records it (checked on load)."""
+    if Path(spec).is_dir():
+        return read_config(spec)[1]["weights_sha256"]
+    return get_entry(str(spec)).sha256
+
+
 def find_models(args: argparse.Namespace, out: Path) -> tuple[dict[str, AudioModel], Path]:
     """Models by name, and the folder of the family they came from (for its spectrogram cache)."""
     if not args.models:
@@ -94,11 +121,14 @@ def find_models(args: argparse.Namespace, out: Path) -> tuple[dict[str, AudioMod
     first = Path(args.models.split(",")[0])
     if (first / "models").is_dir():
         folders = sorted(p for p in (first / "models").iterdir() if (p / "config.json").is_file())
-        return {p.name: load(p) for p in folders}, first
-    models = {}
+        models = {p.name: load(p) for p in folders}
+        args.weights_sha256 = {p.name: weights_sha256(p) for p in folders}
+        return models, first
+    models, args.weights_sha256 = {}, {}
     for spec in args.models.split(","):
         model = load(spec)
-        models[model.name if model.config.name else Path(spec).name] = model
+        name = model.name if model.config.name else Path(spec).name
+        models[name], args.weights_sha256[name] = model, weights_sha256(spec)
     return models, out
 
 
@@ -146,41 +176,77 @@ def black_box_methods(bb: BlackBoxModel) -> tuple[str, ...]:
     return ("permutation", "partition", gradient_based_method(bb))
 
 
-def run_black_box(bb: BlackBoxModel, paths: list[Path], targets: np.ndarray, n_stab: int,
-                  args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, list]]:
-    """Input-space SHAP of one black box on every clip: accuracy, faithfulness, stability."""
+def black_box_clip(bb: BlackBoxModel, path: Path, i: int, stable: bool, args: argparse.Namespace) -> dict[str, Any]:
+    """Every method's explanation of one clip, its deletion curves and (if ``stable``) its stability."""
     kw = segment_options(args)
+    segments = TimeFrequencySegments.from_audio(bb, path, n_time=kw["n_time"], n_freq=kw["n_freq"])
+    record: dict[str, Any] = {}
+    for method in black_box_methods(bb):
+        e = explain_segments(bb, path, method=method, **kw)
+        ranked, rnd = deletion_auc(lambda keep: segments.value(bb, keep), e.values,
+                                   steps=args.deletion_steps, n_random=4, seed=args.seed + i)
+        record[method] = {"values": e.values.tolist(), "output": e.output.tolist(), "n_evaluations": int(e.n_evaluations),
+                          "additivity_error": float(e.additivity_error()), "ranked": ranked.tolist(), "random": rnd.tolist(),
+                          "stability": {}}
+    if stable:
+        clip = load_audio(path, bb.config.sample_rate)
+        for kind in PERTURBATIONS:
+            moved = perturb(clip.samples, clip.sample_rate, kind, seed=args.seed + i)
+            for method in record:
+                e = explain_segments(bb, moved, method=method, sample_rate=clip.sample_rate, **kw)
+                record[method]["stability"][kind] = float(cosine_similarity(e.values, np.array(record[method]["values"])))
+    return record
+
+
+def clip_records(bb: BlackBoxModel, paths: list[Path], n_stab: int, args: argparse.Namespace,
+                 partial: Path) -> list[dict[str, Any]]:
+    """Per-clip results, each written to ``partial`` as it is done, so a killed run resumes where it stopped.
+
+    The folder is keyed by the weights and every setting that changes a clip's numbers; a record
+    written under other settings is never reused. With ``--shard I/N`` only clips ``i % N == I``
+    are computed (and returned).
+    """
+    key = json.dumps({"sha256": args.weights_sha256.get(bb.name), "methods": black_box_methods(bb)}
+                     | {k: getattr(args, k) for k in ("segments", "max_evals", "gradient_samples", "deletion_steps",
+                                                      "seed")}, sort_keys=True)
+    folder = partial / bb.name / hashlib.sha256(key.encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "settings.json", key + "\n")
+    for method in black_box_methods(bb):  # warm-up: numba compiles shap's maskers once per process
+        explain_segments(bb, paths[0], method=method, **segment_options(args))
+    records = []
+    mine = [i for i in range(len(paths)) if not args.shard or i % args.shard[1] == args.shard[0]]
+    for i in tqdm(mine, desc=f"SHAP of {bb.name}", unit="clip"):
+        path = paths[i]
+        file = folder / f"{i:04d}-{Path(path).stem}.json"
+        record = json.loads(file.read_text()) if file.is_file() else None
+        if record is None or (i < n_stab and not next(iter(record.values()))["stability"]):
+            record = black_box_clip(bb, path, i, i < n_stab, args)
+            atomic_write_text(file, json.dumps(record) + "\n")
+        records.append(record)
+    return records
+
+
+def run_black_box(bb: BlackBoxModel, paths: list[Path], targets: np.ndarray, n_stab: int,
+                  args: argparse.Namespace, partial: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Input-space SHAP of one black box on every clip: accuracy, faithfulness, stability.
+
+    Returns the summary and the first clip's explanation per method (for the plot).
+    """
     methods = black_box_methods(bb)
-    for method in methods:  # warm-up: numba compiles shap's maskers once per process
-        explain_segments(bb, paths[0], method=method, **kw)
-    explanations: dict[str, list] = {m: [] for m in methods}
-    faith: dict[str, tuple[list, list]] = {m: ([], []) for m in methods}
-    stability: dict[str, dict[str, list]] = {m: {p: [] for p in PERTURBATIONS} for m in methods}
-    for i, path in enumerate(tqdm(paths, desc=f"SHAP of {bb.name}", unit="clip")):
-        segments = TimeFrequencySegments.from_audio(bb, path, n_time=kw["n_time"], n_freq=kw["n_freq"])
-        for method in methods:
-            e = explain_segments(bb, path, method=method, **kw)
-            explanations[method].append(e)
-            ranked, rnd = deletion_auc(lambda keep: segments.value(bb, keep), e.values,
-                                       steps=args.deletion_steps, n_random=4, seed=args.seed + i)
-            faith[method][0].append(ranked)
-            faith[method][1].append(rnd)
-        if i < n_stab:
-            clip = load_audio(path, bb.config.sample_rate)
-            for kind in PERTURBATIONS:
-                moved = perturb(clip.samples, clip.sample_rate, kind, seed=args.seed + i)
-                for method in methods:
-                    e = explain_segments(bb, moved, method=method, sample_rate=clip.sample_rate, **kw)
-                    stability[method][kind].append(cosine_similarity(e.values, explanations[method][i].values))
-    outputs = np.stack([e.output for e in explanations[methods[0]]])
+    records = clip_records(bb, paths, n_stab, args, partial)
+    outputs = np.stack([r[methods[0]]["output"] for r in records])
     result = {
         "accuracy": r_table(targets, outputs, list(bb.config.target_names)),
-        "faithfulness": {m: summary(*faith[m]) for m in methods},
-        "stability": {m: {k: float(np.mean(v)) for k, v in stability[m].items()} for m in methods},
-        "evaluations": {m: float(np.mean([e.n_evaluations for e in explanations[m]])) for m in methods},
-        "additivity_error": {m: max(e.additivity_error() for e in explanations[m]) for m in methods},
+        "faithfulness": {m: summary([np.array(r[m]["ranked"]) for r in records],
+                                    [np.array(r[m]["random"]) for r in records]) for m in methods},
+        "stability": {m: {k: float(np.mean([r[m]["stability"][k] for r in records[:n_stab]])) for k in PERTURBATIONS}
+                      for m in methods},
+        "evaluations": {m: float(np.mean([r[m]["n_evaluations"] for r in records])) for m in methods},
+        "additivity_error": {m: max(r[m]["additivity_error"] for r in records) for m in methods},
     }
-    return result, explanations
+    first = {m: explain_segments(bb, paths[0], method=m, **segment_options(args)) for m in methods}
+    return result, first
 
 
 def run_two_stage(model: TwoStageModel, paths: list[Path], targets: np.ndarray, background: np.ndarray,
@@ -385,11 +451,18 @@ def main(argv: list[str] | None = None) -> int:
         | {"n_stability": n_stab},
         "n_test": len(paths), "machine": f"{platform.machine()} CPU, torch {torch.__version__}, "
                                           f"{torch.get_num_threads()} threads",
-        "models": {}, "black_boxes": {},
+        "weights_sha256": args.weights_sha256, "models": {}, "black_boxes": {},
     }
     shap_by_bb = {}
     for name, bb in black_boxes.items():
-        results["black_boxes"][name], shap_by_bb[name] = run_black_box(bb, paths, targets, n_stab, args)
+        if args.shard:
+            clip_records(bb, paths, n_stab, args, out / ".partial")
+            continue
+        results["black_boxes"][name], shap_by_bb[name] = run_black_box(bb, paths, targets, n_stab, args,
+                                                                       out / ".partial")
+    if args.shard:
+        print(f"shard {args.shard[0]}/{args.shard[1]}: clip records in {out / '.partial'}")
+        return 0
     plot_inputs, mlps, backgrounds, counterparts = None, {}, {}, {}
     for name, model in two_stage.items():
         counterparts[name] = next((n for n, bb in black_boxes.items() if bb.config.backbone == model.config.backbone), None)
@@ -405,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out / f"{NAME}.json", json.dumps(strict_json(results), indent=1, allow_nan=False) + "\n")
     atomic_write_text(out / f"{NAME}.md", markdown(results))
     first_clip, counterpart = plot_inputs
-    plot_side_by_side(first_clip["explanation"], [e[0] for e in shap_by_bb[counterpart].values()] if counterpart else [],
+    plot_side_by_side(first_clip["explanation"], list(shap_by_bb[counterpart].values()) if counterpart else [],
                       out / f"{NAME}.png", concept_maps={"intrinsic, centred (exact SHAP)": first_clip["intrinsic"],
                                                          "MLP head + permutation SHAP": first_clip["mlp_shap"]})
     print(markdown(results))

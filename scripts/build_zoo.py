@@ -2,6 +2,11 @@
 """Evaluate a trained family on a held-out corpus, ship the chosen models, write their cards.
 
     python scripts/build_zoo.py --family runs/compact --eval-corpus corpora/eval-seed2
+    python scripts/build_zoo.py --shap-benchmark benchmarks/results/intrinsic_vs_shap.json  # re-quote only
+
+The second form leaves the shipped weights and every other number alone: it replaces the SHAP
+section of ``model_cards/results.json`` with the benchmark's (which must have been measured on the
+weights the registry pins) and renders the cards again.
 
 Writes (all generated; never edit by hand):
 - ``src/midlevel/zoo/weights/<name>/`` model folders and ``src/midlevel/zoo/registry.json``
@@ -51,13 +56,20 @@ SETUP_NAMES = {"joint": "A2Mid2E-Joint", "a2mid2e": "A2Mid2E", "a2e": "A2E", "in
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--family", required=True, type=Path, help="output folder of `midlevel train`")
-    ap.add_argument("--eval-corpus", required=True, type=Path, help="corpus built with a seed not used in training")
+    ap.add_argument("--family", type=Path, help="output folder of `midlevel train`")
+    ap.add_argument("--eval-corpus", type=Path, help="corpus built with a seed not used in training")
     ap.add_argument("--cache-dir", type=Path)
     ap.add_argument("--shap-benchmark", type=Path,
                     help="intrinsic_vs_shap.json of benchmarks/intrinsic_vs_shap.py run on the shipped models "
                          "(--models with their zoo names); its numbers go into the cards")
     args = ap.parse_args()
+    if args.family is None and args.eval_corpus is None:
+        if args.shap_benchmark is None:
+            ap.error("give --family and --eval-corpus (build the zoo), or --shap-benchmark alone (re-quote it)")
+        requote_shap_benchmark(args.shap_benchmark)
+        return
+    if args.family is None or args.eval_corpus is None:
+        ap.error("--family and --eval-corpus go together")
 
     family = json.loads((args.family / "results.json").read_text())
     splits = load_splits(args.eval_corpus)
@@ -121,21 +133,39 @@ def main() -> None:
         })
     if args.shap_benchmark:
         results["shap_benchmark"] = shap_benchmark_summary(json.loads(args.shap_benchmark.read_text()),
-                                                           list(results["zoo"]), args.shap_benchmark)
+                                                           {n: e["sha256"] for n, e in results["zoo"].items()},
+                                                           args.shap_benchmark)
     train_clips = len(load_splits(family_corpus(args.family))["train"])
     results["recipes"] = {"vgg-linear": vgg_recipe(family, arrays, train_clips)}
-    # insertion order kept (tables list concepts and emotions in their usual order); cards are rendered
-    # from the file as written, so a card is a function of results.json alone
+    atomic_write_text(ZOO / "registry.json", json.dumps(registry, indent=1) + "\n")
+    write_results_and_cards(results)
+
+
+def write_results_and_cards(results: dict) -> None:
+    """``results.json``, then every card rendered from the file as re-read (a card is a function of it)."""
+    # insertion order kept (tables list concepts and emotions in their usual order)
     atomic_write_text(CARDS / "results.json", json.dumps(results, indent=1) + "\n")
     results = json.loads((CARDS / "results.json").read_text())
-    atomic_write_text(ZOO / "registry.json", json.dumps(registry, indent=1) + "\n")
     for zoo_name in results["zoo"]:
         text = render_card(zoo_name, results)
         atomic_write_text(CARDS / f"{zoo_name}.md", text)
         atomic_write_text(ZOO / "cards" / f"{zoo_name}.md", text)
     for recipe_name, recipe in results["recipes"].items():
         atomic_write_text(CARDS / f"{recipe_name}.md", render_recipe_card(recipe_name, recipe, results))
-    print(f"shipped {', '.join(results['zoo'])}; cards in {CARDS}")
+    print(f"cards of {', '.join(results['zoo'])} written to {CARDS}")
+
+
+def requote_shap_benchmark(path: Path) -> None:
+    """Replace the SHAP numbers of the shipped zoo's results with a new benchmark run on the same weights."""
+    results = json.loads((CARDS / "results.json").read_text())
+    registry = json.loads((ZOO / "registry.json").read_text())
+    pinned = {m["name"]: m["sha256"] for m in registry["models"]}
+    if pinned != {n: e["sha256"] for n, e in results["zoo"].items()}:
+        raise SystemExit(f"{CARDS / 'results.json'}: describes other weights than {ZOO / 'registry.json'} pins; "
+                         "build the zoo again with --family and --eval-corpus")
+    results["shap_benchmark"] = shap_benchmark_summary(json.loads(path.read_text()), pinned, path)
+    write_results_and_cards(results)
+    print(f"re-quoted {path} in {CARDS / 'results.json'} and the cards")
 
 
 def vgg_recipe(family: dict, arrays: ArraySet, train_clips: int, n_steps: int = 3) -> dict:
@@ -164,13 +194,19 @@ def vgg_recipe(family: dict, arrays: ArraySet, train_clips: int, n_steps: int = 
             "compact_seconds_per_epoch": family["models"]["a2mid"]["seconds_fastest_epoch"]}
 
 
-def shap_benchmark_summary(bench: dict, zoo_names: list[str], path: Path) -> dict:
-    """The benchmark's numbers for the shipped models (it must have been run on them by zoo name)."""
+def shap_benchmark_summary(bench: dict, zoo_sha256: dict[str, str], path: Path) -> dict:
+    """The benchmark's numbers for the shipped models (it must have been run on these very weights)."""
+    zoo_names = list(zoo_sha256)
     missing = [n for n in zoo_names if n not in bench["models"] and n not in bench["black_boxes"]]
     if missing:
         raise SystemExit(f"{path}: has no results for {missing}; run the benchmark with --models "
                          f"{','.join(zoo_names)}")
+    stale = [n for n in zoo_names if bench.get("weights_sha256", {}).get(n) != zoo_sha256[n]]
+    if stale:
+        raise SystemExit(f"{path}: was measured on other weights than the ones shipped now for {stale}; "
+                         f"run the benchmark again with --models {','.join(zoo_names)}")
     keep = {"settings": bench["settings"], "n_test": bench["n_test"], "machine": bench["machine"],
+            "weights_sha256": {n: bench["weights_sha256"][n] for n in zoo_names},
             "file": "benchmarks/results/intrinsic_vs_shap.md", "models": {}, "black_boxes": bench["black_boxes"],
             "ratios": bench["cost"]["ratios"], "seconds": bench["cost"]["seconds"],
             "cheapest_black_box_shap": bench["cost"]["cheapest_black_box_shap"]}

@@ -50,10 +50,12 @@ def test_each_setup_learns(tmp_path, setup, kind):
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == len(hist)
 
 
-def test_interrupted_run_resumes_to_identical_weights(tmp_path):
+@pytest.mark.parametrize("transpose", [0, 2])
+def test_interrupted_run_resumes_to_identical_weights(tmp_path, transpose):
     train, valid = toy_set(48, 0), toy_set(16, 1)
     full = small_model()
-    settings = TrainSettings(setup="joint", epochs=4, batch_size=16, lr=3e-3, patience=10, seed=3)
+    settings = TrainSettings(setup="joint", epochs=4, batch_size=16, lr=3e-3, patience=10, seed=3,
+                             transpose_semitones=transpose)
     train_network(full, train, valid, settings, tmp_path / "full", progress=False)
 
     part = small_model()
@@ -71,3 +73,31 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     train_network(small_model(), train, valid, TrainSettings(epochs=1), tmp_path, progress=False)
     with pytest.raises(ValueError, match="other settings"):
         train_network(small_model(), train, valid, TrainSettings(epochs=1, lr=0.1), tmp_path, progress=False)
+
+
+def test_a_run_from_before_a_setting_existed_resumes_with_its_default(tmp_path):
+    import json
+
+    train, valid = toy_set(16, 0), toy_set(16, 1)
+    train_network(small_model(), train, valid, TrainSettings(epochs=1), tmp_path, progress=False)
+    state_file = tmp_path / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["settings"]["transpose_semitones"]  # as written before the augmentation existed
+    state_file.write_text(json.dumps(state))
+    resumed = train_network(small_model(), train, valid, TrainSettings(epochs=2), tmp_path, progress=False)
+    assert len(resumed["history"]) == 2
+    with pytest.raises(ValueError, match="other settings"):
+        train_network(small_model(), train, valid, TrainSettings(epochs=3, transpose_semitones=1), tmp_path,
+                      progress=False)
+
+
+def test_transposed_training_differs_from_plain_and_is_seeded(tmp_path):
+    train, valid = toy_set(32, 0), toy_set(16, 1)
+    runs = []
+    for i, transpose in enumerate([0, 3, 3]):
+        model = small_model()
+        train_network(model, train, valid, TrainSettings(epochs=1, transpose_semitones=transpose),
+                      tmp_path / str(i), progress=False)
+        runs.append(network_outputs(model, valid))
+    np.testing.assert_array_equal(runs[1], runs[2])
+    assert np.abs(runs[0] - runs[1]).max() > 1e-3

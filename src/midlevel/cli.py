@@ -117,7 +117,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              patience=args.patience, seed=args.seed, joint_weight=args.joint_weight,
-                             crop_frames=args.crop_frames, lr_schedule=args.lr_schedule)
+                             crop_frames=args.crop_frames, lr_schedule=args.lr_schedule,
+                             transpose_semitones=args.transpose)
     joint = None if args.joint_heads is None else [h for h in args.joint_heads.split(",") if h]
     results = train_family(args.corpus, args.out, backbone=args.backbone, heads=args.heads.split(","), joint_heads=joint,
                            settings=settings, cache_dir=args.cache_dir)
@@ -164,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--joint-weight", type=float, default=0.5, help="weight of the concept loss in joint training")
     p.add_argument("--crop-frames", type=int, help="train on random excerpts of this many frames (31.3 per second)")
+    p.add_argument("--transpose", type=int, default=0, metavar="N",
+                   help="transpose each training clip by a random number of semitones in [-N, N] "
+                        "(concept and joint training; the A2E black box is trained without)")
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                    help="cosine: decay the learning rate to 0 over --epochs (a function of the epoch, so resumable)")
     p.add_argument("--cache-dir", help="spectrogram cache folder (default: OUT/cache)")

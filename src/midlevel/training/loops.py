@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from ..ioutil import atomic_write_text
 from ..model import AudioModel, BlackBoxModel, TwoStageModel
+from .augment import transpose_batch, transposition_matrices
 from .checkpointing import load_training_state, save_training_state
 from .metrics import pearson_per_column
 
@@ -56,12 +57,17 @@ class TrainSettings:
     #: "constant", or "cosine": lr x (1 + cos(pi x epoch / epochs)) / 2, a function of the epoch number only,
     #: so a resumed run continues the same schedule without storing scheduler state.
     lr_schedule: str = "constant"
+    #: transpose each training clip by a random whole number of semitones in [-n, n] (0: off); see
+    #: ``training.augment``. Only where the labels do not depend on register (concepts).
+    transpose_semitones: int = 0
 
     def __post_init__(self) -> None:
         if self.setup not in SETUPS:
             raise ValueError(f"setup must be one of {SETUPS}; got {self.setup!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}; got {self.lr_schedule!r}")
+        if self.transpose_semitones < 0:
+            raise ValueError(f"transpose_semitones must be >= 0; got {self.transpose_semitones}")
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of epoch ``epoch`` (0-based)."""
@@ -158,6 +164,8 @@ def train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings:
         params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
     optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
     state = load_training_state(out_dir, model, optimizer)
+    if state is not None:  # settings added since the run started take their defaults
+        state["settings"] = {**asdict(TrainSettings()), **state["settings"]}
     if state is not None and {**state["settings"], "epochs": 0} != {**asdict(settings), "epochs": 0}:
         raise ValueError(f"{out_dir / 'state.json'}: was written with other settings; use a new --out folder")
     if state is not None:  # only the epoch budget may change: a finished run can be extended
@@ -166,6 +174,8 @@ def train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings:
                       "best_epoch": -1, "epoch": -1}
     c_all = torch.as_tensor(train.concepts, dtype=torch.float32) if train.concepts is not None else None
     t_all = torch.as_tensor(train.targets, dtype=torch.float32) if train.targets is not None else None
+    shifts = transposition_matrices(model.config.frontend, settings.transpose_semitones) \
+        if settings.transpose_semitones else None
     for epoch in range(state["epoch"] + 1, settings.epochs):
         if epoch - state["best_epoch"] > settings.patience and state["best_epoch"] >= 0:
             break
@@ -183,6 +193,8 @@ def train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings:
             if settings.crop_frames and batch.shape[-1] > settings.crop_frames:
                 offset = int(torch.randint(batch.shape[-1] - settings.crop_frames + 1, (1,), generator=gen))
                 batch = batch[..., offset:offset + settings.crop_frames]
+            if shifts is not None:
+                batch = transpose_batch(batch, shifts, gen)
             spec = model.frontend.normalize(batch.float())
             loss = batch_loss(model, settings, spec, c_all[idx] if c_all is not None else None,
                          t_all[idx] if t_all is not None else None)

@@ -1,0 +1,57 @@
+"""The SHAP benchmark runs with one command, writes its tables and plot, and resumes per clip."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+from test_recipes import write_layout
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def benchmark_module():
+    spec = importlib.util.spec_from_file_location("intrinsic_vs_shap", ROOT / "benchmarks" / "intrinsic_vs_shap.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_run_writes_results_and_a_killed_run_resumes_from_its_clip_records(tmp_path):
+    write_layout(tmp_path / "data")
+    bench = benchmark_module()
+    out = tmp_path / "results"
+    args = ["--corpus", str(tmp_path / "data"), "--models", "compact-linear,compact-a2e", "--n", "3",
+            "--n-stability", "1", "--n-timing", "1", "--max-evals", "70", "--gradient-samples", "2",
+            "--segments", "4x2", "--out", str(out)]
+    # two shards side by side compute the clip records; the whole run reads them back
+    for shard in ("0/2", "1/2"):
+        assert bench.main([*args, "--shard", shard]) == 0
+    assert not (out / "intrinsic_vs_shap.json").exists()
+    sharded = sorted((out / ".partial" / "compact-a2e").glob("*/0*.json"))
+    assert [p.name[:4] for p in sharded] == ["0000", "0001", "0002"]
+    written = {p: p.stat().st_mtime_ns for p in sharded}
+    assert bench.main(args) == 0
+    assert {p: p.stat().st_mtime_ns for p in sharded} == written
+    for suffix in ("json", "md", "png"):
+        assert (out / f"intrinsic_vs_shap.{suffix}").stat().st_size > 0
+    first = json.loads((out / "intrinsic_vs_shap.json").read_text())
+    assert first["n_test"] == 3 and set(first["black_boxes"]) == {"compact-a2e"}
+    assert first["weights_sha256"]["compact-a2e"] == bench.get_entry("compact-a2e").sha256
+    ratios = first["cost"]["ratios"]["compact-linear"]
+    assert {"permutation", "partition", "gradient", "mlp_shap"} <= set(ratios)
+
+    records = sorted((out / ".partial" / "compact-a2e").glob("*/0*.json"))
+    assert len(records) == 3
+    # a run killed after its first clip: the others are recomputed, the first one is read back
+    stamps = {p: p.stat().st_mtime_ns for p in records}
+    for p in records[1:]:
+        p.unlink()
+    assert bench.main(args) == 0
+    again = json.loads((out / "intrinsic_vs_shap.json").read_text())
+    assert records[0].stat().st_mtime_ns == stamps[records[0]]
+    assert all(p.is_file() for p in records)
+    assert again["black_boxes"] == first["black_boxes"] and again["models"] == first["models"]
+
+    # other settings never reuse those records
+    assert bench.main([*args[:-2], "--max-evals", "80", "--out", str(out)]) == 0
+    assert len(list((out / ".partial" / "compact-a2e").iterdir())) == 2
