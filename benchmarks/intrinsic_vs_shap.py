@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     splits = load_splits(args.corpus)
     if args.background_corpus:
         splits["train"] = load_splits(args.background_corpus)["train"]
-    if not len(splits["train"]):
+    if not len(splits["train"]) and not args.shard:  # shards compute the black boxes alone: no background
         raise SystemExit(f"{args.corpus}: no train split for SHAP's background; pass --background-corpus")
     if splits["test"].targets is None:
         raise SystemExit(f"{args.corpus}: no target ratings (mean_ratings_set1.csv): nothing to benchmark")
