@@ -209,7 +209,8 @@ def shap_benchmark_summary(bench: dict, zoo_sha256: dict[str, str], path: Path) 
             "weights_sha256": {n: bench["weights_sha256"][n] for n in zoo_names},
             "file": "benchmarks/results/intrinsic_vs_shap.md", "models": {}, "black_boxes": bench["black_boxes"],
             "ratios": bench["cost"]["ratios"], "seconds": bench["cost"]["seconds"],
-            "cheapest_black_box_shap": bench["cost"]["cheapest_black_box_shap"]}
+            **{k: bench["cost"][k] for k in ("additivity_tolerance", "cheapest_black_box_shap",
+                                             "cheapest_any_black_box_shap", "gradient_budget")}}
     for name in zoo_names:
         if name in bench["models"]:
             keep["models"][name] = bench["models"][name]

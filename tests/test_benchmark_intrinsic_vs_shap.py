@@ -21,7 +21,7 @@ def test_quick_run_writes_results_and_a_killed_run_resumes_from_its_clip_records
     bench = benchmark_module()
     out = tmp_path / "results"
     args = ["--corpus", str(tmp_path / "data"), "--models", "compact-linear,compact-a2e", "--n", "3",
-            "--n-stability", "1", "--n-timing", "1", "--max-evals", "70", "--gradient-samples", "2",
+            "--n-stability", "1", "--n-timing", "1", "--max-evals", "70", "--gradient-samples", "2", "--gradient-sweep", "2,8",
             "--segments", "4x2", "--out", str(out)]
     # two shards side by side compute the clip records; the whole run reads them back
     for shard in ("0/2", "1/2"):
@@ -37,8 +37,16 @@ def test_quick_run_writes_results_and_a_killed_run_resumes_from_its_clip_records
     first = json.loads((out / "intrinsic_vs_shap.json").read_text())
     assert first["n_test"] == 3 and set(first["black_boxes"]) == {"compact-a2e"}
     assert first["weights_sha256"]["compact-a2e"] == bench.get_entry("compact-a2e").sha256
-    ratios = first["cost"]["ratios"]["compact-linear"]
-    assert {"permutation", "partition", "gradient", "mlp_shap"} <= set(ratios)
+    cost = first["cost"]
+    assert {"permutation", "partition", "gradient", "mlp_shap"} <= set(cost["ratios"]["compact-linear"])
+    # the cheapest variant quoted against the 100x bar is one whose values add up to the output;
+    # two expected-gradient samples do not
+    errors = first["black_boxes"]["compact-a2e"]["additivity_error"]
+    assert errors["gradient"] > cost["additivity_tolerance"] >= max(errors["permutation"], errors["partition"])
+    assert cost["cheapest_black_box_shap"]["compact-linear"]["method"] in ("permutation", "partition")
+    sweep = cost["gradient_budget"]["compact-a2e"]["samples"]
+    assert list(sweep) == ["2", "8"]
+    assert all(v["wall"] > 0 and v["additivity_error_max"] >= v["additivity_error_median"] > 0 for v in sweep.values())
 
     records = sorted((out / ".partial" / "compact-a2e").glob("*/0*.json"))
     assert len(records) == 3

@@ -120,7 +120,28 @@ def test_cards_quote_the_shap_benchmark_file():
     bench = json.loads((ROOT / "benchmarks" / "results" / "intrinsic_vs_shap.json").read_text())
     quoted = results["shap_benchmark"]
     assert quoted["n_test"] == bench["n_test"] >= 200
+    # measured on the very weights shipped now (a retrained zoo needs the benchmark run again)
+    assert quoted["weights_sha256"] == {n: get_entry(n).sha256 for n in list_models()}
+    assert all(bench["weights_sha256"][n] == get_entry(n).sha256 for n in list_models())
     assert quoted["ratios"] == bench["cost"]["ratios"] and quoted["black_boxes"] == bench["black_boxes"]
     for name, entry in quoted["models"].items():
         assert entry == bench["models"][name] and name in list_models()
         assert f"**{quoted['cheapest_black_box_shap'][name]['wall']:.0f}x**" in card(name)
+
+
+def test_a_benchmark_measured_on_other_weights_is_not_quoted():
+    """build_zoo.py refuses to put SHAP numbers of other weights into the cards, naming the model."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_zoo", ROOT / "scripts" / "build_zoo.py")
+    build_zoo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_zoo)
+    bench = json.loads((ROOT / "benchmarks" / "results" / "intrinsic_vs_shap.json").read_text())
+    pinned = {n: get_entry(n).sha256 for n in list_models()}
+    kept = build_zoo.shap_benchmark_summary(bench, pinned, Path("bench.json"))
+    assert kept["weights_sha256"] == pinned
+    retrained = {**pinned, "compact-gam": "0" * 64}
+    with pytest.raises(SystemExit, match=r"other weights.*compact-gam"):
+        build_zoo.shap_benchmark_summary(bench, retrained, Path("bench.json"))
+    with pytest.raises(SystemExit, match="no results for.*compact-new"):
+        build_zoo.shap_benchmark_summary(bench, {**pinned, "compact-new": "0" * 64}, Path("bench.json"))

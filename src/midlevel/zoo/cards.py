@@ -105,7 +105,9 @@ def _shap_section(name: str, info: dict[str, Any], results: dict[str, Any]) -> l
         return []
     n, st = bench["n_test"], bench["settings"]
     out = ["## Intrinsic vs post-hoc (SHAP) explanations", "",
-           f"From `benchmarks/intrinsic_vs_shap.py` on {n} held-out test clips ({bench['machine']}); the full tables "
+           f"From `benchmarks/intrinsic_vs_shap.py` on {n} held-out test clips"
+           + (f", {st['n_stability']} of them re-explained after each perturbation" if "n_stability" in st else "")
+           + f" ({bench['machine']}); the full tables "
            f"are in `{bench['file']}`. Input-space SHAP works over {st['segments']} time x frequency segments with the "
            "clip's mean spectrum as baseline; concept-level SHAP explains an MLP head on the same predicted concepts.",
            ""]
@@ -131,10 +133,21 @@ def _shap_section(name: str, info: dict[str, Any], results: dict[str, Any]) -> l
         out += ["Cost, measured in one run: one intrinsic explanation takes "
                 f"{bench['seconds'][name]['intrinsic']['wall'] * 1000:.1f} ms; relative to it, "
                 + ", ".join(f"{k.replace('_', ' ')} {v['wall']:.0f}x" for k, v in ratios.items())
-                + f". The cheapest SHAP of the black box ({cheapest['method']}) is **{cheapest['wall']:.0f}x** slower at this "
-                f"budget ({st['max_evals']} masked inputs per permutation/partition explanation"
+                + f". The cheapest SHAP of the black box whose values add up to its output ({cheapest['method']}; "
+                f"additivity error <= {bench.get('additivity_tolerance', 0.01):g}, shap's own tolerance) is "
+                f"**{cheapest['wall']:.0f}x** slower at this budget ({st['max_evals']} masked inputs per "
+                "permutation/partition explanation"
                 + (f", {st['gradient_samples']} expected-gradient samples" if "gradient_samples" in st else "")
-                + "; the ratios grow with the budget).", ""]
+                + "; the ratios grow with the budget)."]
+        anyway = bench.get("cheapest_any_black_box_shap", {}).get(name)
+        if anyway and anyway["method"] != cheapest["method"]:
+            sweep = bench["gradient_budget"].get(m["counterpart"], {}).get("samples", {})
+            out[-1] += (f" {anyway['method'].capitalize()} SHAP is cheaper ({anyway['wall']:.0f}x) but additive only in "
+                        f"expectation: its values miss the output by up to {anyway['additivity_error']:.2f}"
+                        + ("; measured on the timing clips: " + ", ".join(
+                            f"{k} samples {v['x_intrinsic']:.0f}x (error up to {v['additivity_error_max']:.2f})"
+                            for k, v in sweep.items()) if sweep else "") + ".")
+        out.append("")
     elif not info["explainable"]:
         mine = bench["black_boxes"].get(name)  # the benchmark names the black box by its zoo name
         if mine:
