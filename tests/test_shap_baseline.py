@@ -223,3 +223,24 @@ def test_ground_truth_reader_accepts_either_orientation_and_names_bad_files(tmp_
     flat = np.abs(coef).T.copy()
     flat[1] = 1.0  # an explanation that ranks nothing for one target
     assert np.isnan(truth_agreement(flat, coef)[1])
+
+
+def test_segment_panel_title_states_the_sum_only_when_it_holds():
+    """Expected gradients add up only in expectation: the plot must not print a false equation."""
+    import matplotlib.pyplot as plt
+
+    from midlevel.explain.shap_baseline import SegmentShap
+    from midlevel.explain.shap_plot import _segment_panel
+
+    names = [f"t{i} f{j}" for i in range(2) for j in range(2)]
+    titles = []
+    for output in (1.0, 1.5):  # expected 0.2 + sum 0.8 = 1.0: holds, then misses by 0.5
+        s = SegmentShap(source="clip", model_name="bb", method="gradient", segment_names=names, target_names=["valence"],
+                        values=np.full((1, 4), 0.2), expected_value=np.array([0.2]), output=np.array([output]),
+                        n_time=2, n_freq=2, seconds=1.0, n_evaluations=4)
+        fig, ax = plt.subplots()
+        _segment_panel(ax, s, "valence")
+        titles.append(ax.get_title())
+        plt.close(fig)
+    assert "1.00 = 0.20 + sum" in titles[0]
+    assert "1.50, but 0.20 + sum = 1.00" in titles[1] and "=" not in titles[1].split(",")[0]

@@ -76,7 +76,8 @@ class SegmentShap:
     n_evaluations: int  # forward passes (masked tracks) or backward passes (deep, per window x target)
 
     def additivity_error(self) -> float:
-        """max_t |expected_value + sum of values - output|: 0 up to float error by construction."""
+        """max_t |expected_value + sum of values - output|: 0 up to float error for permutation, partition
+        and DeepSHAP; expected gradients ("gradient") add up only in expectation."""
         return float(np.abs(self.expected_value + self.values.sum(-1) - self.output).max())
 
     def grid(self, target: str) -> np.ndarray:

@@ -38,9 +38,12 @@ def _segment_panel(ax, s: SegmentShap, target: str) -> None:
     bands = [name.split(" ")[1] for name in s.segment_names[:s.n_freq]]
     ax.set_xticks(range(s.n_time), times, rotation=60, ha="right", fontsize=6)
     ax.set_yticks(range(s.n_freq), bands, fontsize=6)
-    ax.set_title(f"{s.model_name}: {s.method} SHAP, {target}\n"
-                 f"{s.output[s.target_names.index(target)]:.2f} = {s.expected_value[s.target_names.index(target)]:.2f}"
-                 f" + sum ({s.seconds:.1f} s)", fontsize=8)
+    t = s.target_names.index(target)
+    total = s.expected_value[t] + s.values[t].sum()
+    # expected gradients add up only in expectation: say so instead of printing an equation that fails
+    sums = (f"{s.output[t]:.2f} = {s.expected_value[t]:.2f} + sum" if abs(total - s.output[t]) <= 0.01 else
+            f"{s.output[t]:.2f}, but {s.expected_value[t]:.2f} + sum = {total:.2f}")
+    ax.set_title(f"{s.model_name}: {s.method} SHAP, {target}\n{sums} ({s.seconds:.1f} s)", fontsize=8)
     plt.colorbar(image, ax=ax, fraction=0.046)
 
 
