@@ -71,7 +71,10 @@ def test_corpus_build_command_resumes_and_builds_held_out_corpora(capsys, tmp_pa
     assert json.loads(capsys.readouterr().out)["built"] == 3
     ds = load_midlevel(tmp_path / "c")
     assert len(ds.ratings) == 3 and set(ds.metadata["split"]) == {"test"} and not ds.missing_audio()
+    assert ds.metadata["piece_id"].nunique() == 1  # three clips per piece by default
     assert main(args) == 0  # everything there: nothing rebuilt
     assert json.loads(capsys.readouterr().out)["skipped"] == 3
     assert main(["corpus", "build", "--out", str(tmp_path / "c"), "--n", "3", "--seconds", "2", "--seed", "6"]) == 2
     assert "other settings" in capsys.readouterr().err
+    assert main([*args[:2], "--out", str(tmp_path / "one"), *args[4:], "--clips-per-piece", "1"]) == 0
+    assert load_midlevel(tmp_path / "one").metadata["piece_id"].nunique() > 1

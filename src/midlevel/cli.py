@@ -132,7 +132,7 @@ def cmd_corpus_build(args: argparse.Namespace) -> int:
     from .datasets.controlled import build_corpus
 
     summary = build_corpus(args.out, args.n, seconds=args.seconds, seed=args.seed, workers=args.workers,
-                           audio_format=args.format, only_split=args.only_split)
+                           audio_format=args.format, only_split=args.only_split, clips_per_piece=args.clips_per_piece)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="flac", choices=["flac", "mp3", "wav"], help="audio file format")
     p.add_argument("--only-split", choices=["train", "val", "test"],
                    help="draw clips only from this split's pieces (a held-out corpus built with another seed)")
+    p.add_argument("--clips-per-piece", type=int, default=3,
+                   help="consecutive clips drawn from one piece (1: as many distinct pieces as the catalogue allows)")
     p.set_defaults(func=cmd_corpus_build)
     add_export_parser(sub)
     add_finetune_parser(sub)
