@@ -43,6 +43,9 @@ from ..model import BlackBoxModel
 from .shap_segments import TimeFrequencySegments
 
 METHODS = ("permutation", "partition", "deep", "gradient")
+#: shap's own bound for "the SHAP explanations sum up to the model's output" (DeepExplainer's
+#: check_additivity), in target units.
+ADDITIVITY_TOLERANCE = 1e-2
 #: layers whose DeepLIFT rules shap's DeepExplainer implements (or that pass values through linearly)
 DEEP_LAYERS = (nn.Sequential, nn.Conv2d, nn.BatchNorm2d, nn.BatchNorm1d, nn.ReLU, nn.MaxPool2d,
                nn.AdaptiveAvgPool2d, nn.AvgPool2d, nn.Dropout, nn.Flatten, nn.Linear)

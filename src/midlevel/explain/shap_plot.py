@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 
 from .plotting import save_png  # noqa: E402
 from .explanation import Explanation  # noqa: E402
-from .shap_baseline import SegmentShap  # noqa: E402
+from .shap_baseline import ADDITIVITY_TOLERANCE, SegmentShap  # noqa: E402
 
 
 def _diverging(ax, values: np.ndarray, **kwargs):
@@ -41,7 +41,7 @@ def _segment_panel(ax, s: SegmentShap, target: str) -> None:
     t = s.target_names.index(target)
     total = s.expected_value[t] + s.values[t].sum()
     # expected gradients add up only in expectation: say so instead of printing an equation that fails
-    sums = (f"{s.output[t]:.2f} = {s.expected_value[t]:.2f} + sum" if abs(total - s.output[t]) <= 0.01 else
+    sums = (f"{s.output[t]:.2f} = {s.expected_value[t]:.2f} + sum" if abs(total - s.output[t]) <= ADDITIVITY_TOLERANCE else
             f"{s.output[t]:.2f}, but {s.expected_value[t]:.2f} + sum = {total:.2f}")
     ax.set_title(f"{s.model_name}: {s.method} SHAP, {target}\n{sums} ({s.seconds:.1f} s)", fontsize=8)
     plt.colorbar(image, ax=ax, fraction=0.046)
