@@ -43,7 +43,7 @@ from midlevel.training.annotations import read_finetune_annotations
 from midlevel.training.cache import cached_log_spectrograms
 from midlevel.training.finetune import finetune
 from midlevel.training.loops import ArraySet, network_outputs
-from midlevel.training.metrics import pearson_per_column
+from midlevel.training.metrics import mean_r, paired_bootstrap_mean_r
 
 RENAMED = {
     "flow": lambda r: (r["melodiousness"] + 11 - r["articulation"]) / 2,
@@ -130,21 +130,6 @@ def held_out_outputs(model_dir: Path, data: Path, seed: int, fractions, cache: P
     return concepts[:, order], network_outputs(model, ArraySet(spec))
 
 
-def mean_r(y: np.ndarray, pred: np.ndarray) -> float:
-    """Mean Pearson r over concepts, a constant prediction (r undefined) counting as 0, not skipped."""
-    return float(np.nan_to_num(pearson_per_column(y, pred)).mean())
-
-
-def paired_bootstrap(y, a, b, n: int = 2000, seed: int = 0) -> list[float]:
-    """95% interval of mean_r(a) - mean_r(b) over resampled test clips."""
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n):
-        idx = rng.integers(0, len(y), len(y))
-        diffs.append(mean_r(y[idx], a[idx]) - mean_r(y[idx], b[idx]))
-    return [float(v) for v in np.percentile(diffs, [2.5, 97.5])]
-
-
 def _with_mean_r(table: dict) -> dict:
     """A finetune metric table with its mean r recomputed as ``mean_r`` does (NaN as 0)."""
     r = [v["r"] for k, v in table.items() if k != "mean"]
@@ -178,7 +163,7 @@ def run(args: argparse.Namespace) -> dict:
             "training": {label: {k: outcome[label]["training"][k] for k in ("epochs_run", "best_epoch", "kept_start")}
                          for label in outcome},
             "gap_after": mean_r(y, tuned) - mean_r(y, scratch),
-            "gap_after_ci95": paired_bootstrap(y, tuned, scratch),
+            "gap_after_ci95": paired_bootstrap_mean_r(y, tuned, scratch),
         })
     gaps = [r["gap_after"] for r in runs]
     return {"base": args.base, "data": str(data), "rows": outcome["pretrained"]["data"]["rows"],

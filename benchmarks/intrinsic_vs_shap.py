@@ -44,7 +44,6 @@ from tqdm.auto import tqdm
 
 from midlevel import load
 from midlevel.audio import load_audio
-from midlevel.checkpoint import read_config
 from midlevel.explain.mlp_head import MLPHead
 from midlevel.explain.shap_baseline import ADDITIVITY_TOLERANCE, METHODS, explain_segments, gradient_based_method
 from midlevel.explain.shap_concepts import concept_shap, exact_head_shap, head_function
@@ -58,7 +57,7 @@ from midlevel.training.cache import cached_log_spectrograms
 from midlevel.training.data import load_splits
 from midlevel.training.loops import ArraySet, TrainSettings, network_outputs
 from midlevel.training.metrics import pearson_per_column
-from midlevel.zoo import get_entry
+from midlevel.zoo import weights_sha256
 
 NAME = "intrinsic_vs_shap"
 CONCEPT_METHODS = {"intrinsic": "intrinsic (head terms, centred)", "mlp_shap": "MLP head + permutation SHAP"}
@@ -106,13 +105,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 # -- models and data ---------------------------------------------------------------------------
-def weights_sha256(spec: str | Path) -> str:
-    """The sha256 of a model's weights as its folder or zoo entry records it (checked on load)."""
-    if Path(spec).is_dir():
-        return read_config(spec)[1]["weights_sha256"]
-    return get_entry(str(spec)).sha256
-
-
 def find_models(args: argparse.Namespace, out: Path) -> tuple[dict[str, AudioModel], dict[str, str], Path]:
     """Models by name, their weights' sha256 by name, and the folder of the family they came from
     (for its spectrogram cache)."""

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from test_recipes import write_layout
 
+from midlevel.zoo import get_entry
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -36,7 +38,7 @@ def test_quick_run_writes_results_and_a_killed_run_resumes_from_its_clip_records
         assert (out / f"intrinsic_vs_shap.{suffix}").stat().st_size > 0
     first = json.loads((out / "intrinsic_vs_shap.json").read_text())
     assert first["n_test"] == 3 and set(first["black_boxes"]) == {"compact-a2e"}
-    assert first["weights_sha256"]["compact-a2e"] == bench.get_entry("compact-a2e").sha256
+    assert first["weights_sha256"]["compact-a2e"] == get_entry("compact-a2e").sha256
     cost = first["cost"]
     assert {"permutation", "partition", "gradient", "mlp_shap"} <= set(cost["ratios"]["compact-linear"])
     # the cheapest variant quoted against the 100x bar is one whose values add up to the output;

@@ -5,7 +5,7 @@ import torch
 from midlevel import ModelConfig, TwoStageModel
 from midlevel.model import BlackBoxModel
 from midlevel.training.loops import ArraySet, TrainSettings, network_outputs, train_network
-from midlevel.training.metrics import metric_table, pearson_per_column
+from midlevel.training.metrics import mean_r, metric_table, paired_bootstrap_mean_r, pearson_per_column
 
 
 def toy_set(n, seed):
@@ -33,6 +33,28 @@ def test_metrics_match_numpy_and_sklearn():
     np.testing.assert_allclose(r, [np.corrcoef(a[:, j], b[:, j])[0, 1] for j in range(3)], atol=1e-12)
     table = metric_table(a, a * 2 + 1, ["x", "y", "z"])
     assert table["mean"]["r"] == pytest.approx(1.0) and table["x"]["r2"] < 0
+
+
+def test_mean_r_counts_constant_prediction_as_zero():
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=(40, 2))
+    pred = np.column_stack([y[:, 0], np.ones(40)])
+    assert mean_r(y, pred) == pytest.approx(0.5)
+
+
+def test_paired_bootstrap_sees_a_real_gap_and_groups_widen_the_interval():
+    rng = np.random.default_rng(3)
+    pieces = np.repeat(np.arange(30), 4)
+    y = rng.normal(size=(120, 3))
+    piece_error = rng.normal(size=(30, 3))[pieces]  # clips of one piece share most of their error
+    good = y + 0.5 * piece_error + 0.1 * rng.normal(size=y.shape)
+    bad = y + 1.5 * piece_error + 0.1 * rng.normal(size=y.shape)
+    low, high = paired_bootstrap_mean_r(y, good, bad, n=500)
+    assert 0 < low < mean_r(y, good) - mean_r(y, bad) < high
+    g_low, g_high = paired_bootstrap_mean_r(y, good, bad, groups=pieces, n=500)
+    assert g_high - g_low > high - low
+    same = paired_bootstrap_mean_r(y, good, good, n=100)
+    assert same == [0.0, 0.0]
 
 
 @pytest.mark.parametrize("setup,kind", [("concepts", "two_stage"), ("joint", "two_stage"), ("a2e", "black_box")])

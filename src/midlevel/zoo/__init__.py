@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import ModelLoadError
+from ..checkpoint import ModelLoadError, read_config
 from ..config import ModelConfig
 from ..model import AudioModel, TwoStageModel
 from .registry import DEFAULT_MODEL, REGISTRY, ModelEntry
@@ -43,6 +43,14 @@ def load(name_or_path: str | Path | None = None) -> AudioModel:
     return AudioModel.from_pretrained(entry.weights_dir, expected_sha256=entry.sha256)
 
 
+def weights_sha256(name_or_path: str | Path) -> str:
+    """The sha256 of a model's weights as its folder or zoo entry records it (checked on load), so
+    measurements can name the exact weights they were made on."""
+    if Path(name_or_path).is_dir():
+        return read_config(name_or_path)[1]["weights_sha256"]
+    return get_entry(str(name_or_path)).sha256
+
+
 def card(name: str) -> str:
     """The model card (Markdown with YAML front matter) of a zoo entry, from the installed package."""
     entry = get_entry(name)
@@ -58,4 +66,4 @@ def default_model() -> TwoStageModel:
     return TwoStageModel(config).eval()
 
 
-__all__ = ["ModelEntry", "REGISTRY", "card", "default_model", "get_entry", "list_models", "load"]
+__all__ = ["ModelEntry", "REGISTRY", "card", "default_model", "get_entry", "list_models", "load", "weights_sha256"]

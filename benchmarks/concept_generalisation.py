@@ -1,0 +1,156 @@
+"""How well do concept networks generalise to pieces they never heard? Train vs val vs held-out r.
+
+    python benchmarks/concept_generalisation.py \
+        --model shipped=compact-linear-sequential@corpora/train \
+        --model diverse=runs/cpp1/models/a2mid@corpora/train-cpp1 \
+        --heldout corpora/heldout-seed2 [--cache-dir runs/cache] [--out benchmarks/results]
+
+Each ``--model LABEL=NAME_OR_DIR@CORPUS`` is a two-stage model (zoo name or folder) and the corpus it
+was trained on. For each, per-concept Pearson r on that corpus's train / val / test splits and on the
+``--heldout`` test split (another seed, pieces no training split holds), the held-out r per style
+group (when the metadata records one), and for every model after the first its held-out mean r minus
+the first's, with a 95% paired bootstrap interval that resamples whole *pieces* (clips cut from one
+piece share their errors, so they are not independent evidence).
+
+A train-val gap much larger than the val-held-out gap says the network learned its training pieces
+rather than the concepts; that is the question behind issue 5's "mean concept r >= 0.85".
+
+Writes ``concept_generalisation.json`` and ``.md`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import midlevel
+from midlevel.datasets import load_midlevel
+from midlevel.ioutil import atomic_write_text
+from midlevel.model import TwoStageModel
+from midlevel.training.cache import cached_log_spectrograms
+from midlevel.training.data import load_splits
+from midlevel.training.loops import ArraySet, network_outputs
+from midlevel.training.metrics import mean_r, paired_bootstrap_mean_r, pearson_per_column
+from midlevel.zoo import weights_sha256
+
+SPLITS = ("train", "val", "test")
+
+
+def parse_model(spec: str) -> tuple[str, str, str]:
+    """``LABEL=NAME_OR_DIR@CORPUS`` -> (label, model, corpus)."""
+    label, sep, rest = spec.partition("=")
+    model, at, corpus = rest.rpartition("@")
+    if not sep or not at or not label or not model or not corpus:
+        raise argparse.ArgumentTypeError(f"--model {spec!r}: expected LABEL=NAME_OR_DIR@CORPUS")
+    return label, model, corpus
+
+
+def clip_groups(corpus: str | Path, ids: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """(piece of each clip, style of each clip or None) from the corpus metadata; a clip whose
+    metadata names no piece is its own piece."""
+    meta = load_midlevel(corpus).metadata
+    own = np.asarray(ids, dtype=object)
+    if meta is None:
+        return own, None
+    rows = meta.reindex(ids)
+    pieces = np.where(rows["piece_id"].isna(), own, rows["piece_id"].astype(object)) if "piece_id" in rows else own
+    style = rows["style"].astype(str).to_numpy() if "style" in rows else None
+    return pieces, style
+
+
+def concept_r(y: np.ndarray, pred: np.ndarray, names: list[str]) -> dict[str, float]:
+    r = pearson_per_column(y, pred)
+    return {**{n: float(r[j]) for j, n in enumerate(names)}, "mean": mean_r(y, pred)}
+
+
+def outputs(model: TwoStageModel, clips, cache_dir: Path) -> np.ndarray:
+    spec = cached_log_spectrograms(clips.paths, model.frontend, model.config.window_samples, cache_dir, progress=False)
+    return network_outputs(model, ArraySet(spec, clips.concepts, clips.targets))
+
+
+def run(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    heldout = load_splits(args.heldout)["test"]
+    pieces, style = clip_groups(args.heldout, heldout.ids)
+    summary: dict = {"heldout": {"corpus": str(args.heldout), "clips": len(heldout), "pieces": len(set(pieces))},
+                     "models": {}}
+    first = None
+    for label, name, corpus in args.model:
+        model = midlevel.load(name)
+        if not isinstance(model, TwoStageModel):
+            raise SystemExit(f"--model {label}: {name} is not a two-stage model (it predicts no concepts)")
+        names = model.config.concept_names
+        splits = load_splits(corpus)
+        entry = {"model": name, "corpus": str(corpus), "weights_sha256": weights_sha256(name),
+                 "pieces": {s: len(set(clip_groups(corpus, splits[s].ids)[0])) for s in SPLITS}, "r": {}}
+        for s in SPLITS:
+            entry["r"][s] = concept_r(splits[s].concepts, outputs(model, splits[s], args.cache_dir), names)
+            print(f"{label} {s}: mean r {entry['r'][s]['mean']:.3f}", flush=True)
+        pred = outputs(model, heldout, args.cache_dir)
+        entry["r"]["heldout"] = concept_r(heldout.concepts, pred, names)
+        print(f"{label} heldout: mean r {entry['r']['heldout']['mean']:.3f}", flush=True)
+        if style is not None:
+            entry["heldout_by_style"] = {
+                g: {"clips": int((style == g).sum()), **concept_r(heldout.concepts[style == g], pred[style == g], names)}
+                for g in sorted(set(style))}
+        if first is None:
+            first = (label, pred)
+        else:
+            entry["vs_first"] = {
+                "first": first[0], "mean_r_gain": entry["r"]["heldout"]["mean"] - summary["models"][first[0]]["r"]["heldout"]["mean"],
+                "ci95_by_piece": paired_bootstrap_mean_r(heldout.concepts, pred, first[1], groups=pieces, n=args.bootstrap)}
+        summary["models"][label] = entry
+    summary["concept_names"] = names
+    return summary
+
+
+def markdown(summary: dict) -> str:
+    names = summary["concept_names"]
+    h = summary["heldout"]
+    lines = ["# Concept generalisation: training pieces vs unseen pieces", "",
+             f"Held-out: `{h['corpus']}` test split, {h['clips']} clips of {h['pieces']} pieces that no training split holds.",
+             "Pearson r per concept (mean: constant predictions count as 0).", "",
+             "| model | split | pieces | " + " | ".join(names) + " | mean |", "|---|---|---|" + "---|" * (len(names) + 1)]
+    for label, e in summary["models"].items():
+        for s in (*SPLITS, "heldout"):
+            n = e["pieces"].get(s, h["pieces"])
+            lines.append(f"| {label} | {s} | {n} | " + " | ".join(f"{e['r'][s][c]:.3f}" for c in names) + f" | {e['r'][s]['mean']:.3f} |")
+    lines += ["", "## Held-out r by style group", "", "| model | style | clips | " + " | ".join(names) + " | mean |",
+              "|---|---|---|" + "---|" * (len(names) + 1)]
+    for label, e in summary["models"].items():
+        for g, row in e.get("heldout_by_style", {}).items():
+            lines.append(f"| {label} | {g} | {row['clips']} | " + " | ".join(f"{row[c]:.3f}" for c in names) + f" | {row['mean']:.3f} |")
+    gains = [(label, e["vs_first"]) for label, e in summary["models"].items() if "vs_first" in e]
+    if gains:
+        lines += ["", "## Held-out gain over the first model", ""]
+        for label, g in gains:
+            lo, hi = g["ci95_by_piece"]
+            lines.append(f"- {label} - {g['first']}: {g['mean_r_gain']:+.3f} mean r "
+                         f"(95% paired bootstrap over pieces: {lo:+.3f} to {hi:+.3f})")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=parse_model, action="append", required=True, metavar="LABEL=NAME_OR_DIR@CORPUS")
+    p.add_argument("--heldout", required=True, help="corpus whose test split holds only unseen pieces")
+    p.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    p.add_argument("--bootstrap", type=int, default=2000)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    summary = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "concept_generalisation.json", json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(args.out / "concept_generalisation.md", markdown(summary))
+    print(markdown(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
