@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from midlevel.concepts import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel.concepts import EMOTIONS, MIDLEVEL_FEATURES, OUTSIDE_CONCEPTS
 from midlevel.datasets.controlled import (
     NOISE_SD,
+    OUTSIDE_RANGES,
     CorpusBuildError,
     RenderDependencyError,
     build_corpus,
@@ -24,6 +25,7 @@ from midlevel.datasets.controlled import (
     load_piece,
     neutral_factors,
     outside_matrix,
+    outside_ratings,
     realize,
     render_clip,
     sample_ratings,
@@ -33,6 +35,7 @@ from midlevel.datasets.controlled import (
     weight_matrix,
 )
 from midlevel.datasets.controlled import render as render_mod
+from midlevel.datasets.controlled.emotions import OUTSIDE_STANDARDISATION
 from midlevel.datasets.controlled.theory import key_correlations
 
 try:
@@ -378,6 +381,22 @@ def test_emotions_recover_the_published_weights(sample):
     assert r2_all.mean() - r2_r.mean() > 0.1
     print(f"\nR^2 ratings-only {r2_r.mean():.3f} vs all factors {r2_all.mean():.3f};"
           f" max |W error| {err_r:.3f} (ratings only) / {err_all:.3f} (all factors)")  # fmt: skip
+
+
+def test_outside_concepts_carry_the_outside_terms_exactly(sample):
+    """Loudness, tempo and register ratings are affine in the factors the emotions use, so a linear fit on
+    all ten ratings recovers B at the documented per-rating-point scale and as much R^2 as the factors."""
+    z = standardise_ratings(sample[list(MIDLEVEL_FEATURES)].to_numpy())
+    factors = sample[["velocity", "tempo_bpm", "transpose"]].astype(float)
+    outside = outside_ratings(factors)
+    assert outside.shape == (len(sample), 3) and outside.min() >= 1 and outside.max() <= 10
+    e = sample[[f"emo_{k}" for k in EMOTIONS]].to_numpy()
+    coef_x, r2_x = fit_generating_weights(np.column_stack([z, standardise_outside(factors)]), e)
+    coef_o, r2_o = fit_generating_weights(np.column_stack([z, outside]), e)
+    np.testing.assert_allclose(r2_o, r2_x, atol=1e-9)
+    per_point = np.array([(OUTSIDE_RANGES[o][1] - OUTSIDE_RANGES[o][0]) / (9 * OUTSIDE_STANDARDISATION[o]["sd"])
+                          for o in OUTSIDE_CONCEPTS])
+    np.testing.assert_allclose(coef_o[8:], coef_x[8:] * per_point[:, None], atol=1e-9)
 
 
 def test_ground_truth_document_is_complete():

@@ -1,11 +1,16 @@
 import json
 
 import numpy as np
+import pandas as pd
+import pytest
 import soundfile as sf
 
 from midlevel import load
 from midlevel.cli import main
-from midlevel.concepts import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel.concepts import EMOTIONS, MIDLEVEL_FEATURES, OUTSIDE_CONCEPTS
+from midlevel.datasets import DatasetError
+from midlevel.datasets.controlled import outside_ratings
+from midlevel.training.data import load_splits
 from midlevel.model import BlackBoxModel, TwoStageModel
 
 
@@ -54,3 +59,45 @@ def test_train_command_builds_the_whole_family_and_resumes(tmp_path, capsys):
     before = (tmp_path / "out" / "results.json").read_bytes()
     assert main(args) == 0  # everything finished: nothing is retrained
     assert (tmp_path / "out" / "results.json").read_bytes() == before
+
+
+def write_factors(root, n=30, seed=5):
+    """The three factors.csv columns the outside concepts come from, as the controlled corpus samples them."""
+    rng = np.random.default_rng(seed)
+    factors = pd.DataFrame({"song_id": np.arange(1, n + 1), "velocity": rng.uniform(30, 118, n),
+                            "tempo_bpm": np.exp(rng.uniform(np.log(50), np.log(170), n)),
+                            "transpose": rng.integers(-12, 13, n)})
+    factors.to_csv(root / "factors.csv", index=False)
+    return factors
+
+
+def test_outside_concepts_come_from_the_factors_table(tmp_path):
+    write_layout(tmp_path / "data")
+    with pytest.raises(DatasetError, match="factors.csv"):
+        load_splits(tmp_path / "data", concepts=["melodiousness", "loudness"])
+    with pytest.raises(ValueError, match="unknown concept"):
+        load_splits(tmp_path / "data", concepts=["melodiousness", "brightness"])
+    factors = write_factors(tmp_path / "data")
+    plain = load_splits(tmp_path / "data")["val"]
+    both = load_splits(tmp_path / "data", concepts=["tempo", "dissonance"])["val"]
+    assert both.concept_names == ["tempo", "dissonance"] and both.ids == plain.ids
+    rows = [int(i) - 1 for i in both.ids]
+    np.testing.assert_allclose(both.concepts[:, 0], outside_ratings(factors)[rows, 1])
+    np.testing.assert_allclose(both.concepts[:, 1], plain.concepts[:, MIDLEVEL_FEATURES.index("dissonance")])
+
+
+def test_joint_only_family_with_outside_concepts(tmp_path):
+    write_layout(tmp_path / "data")
+    write_factors(tmp_path / "data")
+    args = ["train", "--corpus", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--epochs", "1",
+            "--batch-size", "8", "--heads", "", "--joint-heads", "linear", "--no-a2e", "--outside-concepts"]
+    assert main(args) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(results["models"]) == {"joint-linear"}  # no concept model, no sequential heads, no black box
+    ten = [*MIDLEVEL_FEATURES, *OUTSIDE_CONCEPTS]
+    assert set(results["models"]["joint-linear"]["test"]["concepts"]) == {*ten, "mean"}
+    model = load(tmp_path / "out" / "models" / "joint-linear")
+    assert model.config.concept_names == ten
+    expl = model.explain(tmp_path / "data" / "audio" / "1.flac")
+    assert expl.contributions.shape == (len(EMOTIONS), 10)
+    assert abs(expl.contributions.sum(-1) + expl.intercept - expl.targets).max() <= 1e-5

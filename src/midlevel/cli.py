@@ -15,6 +15,7 @@ import pandas as pd
 
 from .audio import AudioError, example_clip
 from .checkpoint import ModelLoadError
+from .concepts import MIDLEVEL_FEATURES, OUTSIDE_CONCEPTS
 from .config import ConfigError
 from .datasets import DatasetError
 from .datasets.controlled import CorpusBuildError, RenderDependencyError
@@ -120,8 +121,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                              crop_frames=args.crop_frames, lr_schedule=args.lr_schedule,
                              transpose_semitones=args.transpose)
     joint = None if args.joint_heads is None else [h for h in args.joint_heads.split(",") if h]
-    results = train_family(args.corpus, args.out, backbone=args.backbone, heads=args.heads.split(","), joint_heads=joint,
-                           settings=settings, cache_dir=args.cache_dir)
+    concepts = [*MIDLEVEL_FEATURES, *OUTSIDE_CONCEPTS] if args.outside_concepts else None
+    results = train_family(args.corpus, args.out, backbone=args.backbone, heads=[h for h in args.heads.split(",") if h],
+                           joint_heads=joint, settings=settings, cache_dir=args.cache_dir, concepts=concepts,
+                           black_box=not args.no_a2e)
     names = [n for n in results["models"] if n != "a2mid"]
     print(target_table(results, names))
     print(f"models and results.json written to {args.out}")
@@ -156,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", required=True, help="data set root (Mid-level layout + mean_ratings_set1.csv)")
     p.add_argument("--out", required=True, help="output folder (re-running resumes)")
     p.add_argument("--backbone", default="compact", choices=["compact", "compact_music", "vgg"])
-    p.add_argument("--heads", default="linear,gam", help="comma-separated head types")
+    p.add_argument("--heads", default="linear,gam",
+                   help="comma-separated head types fitted sequentially and independently on a concept model "
+                        "('' trains no concept model)")
     p.add_argument("--joint-heads", help="heads that also get a jointly trained network (default: all of --heads)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=16)
@@ -171,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                    help="cosine: decay the learning rate to 0 over --epochs (a function of the epoch, so resumable)")
     p.add_argument("--cache-dir", help="spectrogram cache folder (default: OUT/cache)")
+    p.add_argument("--outside-concepts", action="store_true",
+                   help="add loudness, tempo and register (from the controlled corpus's factors.csv) to the seven "
+                        "concepts: the corpus's emotions depend on them, so the bottleneck can carry them by name")
+    p.add_argument("--no-a2e", action="store_true", help="skip the black-box counterpart (e.g. one trained already)")
     p.set_defaults(func=cmd_train)
     corpus = sub.add_parser("corpus", help="the controlled corpus").add_subparsers(dest="corpus_command", required=True)
     p = corpus.add_parser("build", help="render a controlled corpus (resumable; deterministic for a seed)")

@@ -17,6 +17,12 @@ MIDLEVEL_FEATURES: tuple[str, ...] = (
 )
 MIDLEVEL_SCALE: tuple[float, float] = (1.0, 10.0)
 
+OUTSIDE_CONCEPTS: tuple[str, ...] = ("loudness", "tempo", "register")
+"""Performance qualities outside the seven features that the controlled corpus's emotions also
+depend on (``datasets.controlled.emotions``). Optional extra concepts, on the same 1-10 scale: a
+bottleneck of only the seven cannot carry them, which is the measured cost of interpretability;
+naming them keeps every contribution readable while closing that gap."""
+
 EMOTIONS: tuple[str, ...] = (
     "valence",
     "energy",

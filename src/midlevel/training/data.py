@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..concepts import EMOTIONS, MIDLEVEL_FEATURES
+from ..concepts import EMOTIONS, MIDLEVEL_FEATURES, OUTSIDE_CONCEPTS
 from ..datasets import DatasetError, load_midlevel, read_soundtracks_ratings
+from ..datasets.controlled.emotions import outside_ratings
 
 TARGETS_FILE = "mean_ratings_set1.csv"
+FACTORS_FILE = "factors.csv"
 
 
 @dataclass
@@ -27,8 +30,11 @@ class LabelledClips:
         return len(self.ids)
 
 
-def load_splits(root: str | Path, *, seed: int = 0) -> dict[str, LabelledClips]:
+def load_splits(root: str | Path, *, seed: int = 0, concepts: Sequence[str] | None = None) -> dict[str, LabelledClips]:
     """train/val/test clips of a data set in the Mid-level layout.
+
+    ``concepts`` (default: the seven mid-level features) may also name ``OUTSIDE_CONCEPTS``
+    (loudness, tempo, register); their ratings come from the controlled corpus's ``factors.csv``.
 
     Targets come from ``mean_ratings_set1.csv`` beside the annotations (clip ``number`` = song
     id) when present. The split is read from a ``split`` metadata column (the controlled corpus
@@ -55,13 +61,39 @@ def load_splits(root: str | Path, *, seed: int = 0) -> dict[str, LabelledClips]:
     else:
         splits = ds.split(seed=seed)
     position = {song: n for n, song in enumerate(ds.ratings.index)}
+    names = list(MIDLEVEL_FEATURES) if concepts is None else list(concepts)
+    table = _concept_table(root, ds.ratings, names)
     out = {}
     for name, ids in splits.items():
         rows = [position[i] for i in ids]
         out[name] = LabelledClips(
             ids=list(ids), paths=[ds.audio_path(i) for i in ids],
-            concepts=ds.ratings.to_numpy(dtype=np.float64)[rows],
+            concepts=table[rows],
             targets=targets[rows] if targets is not None else None,
-            concept_names=list(MIDLEVEL_FEATURES), target_names=list(EMOTIONS),
+            concept_names=names, target_names=list(EMOTIONS),
         )
     return out
+
+
+def _concept_table(root: Path, ratings: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """(songs, concepts) in ``names`` order: mid-level ratings from the annotations, outside
+    concepts from the factors table."""
+    unknown = [n for n in names if n not in MIDLEVEL_FEATURES and n not in OUTSIDE_CONCEPTS]
+    if unknown:
+        raise ValueError(f"unknown concept(s) {unknown}; choose from {list(MIDLEVEL_FEATURES + OUTSIDE_CONCEPTS)}")
+    columns = {n: ratings[n].to_numpy(dtype=np.float64) for n in names if n in MIDLEVEL_FEATURES}
+    if any(n in OUTSIDE_CONCEPTS for n in names):
+        path = root / FACTORS_FILE
+        if not path.is_file():
+            raise DatasetError(path, "outside concepts (loudness, tempo, register) need the controlled corpus's factors table")
+        factors = pd.read_csv(path, index_col="song_id")
+        numbers = pd.Index([int(i) for i in ratings.index])
+        absent = numbers.difference(factors.index)
+        if len(absent):
+            raise DatasetError(path, f"no factors for song id(s) {list(absent[:10])}")
+        for col in ("velocity", "tempo_bpm", "transpose"):
+            if col not in factors.columns:
+                raise DatasetError(path, f"missing column {col!r}")
+        outside = outside_ratings(factors.loc[numbers])
+        columns.update({n: outside[:, k] for k, n in enumerate(OUTSIDE_CONCEPTS) if n in names})
+    return np.column_stack([columns[n] for n in names])

@@ -55,19 +55,23 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
                  heads: Sequence[str] = ("linear", "gam"), joint_heads: Sequence[str] | None = None,
                  settings: TrainSettings | None = None,
                  head_params: dict[str, dict] | None = None, cache_dir: str | Path | None = None,
+                 concepts: Sequence[str] | None = None, black_box: bool = True,
                  progress: bool = True) -> dict[str, Any]:
     """Train and evaluate the whole family; resumable (finished stages are skipped).
 
-    ``heads`` get sequential and independent fits on the concept model; ``joint_heads``
-    (default: all of ``heads``) also get a jointly trained network each.
+    ``heads`` get sequential and independent fits on the concept model (none: no concept model is
+    trained); ``joint_heads`` (default: all of ``heads``) get a jointly trained network each;
+    ``black_box`` adds the A2E counterpart. ``concepts`` names the bottleneck (default: the seven
+    mid-level features; ``load_splits`` says which others a corpus can supply).
     """
     out_dir, settings = Path(out_dir), settings or TrainSettings()
     head_params = head_params or {}
     cache_dir = Path(cache_dir) if cache_dir else out_dir / "cache"
     results_file = out_dir / "results.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {"models": {}}
-    splits = load_splits(corpus)
-    base = ModelConfig(backbone=backbone, metadata={"corpus": str(corpus), "settings": asdict(settings)})
+    splits = load_splits(corpus, concepts=concepts)
+    base = ModelConfig(backbone=backbone, concept_names=splits["train"].concept_names,
+                       metadata={"corpus": str(corpus), "settings": asdict(settings)})
     torch.manual_seed(settings.seed)
     frontend = TwoStageModel(base).frontend
     arrays = _arrays(splits, frontend, base.window_samples, cache_dir, progress)
@@ -99,15 +103,18 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
         return model
 
     train = arrays["train"]
-    if "a2mid" not in results["models"]:
+    heads = [h for h in heads if h]
+    joint_heads = heads if joint_heads is None else [h for h in joint_heads if h]
+    if heads and "a2mid" not in results["models"]:
         started = time.perf_counter()
         concept_model = fresh("two_stage")
         state = train_network(concept_model, train, arrays["val"], replace(settings, setup="concepts"),
                               out_dir / "runs" / "a2mid", progress=progress)
         concept_model.head.fit(network_outputs(concept_model, train), train.targets)
         record("a2mid", concept_model, state, started)
-    concept_model = AudioModel.from_pretrained(out_dir / "models" / "a2mid")
-    predicted = network_outputs(concept_model, train)
+    if heads:
+        concept_model = AudioModel.from_pretrained(out_dir / "models" / "a2mid")
+        predicted = network_outputs(concept_model, train)
     for head in heads:
         for name, fit_on in ((f"a2mid2e-{head}", predicted), (f"independent-{head}", train.concepts)):
             if name in results["models"]:
@@ -118,14 +125,15 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
             model.head = fresh("two_stage", head).head
             model.head.fit(fit_on, train.targets)
             record(name, model, None, started)
-        if head in (heads if joint_heads is None else joint_heads) and f"joint-{head}" not in results["models"]:
+    for head in joint_heads:
+        if f"joint-{head}" not in results["models"]:
             started = time.perf_counter()
             model = fresh("two_stage", head)
             model.head.fit(train.concepts, train.targets)
             state = train_network(model, train, arrays["val"], replace(settings, setup="joint"),
                                   out_dir / "runs" / f"joint-{head}", progress=progress)
             record(f"joint-{head}", model, state, started)
-    if "a2e" not in results["models"]:
+    if black_box and "a2e" not in results["models"]:
         started = time.perf_counter()
         model = fresh("black_box")
         # no transposition: the black box may hear register, which the corpus's emotions depend on

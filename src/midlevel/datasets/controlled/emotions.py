@@ -49,6 +49,14 @@ OUTSIDE_STANDARDISATION: dict[str, dict] = {
     "register": {"factor": "transpose", "transform": "identity", "mean": 0.0, "sd": 7.211103},
 }
 
+OUTSIDE_RANGES: dict[str, tuple[float, float]] = {
+    "loudness": (30.0, 118.0),  # velocity ~ U(30, 118)
+    "tempo": (float(np.log(50.0)), float(np.log(170.0))),  # ln(tempo_bpm), tempo ~ log-U(50, 170)
+    "register": (-12.0, 12.0),  # transpose ~ U{-12..12}
+}
+"""Range of each outside factor (after its transform) that maps onto the 1-10 concept scale."""
+
+
 # Mean and sd of each rating over a 3000-clip calibration sample (fixed constants).
 RATING_MEAN: dict[str, float] = {
     "melodiousness": 5.19,
@@ -107,6 +115,24 @@ def standardise_outside(factors) -> np.ndarray:
         if spec["transform"] == "log":
             v = np.log(v)
         out.append((v - spec["mean"]) / spec["sd"])
+    return np.stack(out, axis=-1)
+
+
+def outside_ratings(factors) -> np.ndarray:
+    """(n, 3) ratings on 1-10 of loudness, tempo and register (``concepts.OUTSIDE_CONCEPTS``) from the
+    factors table (a DataFrame or mapping with ``velocity``, ``tempo_bpm``, ``transpose``).
+
+    Each is an affine map of the factor the emotions use, so the emotion formula stays exactly linear
+    in these ratings: one rating point of ``o`` moves emotion ``k`` by ``B[o, k] * (hi - lo) / (9 * sd_o)``
+    points (``OUTSIDE_RANGES``, ``OUTSIDE_STANDARDISATION``).
+    """
+    out = []
+    for name, spec in OUTSIDE_STANDARDISATION.items():
+        v = np.asarray(factors[spec["factor"]], dtype=float)
+        if spec["transform"] == "log":
+            v = np.log(v)
+        lo, hi = OUTSIDE_RANGES[name]
+        out.append(1.0 + 9.0 * np.clip((v - lo) / (hi - lo), 0.0, 1.0))
     return np.stack(out, axis=-1)
 
 
