@@ -75,18 +75,18 @@ def outputs(model: TwoStageModel, clips, cache_dir: Path) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
-    heldout = load_splits(args.heldout)["test"]
-    pieces, style = clip_groups(args.heldout, heldout.ids)
-    summary: dict = {"heldout": {"corpus": str(args.heldout), "clips": len(heldout), "pieces": len(set(pieces))},
-                     "models": {}}
+    summary: dict = {"heldout": {"corpus": str(args.heldout)}, "models": {}}
     first = None
     for label, name, corpus in args.model:
         model = midlevel.load(name)
         if not isinstance(model, TwoStageModel):
             raise SystemExit(f"--model {label}: {name} is not a two-stage model (it predicts no concepts)")
-        names = model.config.concept_names
-        splits = load_splits(corpus)
-        entry = {"model": name, "corpus": str(corpus), "weights_sha256": weights_sha256(name),
+        names = list(model.config.concept_names)
+        splits = load_splits(corpus, concepts=names)
+        heldout = load_splits(args.heldout, concepts=names)["test"]
+        pieces, style = clip_groups(args.heldout, heldout.ids)
+        summary["heldout"].update(clips=len(heldout), pieces=len(set(pieces)))
+        entry = {"model": name, "corpus": str(corpus), "weights_sha256": weights_sha256(name), "concepts": names,
                  "pieces": {s: len(set(clip_groups(corpus, splits[s].ids)[0])) for s in SPLITS}, "r": {}}
         for s in SPLITS:
             entry["r"][s] = concept_r(splits[s].concepts, outputs(model, splits[s], args.cache_dir), names)
@@ -99,32 +99,38 @@ def run(args: argparse.Namespace) -> dict:
                 g: {"clips": int((style == g).sum()), **concept_r(heldout.concepts[style == g], pred[style == g], names)}
                 for g in sorted(set(style))}
         if first is None:
-            first = (label, pred)
-        else:
+            first = (label, names, pred)
+        elif set(first[1]) <= set(names):
+            # compared on the first model's concepts (a model with extra concepts is not credited for them)
+            cols = [names.index(n) for n in first[1]]
+            y, mine = heldout.concepts[:, cols], pred[:, cols]
             entry["vs_first"] = {
-                "first": first[0], "mean_r_gain": entry["r"]["heldout"]["mean"] - summary["models"][first[0]]["r"]["heldout"]["mean"],
-                "ci95_by_piece": paired_bootstrap_mean_r(heldout.concepts, pred, first[1], groups=pieces, n=args.bootstrap)}
+                "first": first[0], "concepts": first[1], "mean_r_gain": mean_r(y, mine) - mean_r(y, first[2]),
+                "ci95_by_piece": paired_bootstrap_mean_r(y, mine, first[2], groups=pieces, n=args.bootstrap)}
         summary["models"][label] = entry
-    summary["concept_names"] = names
     return summary
 
 
+def cell(row: dict, name: str) -> str:
+    return f"{row[name]:.3f}" if name in row else "-"
+
+
 def markdown(summary: dict) -> str:
-    names = summary["concept_names"]
     h = summary["heldout"]
+    names = list(dict.fromkeys(n for e in summary["models"].values() for n in e["concepts"]))
     lines = ["# Concept generalisation: training pieces vs unseen pieces", "",
              f"Held-out: `{h['corpus']}` test split, {h['clips']} clips of {h['pieces']} pieces that no training split holds.",
-             "Pearson r per concept (mean: constant predictions count as 0).", "",
+             "Pearson r per concept (mean over the model's own concepts; constant predictions count as 0).", "",
              "| model | split | pieces | " + " | ".join(names) + " | mean |", "|---|---|---|" + "---|" * (len(names) + 1)]
     for label, e in summary["models"].items():
         for s in (*SPLITS, "heldout"):
             n = e["pieces"].get(s, h["pieces"])
-            lines.append(f"| {label} | {s} | {n} | " + " | ".join(f"{e['r'][s][c]:.3f}" for c in names) + f" | {e['r'][s]['mean']:.3f} |")
+            lines.append(f"| {label} | {s} | {n} | " + " | ".join(cell(e["r"][s], c) for c in names) + f" | {e['r'][s]['mean']:.3f} |")
     lines += ["", "## Held-out r by style group", "", "| model | style | clips | " + " | ".join(names) + " | mean |",
               "|---|---|---|" + "---|" * (len(names) + 1)]
     for label, e in summary["models"].items():
         for g, row in e.get("heldout_by_style", {}).items():
-            lines.append(f"| {label} | {g} | {row['clips']} | " + " | ".join(f"{row[c]:.3f}" for c in names) + f" | {row['mean']:.3f} |")
+            lines.append(f"| {label} | {g} | {row['clips']} | " + " | ".join(cell(row, c) for c in names) + f" | {row['mean']:.3f} |")
     gains = [(label, e["vs_first"]) for label, e in summary["models"].items() if "vs_first" in e]
     if gains:
         lines += ["", "## Held-out gain over the first model", ""]

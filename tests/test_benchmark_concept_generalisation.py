@@ -48,12 +48,12 @@ def test_reports_every_split_per_style_and_a_piece_bootstrap(tmp_path):
     # float16-cached spectrograms, hence the tolerance on 5 clips)
     held = load_splits(tmp_path / "held")["test"]
     pred = np.stack([load("compact-linear").predict(p).concepts for p in held.paths])
-    np.testing.assert_allclose([joint["r"]["heldout"][n] for n in summary["concept_names"]],
+    np.testing.assert_allclose([joint["r"]["heldout"][n] for n in joint["concepts"]],
                                pearson_per_column(held.concepts, pred), atol=0.01)
     assert set(joint["heldout_by_style"]) == {"chorale", "folk"}
     assert sum(v["clips"] for v in joint["heldout_by_style"].values()) == 5
     low, high = joint["vs_first"]["ci95_by_piece"]
-    assert "vs_first" not in seq and low <= high
+    assert "vs_first" not in seq and low <= high and joint["vs_first"]["concepts"] == seq["concepts"]
     assert joint["vs_first"]["mean_r_gain"] == pytest.approx(joint["r"]["heldout"]["mean"] - seq["r"]["heldout"]["mean"])
     text = (out / "concept_generalisation.md").read_text()
     assert "| joint | heldout | 3 |" in text and "95% paired bootstrap over pieces" in text
