@@ -29,11 +29,10 @@ import numpy as np
 import torch
 
 import midlevel
-from midlevel.datasets import load_midlevel
 from midlevel.ioutil import atomic_write_text
 from midlevel.model import TwoStageModel
 from midlevel.training.cache import cached_log_spectrograms
-from midlevel.training.data import load_splits
+from midlevel.training.data import clip_pieces, load_splits
 from midlevel.training.loops import ArraySet, network_outputs
 from midlevel.training.metrics import mean_r, paired_bootstrap_mean_r, pearson_per_column
 from midlevel.zoo import weights_sha256
@@ -48,19 +47,6 @@ def parse_model(spec: str) -> tuple[str, str, str]:
     if not sep or not at or not label or not model or not corpus:
         raise argparse.ArgumentTypeError(f"--model {spec!r}: expected LABEL=NAME_OR_DIR@CORPUS")
     return label, model, corpus
-
-
-def clip_groups(corpus: str | Path, ids: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
-    """(piece of each clip, style of each clip or None) from the corpus metadata; a clip whose
-    metadata names no piece is its own piece."""
-    meta = load_midlevel(corpus).metadata
-    own = np.asarray(ids, dtype=object)
-    if meta is None:
-        return own, None
-    rows = meta.reindex(ids)
-    pieces = np.where(rows["piece_id"].isna(), own, rows["piece_id"].astype(object)) if "piece_id" in rows else own
-    style = rows["style"].astype(str).to_numpy() if "style" in rows else None
-    return pieces, style
 
 
 def concept_r(y: np.ndarray, pred: np.ndarray, names: list[str]) -> dict[str, float]:
@@ -84,10 +70,10 @@ def run(args: argparse.Namespace) -> dict:
         names = list(model.config.concept_names)
         splits = load_splits(corpus, concepts=names)
         heldout = load_splits(args.heldout, concepts=names)["test"]
-        pieces, style = clip_groups(args.heldout, heldout.ids)
+        pieces, style = clip_pieces(args.heldout, heldout.ids)
         summary["heldout"].update(clips=len(heldout), pieces=len(set(pieces)))
         entry = {"model": name, "corpus": str(corpus), "weights_sha256": weights_sha256(name), "concepts": names,
-                 "pieces": {s: len(set(clip_groups(corpus, splits[s].ids)[0])) for s in SPLITS}, "r": {}}
+                 "pieces": {s: len(set(clip_pieces(corpus, splits[s].ids)[0])) for s in SPLITS}, "r": {}}
         for s in SPLITS:
             entry["r"][s] = concept_r(splits[s].concepts, outputs(model, splits[s], args.cache_dir), names)
             print(f"{label} {s}: mean r {entry['r'][s]['mean']:.3f}", flush=True)

@@ -97,3 +97,17 @@ def _concept_table(root: Path, ratings: pd.DataFrame, names: list[str]) -> np.nd
         outside = outside_ratings(factors.loc[numbers])
         columns.update({n: outside[:, k] for k, n in enumerate(OUTSIDE_CONCEPTS) if n in names})
     return np.column_stack([columns[n] for n in names])
+
+
+def clip_pieces(root: str | Path, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """(piece of each clip, style group of each clip or None) from a data set's metadata (the controlled
+    corpus records ``piece_id`` and ``style``); a clip whose metadata names no piece is its own piece.
+    Clips cut from one piece share their errors, so resampling for confidence intervals goes by piece."""
+    meta = load_midlevel(root).metadata
+    own = np.asarray(list(ids), dtype=object)
+    if meta is None:
+        return own, None
+    rows = meta.reindex(list(ids))
+    pieces = np.where(rows["piece_id"].isna(), own, rows["piece_id"].astype(object)) if "piece_id" in rows else own
+    style = rows["style"].astype(str).to_numpy() if "style" in rows else None
+    return pieces, style
