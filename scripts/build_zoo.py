@@ -3,6 +3,12 @@
 
     python scripts/build_zoo.py --family runs/compact --eval-corpus corpora/eval-seed2
     python scripts/build_zoo.py --shap-benchmark benchmarks/results/intrinsic_vs_shap.json  # re-quote only
+    python scripts/build_zoo.py --add compact-linear-10=runs/outside/models/joint-linear \
+        --eval-corpus corpora/heldout --description "..."                        # one more entry
+
+The third form evaluates one more model (e.g. trained with ``--outside-concepts``) on the same
+held-out corpus the zoo was evaluated on (checked), ships it beside the pinned entries without
+touching them, and renders every card again (their comparison tables gain its row).
 
 The second form leaves the shipped weights and every other number alone: it replaces the SHAP
 section of ``model_cards/results.json`` with the benchmark's (which must have been measured on the
@@ -59,10 +65,21 @@ def main() -> None:
     ap.add_argument("--family", type=Path, help="output folder of `midlevel train`")
     ap.add_argument("--eval-corpus", type=Path, help="corpus built with a seed not used in training")
     ap.add_argument("--cache-dir", type=Path)
+    ap.add_argument("--add", metavar="NAME=MODEL_DIR",
+                    help="ship one more trained model folder under NAME, leaving the pinned entries alone")
+    ap.add_argument("--description", help="one-line description of the --add entry")
     ap.add_argument("--shap-benchmark", type=Path,
                     help="intrinsic_vs_shap.json of benchmarks/intrinsic_vs_shap.py run on the shipped models "
                          "(--models with their zoo names); its numbers go into the cards")
     args = ap.parse_args()
+    if args.add:
+        if args.family or args.shap_benchmark or not args.eval_corpus or not args.description:
+            ap.error("--add takes --eval-corpus and --description (and neither --family nor --shap-benchmark)")
+        name, _, folder = args.add.partition("=")
+        if not name or not folder:
+            ap.error("--add wants NAME=MODEL_DIR")
+        add_entry(name, Path(folder), args.eval_corpus, args.description, args.cache_dir)
+        return
     if args.family is None and args.eval_corpus is None:
         if args.shap_benchmark is None:
             ap.error("give --family and --eval-corpus (build the zoo), or --shap-benchmark alone (re-quote it)")
@@ -107,36 +124,89 @@ def main() -> None:
         entry_info = {"source": source, "setup": info["setup"], "description": description,
                       "explainable": isinstance(model, TwoStageModel),
                       "parameters": sum(p.numel() for p in model.parameters()), "backbone": model.config.backbone}
-        if isinstance(model, TwoStageModel):
-            concepts = network_outputs(model, arrays)
-            entry_info["directions"] = head_directions(model.head, concepts, truth)
-            if model.config.head == "gam":
-                figure = CARDS / "figures" / f"{zoo_name}-shape-functions.png"
-                plot_shape_functions(model.head, concepts, figure)
-                entry_info["figure"] = f"figures/{figure.name}"
-            else:
-                entry_info["weights"] = {t: dict(zip(model.config.concept_names, map(float, row)))
-                                         for t, row in zip(model.config.target_names, model.head.coef_)}
-                entry_info["intercepts"] = dict(zip(model.config.target_names, map(float, model.head.intercept_)))
-        model.config = replace(model.config, name=zoo_name, description=description)
-        folder = model.save_pretrained(ZOO / "weights" / zoo_name)
-        entry_info["sha256"] = sha256_file(folder / "model.safetensors")
-        entry_info["size_bytes"] = (folder / "model.safetensors").stat().st_size
-        results["zoo"][zoo_name] = entry_info
-        cfg = model.config
-        registry["models"].append({
-            "name": zoo_name, "description": description, "backbone": cfg.backbone,
-            "head": cfg.head if entry_info["explainable"] else "none", "setup": info["setup"],
-            "concept_names": cfg.concept_names if entry_info["explainable"] else [],
-            "target_names": cfg.target_names, "sample_rate": cfg.sample_rate, "sha256": entry_info["sha256"],
-            "card": f"{zoo_name}.md", "explainable": entry_info["explainable"],
-        })
+        ship(zoo_name, model, source, description, info["setup"], arrays, truth, results, registry)
     if args.shap_benchmark:
         results["shap_benchmark"] = shap_benchmark_summary(json.loads(args.shap_benchmark.read_text()),
                                                            {n: e["sha256"] for n, e in results["zoo"].items()},
                                                            args.shap_benchmark)
     train_clips = len(load_splits(family_corpus(args.family))["train"])
     results["recipes"] = {"vgg-linear": vgg_recipe(family, arrays, train_clips)}
+    atomic_write_text(ZOO / "registry.json", json.dumps(registry, indent=1) + "\n")
+    write_results_and_cards(results)
+
+
+def ship(zoo_name: str, model: AudioModel, source: str, description: str, setup: str, arrays: ArraySet,
+         truth: dict, results: dict, registry: dict) -> None:
+    """Save ``model`` as zoo entry ``zoo_name``; its explanation and pinned sha256 go into results and registry."""
+    entry_info = {"source": source, "setup": setup, "description": description,
+                  "explainable": isinstance(model, TwoStageModel),
+                  "parameters": sum(p.numel() for p in model.parameters()), "backbone": model.config.backbone}
+    if isinstance(model, TwoStageModel):
+        entry_info["concepts"] = list(model.config.concept_names)
+        concepts = network_outputs(model, arrays)
+        entry_info["directions"] = head_directions(model.head, concepts, truth)
+        if model.config.head == "gam":
+            figure = CARDS / "figures" / f"{zoo_name}-shape-functions.png"
+            plot_shape_functions(model.head, concepts, figure)
+            entry_info["figure"] = f"figures/{figure.name}"
+        else:
+            entry_info["weights"] = {t: dict(zip(model.config.concept_names, map(float, row)))
+                                     for t, row in zip(model.config.target_names, model.head.coef_)}
+            entry_info["intercepts"] = dict(zip(model.config.target_names, map(float, model.head.intercept_)))
+    model.config = replace(model.config, name=zoo_name, description=description)
+    folder = model.save_pretrained(ZOO / "weights" / zoo_name)
+    entry_info["sha256"] = sha256_file(folder / "model.safetensors")
+    entry_info["size_bytes"] = (folder / "model.safetensors").stat().st_size
+    results["zoo"][zoo_name] = entry_info
+    cfg = model.config
+    registry["models"] = [m for m in registry["models"] if m["name"] != zoo_name] + [{
+        "name": zoo_name, "description": description, "backbone": cfg.backbone,
+        "head": cfg.head if entry_info["explainable"] else "none", "setup": setup,
+        "concept_names": cfg.concept_names if entry_info["explainable"] else [],
+        "target_names": cfg.target_names, "sample_rate": cfg.sample_rate, "sha256": entry_info["sha256"],
+        "card": f"{zoo_name}.md", "explainable": entry_info["explainable"],
+    }]
+
+
+def add_entry(zoo_name: str, model_dir: Path, eval_corpus: Path, description: str, cache_dir: Path | None) -> None:
+    """Evaluate one more model on the zoo's held-out corpus and ship it beside the pinned entries."""
+    results = json.loads((CARDS / "results.json").read_text())
+    registry = json.loads((ZOO / "registry.json").read_text())
+    pinned = {m["name"]: m["sha256"] for m in registry["models"]}
+    if {n: e["sha256"] for n, e in results["zoo"].items() if n != zoo_name} != \
+            {n: s for n, s in pinned.items() if n != zoo_name}:
+        raise SystemExit(f"{CARDS / 'results.json'}: describes other weights than {ZOO / 'registry.json'} pins; "
+                         "build the zoo again with --family and --eval-corpus")
+    corpus_info = json.loads((eval_corpus / "corpus.json").read_text())
+    if summarise_corpus(corpus_info, results["eval_corpus"]["n_test"]) != results["eval_corpus"]:
+        raise SystemExit(f"{eval_corpus}: is not the corpus the zoo was evaluated on "
+                         f"({summarise_corpus(corpus_info, None)} vs {results['eval_corpus']})")
+    model = AudioModel.from_pretrained(model_dir)
+    concepts = model.config.concept_names if isinstance(model, TwoStageModel) else None
+    test = load_splits(eval_corpus, concepts=concepts)["test"]
+    if len(test) != results["eval_corpus"]["n_test"]:
+        raise SystemExit(f"{eval_corpus}: test split has {len(test)} clips, the zoo was evaluated on "
+                         f"{results['eval_corpus']['n_test']}")
+    family_dir = model_dir.parent.parent  # train_family's layout: FAMILY/models/NAME
+    family = json.loads((family_dir / "results.json").read_text())
+    arrays = ArraySet(cached_log_spectrograms(test.paths, model.frontend, model.config.window_samples,
+                                              cache_dir or family_dir / "cache"), test.concepts, test.targets)
+    source = model_dir.name
+    train_info = json.loads((Path(model.config.metadata["corpus"]) / "corpus.json").read_text())
+    if summarise_corpus(train_info, None) != results["train_corpus"]:
+        raise SystemExit(f"{model_dir}: was trained on another corpus than the zoo's ({summarise_corpus(train_info, None)})")
+    setup = SETUP_NAMES.get(source.split("-")[0], source)
+    key = f"{source}-{len(concepts)}" if concepts else source  # the family table's row
+    results["family"][key] = {
+        "setup": setup if concepts is None or len(concepts) == 7 else f"{setup} ({len(concepts)} concepts)",
+        "heldout_test": evaluate(model, arrays, test),
+        "training": {k: family["models"][source][k] for k in ("epochs", "best_epoch", "seconds_per_epoch",
+                                                              "seconds_fastest_epoch", "seconds_total")},
+        "corpus_test": family["models"][source]["test"],
+    }
+    truth = json.loads((eval_corpus / "ground_truth.json").read_text())
+    ship(zoo_name, model, key, description, results["family"][key]["setup"], arrays, truth, results, registry)
+    results["zoo"][zoo_name]["trained_as"] = source
     atomic_write_text(ZOO / "registry.json", json.dumps(registry, indent=1) + "\n")
     write_results_and_cards(results)
 

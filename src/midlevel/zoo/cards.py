@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..concepts import EMOTIONS
+from ..concepts import EMOTIONS, OUTSIDE_CONCEPTS
 
 import yaml
 
@@ -77,8 +77,11 @@ def metric_rows(table: dict[str, dict[str, float]]) -> str:
 
 def _comparison(results: dict[str, Any]) -> str:
     """The paper's A2E / A2Mid2E / A2Mid2E-Joint table on the held-out split."""
-    order = [n for n in ("a2e", "a2mid2e-linear", "joint-linear", "a2mid2e-gam", "joint-gam",
-                         "independent-linear", "independent-gam") if n in results["family"]]
+    usual = ("a2e", "a2mid2e-linear", "joint-linear", "a2mid2e-gam", "joint-gam", "independent-linear",
+             "independent-gam")
+    # models added later (build_zoo.py --add) come last, in the order they were added
+    order = [n for n in usual if n in results["family"]] + [n for n in results["family"]
+                                                             if n not in usual and n != "a2mid"]
     first = results["family"][order[0]]["heldout_test"]["targets"]
     targets = sorted((t for t in first if t != "mean"), key=lambda t: (EMOTIONS.index(t) if t in EMOTIONS else 99, t))
     lines = ["| setup | model | " + " | ".join(targets) + " | mean r |", "|---|---|" + "---|" * (len(targets) + 1)]
@@ -111,7 +114,11 @@ def _shap_section(name: str, info: dict[str, Any], results: dict[str, Any]) -> l
            f"are in `{bench['file']}`. Input-space SHAP works over {st['segments']} time x frequency segments with the "
            "clip's mean spectrum as baseline; concept-level SHAP explains an MLP head on the same predicted concepts.",
            ""]
-    if name in bench["models"]:
+    if info["explainable"] and name not in bench["models"]:
+        out += [f"This model was added to the zoo after that run and is not in it yet; "
+                f"`benchmarks/intrinsic_vs_shap.py --models {','.join(list(bench['weights_sha256']) + [name])}` "
+                "measures it with the others.", ""]
+    elif name in bench["models"]:
         m = bench["models"][name]
         bb = bench["black_boxes"][m["counterpart"]]
         out += ["| measure | intrinsic (this model) | MLP head + permutation SHAP | black box `" + m["counterpart"] + "` |",
@@ -170,7 +177,7 @@ def render_card(name: str, results: dict[str, Any]) -> str:
     meta = front_matter(name, {"explainable": info["explainable"], "eval_seed": ev.get("seed")}, held)
     out = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "", f"# {name}", "", info["description"] + ".", ""]
     out += ["## Model details", "",
-            f"- Setup: **{info['setup']}** (Chowdhury et al. 2019 naming); trained as `{info['source']}` by "
+            f"- Setup: **{info['setup']}** (Chowdhury et al. 2019 naming); trained as `{info.get('trained_as', info['source'])}` by "
             "`midlevel train` (`src/midlevel/training/recipes.py`).",
             "- Input: mono waveform at 22050 Hz; front-end inside the network (149-band log-frequency "
             "spectrogram, frame 2048, hop 704); 10 s windows with a 5 s hop for longer tracks.",
@@ -178,8 +185,14 @@ def render_card(name: str, results: dict[str, Any]) -> str:
             f"- Parameters: {info['parameters']:,}; weights `model.safetensors` ({info['size_bytes']:,} bytes), "
             f"sha256 `{info['sha256']}` (checked on load).", ""]
     if info["explainable"]:
-        out += ["- Output: 7 mid-level concepts (1-10) and 8 emotions (1-9); every emotion is exactly the intercept "
-                "plus one contribution per concept (`model.explain(audio)`).", ""]
+        names = info.get("concepts", [])
+        extra = [c for c in names if c in OUTSIDE_CONCEPTS]
+        out += [f"- Output: {len(names) or 7} {'concepts' if extra else 'mid-level concepts'} (1-10) and 8 emotions (1-9); every emotion is exactly the "
+                "intercept plus one contribution per concept (`model.explain(audio)`)."
+                + (f" Beside the seven mid-level concepts it names {', '.join(extra)} as concepts "
+                   "(`midlevel train --outside-concepts`): the corpus's emotions depend on them too, and a bottleneck "
+                   "without them cannot carry that part (see the ceilings in "
+                   "`benchmarks/results/cost_of_interpretability.md`)." if extra else ""), ""]
     else:
         out += ["- Output: 8 emotions (1-9) straight from the audio. **A black-box baseline, not an explainable "
                 "model**: kept to measure the cost of interpretability and to be explained post hoc (SHAP).", ""]
@@ -197,7 +210,10 @@ def render_card(name: str, results: dict[str, Any]) -> str:
             "jitter, dynamics, instrumentation, register, mode, dissonance injection, tonal blur, percussion). "
             "**No human ratings were used**: the seven mid-level ratings are documented formulas over the score and "
             "the factors, and the eight emotions are generated from them with the 2019 paper's published weights plus "
-            "loudness, tempo and register terms and noise (docs/controlled_corpus.md). Splits are by source piece.", "",
+            "loudness, tempo and register terms and noise (docs/controlled_corpus.md). Splits are by source piece."
+            + (" The loudness, tempo and register ratings this model also learns are fixed affine maps of the sampled "
+               "note velocity, log tempo and transposition onto 1-10 (`outside_ratings`, from the corpus's "
+               "`factors.csv`)." if any(c in OUTSIDE_CONCEPTS for c in info.get("concepts", [])) else ""), "",
             "## Evaluation", "",
             f"Held-out test split of a corpus built with seed {ev.get('seed')} (not used in training), "
             f"{ev.get('n_test')} clips from pieces never seen in training. Numbers from `scripts/build_zoo.py`, "
@@ -239,7 +255,14 @@ def render_card(name: str, results: dict[str, Any]) -> str:
             "- Intrinsic explanations are exact for the head; they explain the concepts' effect, not how the network "
             "arrived at the concept values (see the attribution views for that).", "",
             "## Fine-tuning on the real Mid-level dataset", "",
-            "Download the Mid-level Perceptual Features dataset (osf.io/5aupt) and run:", "",
+            "Download the Mid-level Perceptual Features dataset (osf.io/5aupt) and run:", ""]
+    if any(c in OUTSIDE_CONCEPTS for c in info.get("concepts", [])):
+        out[-1:] = ["The real dataset rates the seven mid-level concepts only: fine-tuned on it, this model gets a "
+                    "seven-concept layer (started as a ridge probe on its backbone). To keep all "
+                    f"{len(info['concepts'])}, add columns for {', '.join(c for c in info['concepts'] if c in OUTSIDE_CONCEPTS)} "
+                    "(1-10) to the annotations CSV. Download the Mid-level Perceptual Features dataset (osf.io/5aupt) "
+                    "and run:", ""]
+    out += [
             "```bash",
             f"midlevel finetune --base {name} --annotations mid_level/metadata_annotations/annotations.csv "
             "--audio-dir mid_level/audio --out my-model",

@@ -30,13 +30,29 @@ def head_slopes(head: AdditiveHead, concepts: np.ndarray) -> np.ndarray:
     return np.einsum("ntk,nk->tk", t, c) / (c ** 2).sum(axis=0)
 
 
+def true_weight(truth: dict[str, Any], concept: str, target: str) -> float:
+    """The generating weight of ``concept`` on ``target`` per standard deviation of the concept.
+
+    A mid-level concept's is ``truth['W']``; an outside concept's (loudness, tempo, register) is
+    its factor's ``B``: its rating is an increasing affine map of that factor, so a standard
+    deviation of the rating is one of the factor and the sign is the same.
+    """
+    if concept in truth["W"]:
+        return float(truth["W"][concept][target])
+    outside = truth.get("outside_terms", {})
+    if concept in outside:
+        return float(outside[concept]["B"][target])
+    raise KeyError(f"ground truth has no generating weight for concept {concept!r} "
+                   f"(knows {sorted(truth['W']) + sorted(outside)})")
+
+
 def head_directions(head: AdditiveHead, concepts: np.ndarray, truth: dict[str, Any]) -> dict[str, Any]:
-    """Sign agreement of the head's directions with the corpus's generating weights ``truth['W']``."""
+    """Sign agreement of the head's directions with the corpus's generating weights (``true_weight``)."""
     slopes = head_slopes(head, concepts)
     checked, disagree = 0, []
     for t, target in enumerate(head.target_names):
         for k, concept in enumerate(head.concept_names):
-            w = truth["W"][concept][target]
+            w = true_weight(truth, concept, target)
             if abs(w) >= SIGN_THRESHOLD:
                 checked += 1
                 if np.sign(slopes[t, k]) != np.sign(w):
