@@ -1,12 +1,11 @@
 """The generalisation benchmark compares models on train, val, test and unseen pieces, grouped by piece."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import argparse
 import numpy as np
 import pytest
+from script_loader import load_script
 from test_recipes import write_layout
 
 from midlevel import load
@@ -14,14 +13,9 @@ from midlevel.training.data import load_splits
 from midlevel.training.metrics import pearson_per_column
 from midlevel.zoo import get_entry
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def benchmark_module():
-    spec = importlib.util.spec_from_file_location("concept_generalisation", ROOT / "benchmarks" / "concept_generalisation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/concept_generalisation.py")
 
 
 def test_reports_every_split_per_style_and_a_piece_bootstrap(tmp_path):

@@ -1,12 +1,11 @@
 """The cost-of-interpretability benchmark: black box vs two-stage models on unseen pieces, with ceilings."""
 
 import argparse
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from script_loader import load_script
 from test_recipes import write_layout
 
 from midlevel.concepts import MIDLEVEL_FEATURES
@@ -14,14 +13,9 @@ from midlevel.training.data import load_splits
 from midlevel.training.metrics import pearson_per_column
 from midlevel.zoo import get_entry
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def benchmark_module():
-    spec = importlib.util.spec_from_file_location("cost_of_interpretability", ROOT / "benchmarks" / "cost_of_interpretability.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/cost_of_interpretability.py")
 
 
 def test_costs_intervals_and_the_true_rating_ceiling(tmp_path):

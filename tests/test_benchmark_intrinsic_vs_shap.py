@@ -1,21 +1,15 @@
 """The SHAP benchmark runs with one command, writes its tables and plot, and resumes per clip."""
 
-import importlib.util
 import json
-from pathlib import Path
 
+from script_loader import load_script
 from test_recipes import write_layout
 
 from midlevel.zoo import get_entry
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def benchmark_module():
-    spec = importlib.util.spec_from_file_location("intrinsic_vs_shap", ROOT / "benchmarks" / "intrinsic_vs_shap.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/intrinsic_vs_shap.py")
 
 
 def test_quick_run_writes_results_and_a_killed_run_resumes_from_its_clip_records(tmp_path):

@@ -135,11 +135,9 @@ def test_cards_quote_the_shap_benchmark_file():
 
 def test_a_benchmark_measured_on_other_weights_is_not_quoted():
     """build_zoo.py refuses to put SHAP numbers of other weights into the cards, naming the model."""
-    import importlib.util
+    from script_loader import load_script
 
-    spec = importlib.util.spec_from_file_location("build_zoo", ROOT / "scripts" / "build_zoo.py")
-    build_zoo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build_zoo)
+    build_zoo = load_script("scripts/build_zoo.py")
     bench = json.loads((ROOT / "benchmarks" / "results" / "intrinsic_vs_shap.json").read_text())
     pinned = {n: get_entry(n).sha256 for n in list_models()}
     kept = build_zoo.shap_benchmark_summary(bench, pinned, Path("bench.json"))
