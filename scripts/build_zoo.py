@@ -3,6 +3,7 @@
 
     python scripts/build_zoo.py --family runs/compact --eval-corpus corpora/eval-seed2
     python scripts/build_zoo.py --shap-benchmark benchmarks/results/intrinsic_vs_shap.json  # re-quote only
+    python scripts/build_zoo.py --cards-only          # render the cards again from results.json
     python scripts/build_zoo.py --add compact-linear-10=runs/outside/models/joint-linear \
         --eval-corpus corpora/heldout --description "..."                        # one more entry
 
@@ -68,10 +69,15 @@ def main() -> None:
     ap.add_argument("--add", metavar="NAME=MODEL_DIR",
                     help="ship one more trained model folder under NAME, leaving the pinned entries alone")
     ap.add_argument("--description", help="one-line description of the --add entry")
+    ap.add_argument("--cards-only", action="store_true",
+                    help="render every card again from model_cards/results.json (after a change to the card text)")
     ap.add_argument("--shap-benchmark", type=Path,
                     help="intrinsic_vs_shap.json of benchmarks/intrinsic_vs_shap.py run on the shipped models "
                          "(--models with their zoo names); its numbers go into the cards")
     args = ap.parse_args()
+    if args.cards_only:
+        write_results_and_cards(json.loads((CARDS / "results.json").read_text()))
+        return
     if args.add:
         if args.family or args.shap_benchmark or not args.eval_corpus or not args.description:
             ap.error("--add takes --eval-corpus and --description (and neither --family nor --shap-benchmark)")

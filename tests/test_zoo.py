@@ -139,7 +139,7 @@ def test_a_benchmark_measured_on_other_weights_is_not_quoted():
 
     build_zoo = load_script("scripts/build_zoo.py")
     bench = json.loads((ROOT / "benchmarks" / "results" / "intrinsic_vs_shap.json").read_text())
-    pinned = {n: get_entry(n).sha256 for n in list_models()}
+    pinned = {n: get_entry(n).sha256 for n in list_models() if n in bench["weights_sha256"]}  # the measured ones
     kept = build_zoo.shap_benchmark_summary(bench, pinned, Path("bench.json"))
     assert kept["weights_sha256"] == pinned
     retrained = {**pinned, "compact-gam": "0" * 64}
@@ -171,3 +171,36 @@ def test_outside_concepts_are_checked_against_their_generating_weights():
     assert wrong == {("tempo", t) for t in EMOTIONS if abs(truth["outside_terms"]["tempo"]["B"][t]) >= SIGN_THRESHOLD}
     with pytest.raises(KeyError, match="pitch"):
         true_weight(truth, "pitch", "valence")
+
+
+OUTSIDE_ENTRIES = [n for n in list_models() if {"loudness", "tempo", "register"} <= set(REGISTRY[n].concept_names)]
+
+
+@pytest.mark.parametrize("name", OUTSIDE_ENTRIES)
+def test_outside_concepts_follow_gain_tempo_and_transposition_of_real_audio(name):
+    """The outside concepts hear what they name: louder, faster, higher audio rates higher (bundled clip)."""
+    import librosa
+
+    model = midlevel.load(name)
+    audio, sr = librosa.load(midlevel.example_clip(), sr=model.config.sample_rate, mono=True)
+
+    def rating(concept, x):
+        return float(model.explain(x, sample_rate=sr).concepts[model.config.concept_names.index(concept)])
+
+    assert rating("loudness", 0.1 * audio) < rating("loudness", 0.3 * audio) < rating("loudness", audio)
+    assert rating("tempo", librosa.effects.time_stretch(audio, rate=0.7)) < rating(
+        "tempo", librosa.effects.time_stretch(audio, rate=1.4))
+    assert rating("register", librosa.effects.pitch_shift(audio, sr=sr, n_steps=-7)) < rating(
+        "register", librosa.effects.pitch_shift(audio, sr=sr, n_steps=7))
+
+
+def test_naming_the_missing_drivers_meets_the_cost_bar():
+    """Issue 5's bar (joint within 0.02 of A2E), as build_zoo.py measured it on the held-out corpus: met by the
+    entry whose bottleneck also names loudness, tempo and register, the drivers the seven concepts lack."""
+    results = json.loads(RESULTS.read_text())
+    a2e = results["family"]["a2e"]["heldout_test"]["targets"]["mean"]["r"]
+    assert OUTSIDE_ENTRIES
+    for name in OUTSIDE_ENTRIES:
+        held = results["family"][results["zoo"][name]["source"]]["heldout_test"]
+        assert a2e - held["targets"]["mean"]["r"] <= 0.02
+        assert results["zoo"][name]["directions"]["agree"] == results["zoo"][name]["directions"]["checked"]

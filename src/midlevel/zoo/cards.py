@@ -257,7 +257,7 @@ def render_card(name: str, results: dict[str, Any]) -> str:
             "## Fine-tuning on the real Mid-level dataset", "",
             "Download the Mid-level Perceptual Features dataset (osf.io/5aupt) and run:", ""]
     if any(c in OUTSIDE_CONCEPTS for c in info.get("concepts", [])):
-        out[-1:] = ["The real dataset rates the seven mid-level concepts only: fine-tuned on it, this model gets a "
+        out[-2:] = ["The real dataset rates the seven mid-level concepts only: fine-tuned on it, this model gets a "
                     "seven-concept layer (started as a ridge probe on its backbone). To keep all "
                     f"{len(info['concepts'])}, add columns for {', '.join(c for c in info['concepts'] if c in OUTSIDE_CONCEPTS)} "
                     "(1-10) to the annotations CSV. Download the Mid-level Perceptual Features dataset (osf.io/5aupt) "
