@@ -7,7 +7,8 @@
     python scripts/build_zoo.py --add compact-linear-10=runs/outside/models/joint-linear \
         --eval-corpus corpora/heldout --description "..."                        # one more entry
 
-The third form evaluates one more model (e.g. trained with ``--outside-concepts``) on the same
+The first form replaces the whole zoo (entries added with ``--add`` must be added again). The third
+form evaluates one more model (e.g. trained with ``--outside-concepts``) on the same
 held-out corpus the zoo was evaluated on (checked), ships it beside the pinned entries without
 touching them, and renders every card again (their comparison tables gain its row).
 
