@@ -117,8 +117,7 @@ def main() -> None:
         results["family"][name] = {
             "setup": SETUP_NAMES.get(name.split("-")[0], name),
             "heldout_test": evaluate(model, arrays, test),
-            "training": {k: family["models"][trained][k] for k in ("epochs", "best_epoch", "seconds_per_epoch",
-                                                                         "seconds_fastest_epoch", "seconds_total")},
+            "training": training_summary(family, trained),
             "corpus_test": family["models"][name]["test"],
         }
     registry = {"default": DEFAULT_MODEL, "models": []}
@@ -175,15 +174,27 @@ def ship(zoo_name: str, model: AudioModel, source: str, description: str, setup:
     }]
 
 
-def add_entry(zoo_name: str, model_dir: Path, eval_corpus: Path, description: str, cache_dir: Path | None) -> None:
-    """Evaluate one more model on the zoo's held-out corpus and ship it beside the pinned entries."""
+def training_summary(family: dict, trained: str) -> dict:
+    """How long the model ``trained`` took, from a family's results.json."""
+    return {k: family["models"][trained][k]
+            for k in ("epochs", "best_epoch", "seconds_per_epoch", "seconds_fastest_epoch", "seconds_total")}
+
+
+def read_shipped(replacing: str | None = None) -> tuple[dict, dict]:
+    """(results.json, registry.json) of the shipped zoo, refused when they describe different weights
+    (an entry about to be ``replacing``-ed may differ)."""
     results = json.loads((CARDS / "results.json").read_text())
     registry = json.loads((ZOO / "registry.json").read_text())
-    pinned = {m["name"]: m["sha256"] for m in registry["models"]}
-    if {n: e["sha256"] for n, e in results["zoo"].items() if n != zoo_name} != \
-            {n: s for n, s in pinned.items() if n != zoo_name}:
+    pinned = {m["name"]: m["sha256"] for m in registry["models"] if m["name"] != replacing}
+    if pinned != {n: e["sha256"] for n, e in results["zoo"].items() if n != replacing}:
         raise SystemExit(f"{CARDS / 'results.json'}: describes other weights than {ZOO / 'registry.json'} pins; "
                          "build the zoo again with --family and --eval-corpus")
+    return results, registry
+
+
+def add_entry(zoo_name: str, model_dir: Path, eval_corpus: Path, description: str, cache_dir: Path | None) -> None:
+    """Evaluate one more model on the zoo's held-out corpus and ship it beside the pinned entries."""
+    results, registry = read_shipped(replacing=zoo_name)
     corpus_info = json.loads((eval_corpus / "corpus.json").read_text())
     if summarise_corpus(corpus_info, results["eval_corpus"]["n_test"]) != results["eval_corpus"]:
         raise SystemExit(f"{eval_corpus}: is not the corpus the zoo was evaluated on "
@@ -199,16 +210,15 @@ def add_entry(zoo_name: str, model_dir: Path, eval_corpus: Path, description: st
     arrays = ArraySet(cached_log_spectrograms(test.paths, model.frontend, model.config.window_samples,
                                               cache_dir or family_dir / "cache"), test.concepts, test.targets)
     source = model_dir.name
-    train_info = json.loads((Path(model.config.metadata["corpus"]) / "corpus.json").read_text())
-    if summarise_corpus(train_info, None) != results["train_corpus"]:
-        raise SystemExit(f"{model_dir}: was trained on another corpus than the zoo's ({summarise_corpus(train_info, None)})")
+    trained_on = summarise_corpus(json.loads((Path(model.config.metadata["corpus"]) / "corpus.json").read_text()), None)
+    if trained_on != results["train_corpus"]:
+        raise SystemExit(f"{model_dir}: was trained on another corpus than the zoo's ({trained_on})")
     setup = SETUP_NAMES.get(source.split("-")[0], source)
     key = f"{source}-{len(concepts)}" if concepts else source  # the family table's row
     results["family"][key] = {
         "setup": setup if concepts is None or len(concepts) == 7 else f"{setup} ({len(concepts)} concepts)",
         "heldout_test": evaluate(model, arrays, test),
-        "training": {k: family["models"][source][k] for k in ("epochs", "best_epoch", "seconds_per_epoch",
-                                                              "seconds_fastest_epoch", "seconds_total")},
+        "training": training_summary(family, source),
         "corpus_test": family["models"][source]["test"],
     }
     truth = json.loads((eval_corpus / "ground_truth.json").read_text())
@@ -234,12 +244,8 @@ def write_results_and_cards(results: dict) -> None:
 
 def requote_shap_benchmark(path: Path) -> None:
     """Replace the SHAP numbers of the shipped zoo's results with a new benchmark run on the same weights."""
-    results = json.loads((CARDS / "results.json").read_text())
-    registry = json.loads((ZOO / "registry.json").read_text())
+    results, registry = read_shipped()
     pinned = {m["name"]: m["sha256"] for m in registry["models"]}
-    if pinned != {n: e["sha256"] for n, e in results["zoo"].items()}:
-        raise SystemExit(f"{CARDS / 'results.json'}: describes other weights than {ZOO / 'registry.json'} pins; "
-                         "build the zoo again with --family and --eval-corpus")
     results["shap_benchmark"] = shap_benchmark_summary(json.loads(path.read_text()), pinned, path)
     write_results_and_cards(results)
     print(f"re-quoted {path} in {CARDS / 'results.json'} and the cards")

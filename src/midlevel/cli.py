@@ -122,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                              transpose_semitones=args.transpose)
     joint = None if args.joint_heads is None else [h for h in args.joint_heads.split(",") if h]
     concepts = [*MIDLEVEL_FEATURES, *OUTSIDE_CONCEPTS] if args.outside_concepts else None
-    results = train_family(args.corpus, args.out, backbone=args.backbone, heads=[h for h in args.heads.split(",") if h],
+    results = train_family(args.corpus, args.out, backbone=args.backbone, heads=args.heads.split(","),
                            joint_heads=joint, settings=settings, cache_dir=args.cache_dir, concepts=concepts,
                            black_box=not args.no_a2e)
     names = [n for n in results["models"] if n != "a2mid"]

@@ -174,6 +174,8 @@ def render_card(name: str, results: dict[str, Any]) -> str:
     held = fam["heldout_test"]
     ev, tr = results["eval_corpus"], results["train_corpus"]
     a2e = results["family"]["a2e"]["heldout_test"]["targets"]["mean"]["r"]
+    concepts = info.get("concepts", [])
+    outside = [c for c in concepts if c in OUTSIDE_CONCEPTS]  # extra concepts beyond the seven
     meta = front_matter(name, {"explainable": info["explainable"], "eval_seed": ev.get("seed")}, held)
     out = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "", f"# {name}", "", info["description"] + ".", ""]
     out += ["## Model details", "",
@@ -185,14 +187,12 @@ def render_card(name: str, results: dict[str, Any]) -> str:
             f"- Parameters: {info['parameters']:,}; weights `model.safetensors` ({info['size_bytes']:,} bytes), "
             f"sha256 `{info['sha256']}` (checked on load).", ""]
     if info["explainable"]:
-        names = info.get("concepts", [])
-        extra = [c for c in names if c in OUTSIDE_CONCEPTS]
-        out += [f"- Output: {len(names) or 7} {'concepts' if extra else 'mid-level concepts'} (1-10) and 8 emotions (1-9); every emotion is exactly the "
+        out += [f"- Output: {len(concepts) or 7} {'concepts' if outside else 'mid-level concepts'} (1-10) and 8 emotions (1-9); every emotion is exactly the "
                 "intercept plus one contribution per concept (`model.explain(audio)`)."
-                + (f" Beside the seven mid-level concepts it names {', '.join(extra)} as concepts "
+                + (f" Beside the seven mid-level concepts it names {', '.join(outside)} as concepts "
                    "(`midlevel train --outside-concepts`): the corpus's emotions depend on them too, and a bottleneck "
                    "without them cannot carry that part (see the ceilings in "
-                   "`benchmarks/results/cost_of_interpretability.md`)." if extra else ""), ""]
+                   "`benchmarks/results/cost_of_interpretability.md`)." if outside else ""), ""]
     else:
         out += ["- Output: 8 emotions (1-9) straight from the audio. **A black-box baseline, not an explainable "
                 "model**: kept to measure the cost of interpretability and to be explained post hoc (SHAP).", ""]
@@ -213,7 +213,7 @@ def render_card(name: str, results: dict[str, Any]) -> str:
             "loudness, tempo and register terms and noise (docs/controlled_corpus.md). Splits are by source piece."
             + (" The loudness, tempo and register ratings this model also learns are fixed affine maps of the sampled "
                "note velocity, log tempo and transposition onto 1-10 (`outside_ratings`, from the corpus's "
-               "`factors.csv`)." if any(c in OUTSIDE_CONCEPTS for c in info.get("concepts", [])) else ""), "",
+               "`factors.csv`)." if outside else ""), "",
             "## Evaluation", "",
             f"Held-out test split of a corpus built with seed {ev.get('seed')} (not used in training), "
             f"{ev.get('n_test')} clips from pieces never seen in training. Numbers from `scripts/build_zoo.py`, "
@@ -255,14 +255,10 @@ def render_card(name: str, results: dict[str, Any]) -> str:
             "- Intrinsic explanations are exact for the head; they explain the concepts' effect, not how the network "
             "arrived at the concept values (see the attribution views for that).", "",
             "## Fine-tuning on the real Mid-level dataset", "",
-            "Download the Mid-level Perceptual Features dataset (osf.io/5aupt) and run:", ""]
-    if any(c in OUTSIDE_CONCEPTS for c in info.get("concepts", [])):
-        out[-2:] = ["The real dataset rates the seven mid-level concepts only: fine-tuned on it, this model gets a "
-                    "seven-concept layer (started as a ridge probe on its backbone). To keep all "
-                    f"{len(info['concepts'])}, add columns for {', '.join(c for c in info['concepts'] if c in OUTSIDE_CONCEPTS)} "
-                    "(1-10) to the annotations CSV. Download the Mid-level Perceptual Features dataset (osf.io/5aupt) "
-                    "and run:", ""]
-    out += [
+            ("The real dataset rates the seven mid-level concepts only: fine-tuned on it, this model gets a "
+             "seven-concept layer (started as a ridge probe on its backbone). To keep all "
+             f"{len(concepts)}, add columns for {', '.join(outside)} (1-10) to the annotations CSV. " if outside else "")
+            + "Download the Mid-level Perceptual Features dataset (osf.io/5aupt) and run:", "",
             "```bash",
             f"midlevel finetune --base {name} --annotations mid_level/metadata_annotations/annotations.csv "
             "--audio-dir mid_level/audio --out my-model",

@@ -103,19 +103,20 @@ def standardise_ratings(ratings) -> np.ndarray:
     return (r - mean) / sd
 
 
+def _transformed_factor(factors, spec: dict) -> np.ndarray:
+    """One outside factor (``spec['factor']``) after its transform, from a Factors, mapping or DataFrame."""
+    if hasattr(factors, "__dataclass_fields__"):
+        v = getattr(factors, spec["factor"])
+    else:  # a mapping or a DataFrame
+        v = factors[spec["factor"]]
+    v = np.asarray(v, dtype=float)
+    return np.log(v) if spec["transform"] == "log" else v
+
+
 def standardise_outside(factors) -> np.ndarray:
     """x (loudness, tempo, register) for a Factors/dict, or (n, 3) from columns of a DataFrame."""
-    out = []
-    for name, spec in OUTSIDE_STANDARDISATION.items():
-        if hasattr(factors, "__dataclass_fields__"):
-            v = getattr(factors, spec["factor"])
-        else:  # a mapping or a DataFrame
-            v = factors[spec["factor"]]
-        v = np.asarray(v, dtype=float)
-        if spec["transform"] == "log":
-            v = np.log(v)
-        out.append((v - spec["mean"]) / spec["sd"])
-    return np.stack(out, axis=-1)
+    return np.stack([(_transformed_factor(factors, spec) - spec["mean"]) / spec["sd"]
+                     for spec in OUTSIDE_STANDARDISATION.values()], axis=-1)
 
 
 def outside_ratings(factors) -> np.ndarray:
@@ -128,11 +129,8 @@ def outside_ratings(factors) -> np.ndarray:
     """
     out = []
     for name, spec in OUTSIDE_STANDARDISATION.items():
-        v = np.asarray(factors[spec["factor"]], dtype=float)
-        if spec["transform"] == "log":
-            v = np.log(v)
         lo, hi = OUTSIDE_RANGES[name]
-        out.append(1.0 + 9.0 * np.clip((v - lo) / (hi - lo), 0.0, 1.0))
+        out.append(1.0 + 9.0 * np.clip((_transformed_factor(factors, spec) - lo) / (hi - lo), 0.0, 1.0))
     return np.stack(out, axis=-1)
 
 
