@@ -405,3 +405,51 @@ def test_ground_truth_document_is_complete():
     assert set(gt["rating_mean"]) == set(MIDLEVEL_FEATURES) and gt["noise_sd"] > 0
     for o in ("loudness", "tempo", "register"):
         assert set(gt["outside_terms"][o]["B"]) == set(EMOTIONS)
+
+
+# ----------------------------------------------------------------------------- note rolls
+
+
+def test_note_rolls_follow_the_rendered_audio(corpus, tmp_path):
+    """A clip's roll marks the pitches whose fundamentals carry energy in its audio: the spectrogram
+    band at each rolled pitch is louder while the roll says it sounds than while it does not, far more
+    than for the same roll moved a tritone away (a roll from other notes, or misaligned in time, fails)."""
+    from midlevel import ModelConfig, TwoStageModel
+    from midlevel.datasets.controlled.rolls import ROLL_LOW, ROLL_PITCHES, corpus_rolls
+    from midlevel.music_features import band_centres
+    from midlevel.training.cache import cached_log_spectrograms
+    from midlevel.training.data import load_splits
+
+    out, _ = corpus
+    cfg = ModelConfig(window_seconds=SECONDS)
+    frontend = TwoStageModel(cfg).frontend
+    clips = [c for split in load_splits(out).values() for c in zip(split.ids, split.paths)]
+    ids, paths = [i for i, _ in clips], [p for _, p in clips]
+    spec = cached_log_spectrograms(paths, frontend, cfg.window_samples, tmp_path, progress=False).float().numpy()
+    rolls = corpus_rolls(out, ids, spec.shape[-1], cfg.frontend.hop_length, cache_dir=tmp_path, progress=False)
+    assert rolls.shape == (len(ids), 2, ROLL_PITCHES, spec.shape[-1]) and rolls.dtype == np.uint8
+    assert (rolls[:, 1] <= rolls[:, 0]).all() and (rolls[:, 1].sum(1) <= 1).all()  # one melody note, a sounding one
+    assert rolls[:, 1].sum() > 0
+    np.testing.assert_array_equal(  # cached: the second call reads the file
+        corpus_rolls(out, ids, spec.shape[-1], cfg.frontend.hop_length, cache_dir=tmp_path, progress=False), rolls)
+    freqs = 440.0 * 2 ** ((np.arange(ROLL_LOW, ROLL_LOW + ROLL_PITCHES) - 69) / 12)
+    band = np.abs(np.log2(band_centres(cfg.frontend))[None, :] - np.log2(freqs)[:, None]).argmin(1)
+
+    def contrast(shift):
+        gaps = []
+        for s, r in zip(spec, rolls[:, 0]):
+            level = s[band] - s[band].mean(1, keepdims=True)  # (pitches, frames)
+            moved = np.roll(r, shift, axis=0)
+            on = moved.astype(bool)
+            rows = on.any(1) & (~on).any(1)
+            gaps += [level[p][on[p]].mean() - level[p][~on[p]].mean() for p in np.flatnonzero(rows)]
+        return float(np.mean(gaps))
+
+    assert contrast(0) > 0.1 and contrast(0) > 3 * contrast(6)
+
+
+def test_note_rolls_need_a_controlled_corpus(tmp_path):
+    from midlevel.datasets.controlled.rolls import RollError, corpus_rolls
+
+    with pytest.raises(RollError, match="corpus.json.*controlled corpus"):
+        corpus_rolls(tmp_path, ["1"], 10, 704, cache_dir=tmp_path)

@@ -134,9 +134,10 @@ def test_a_steady_pulse_has_a_stronger_periodicity_than_jittered_onsets(rng):
     assert acf[3:int(beat) - 2].amax() < 0.1  # nothing between the beats
 
 
-def test_music_backbone_saves_loads_and_exports_with_its_statistics(tmp_path):
+@pytest.mark.parametrize("backbone", ["compact_music", "compact_transcribe"])
+def test_music_backbone_saves_loads_and_exports_with_its_statistics(tmp_path, backbone):
     torch.manual_seed(0)
-    model = TwoStageModel(ModelConfig(backbone="compact_music", name="music-test"))
+    model = TwoStageModel(ModelConfig(backbone=backbone, name="music-test"))
     model.set_input_normalization(torch.full((149,), 0.2), torch.full((149,), 0.5))
     model.eval()
     model.save_pretrained(tmp_path / "m")
@@ -173,3 +174,31 @@ def test_post_hoc_maps_read_the_music_backbone_or_say_why_not():
     assert cam.maps.shape[:2] == (8, 149) and np.isfinite(cam.maps).all() and cam.maps.max() > 0
     with pytest.raises(ValueError, match="PitchClassFeatures.*deeplift or integrated_gradients"):
         posthoc_maps(model, wave, "lrp", sample_rate=SR)
+
+
+def test_shifted_correlation_matches_a_loop_over_shifts():
+    from midlevel.music_features import shifted_correlation
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.rand(3, 20, 9, generator=gen), torch.rand(3, 20, 9, generator=gen)
+    expected = []
+    for s in range(-5, 6):
+        lo, hi = max(0, -s), 20 - max(0, s)
+        expected.append((a[:, lo:hi] * b[:, lo + s:hi + s]).sum(1).mean(-1))
+    torch.testing.assert_close(shifted_correlation(a, b, 5), torch.stack(expected, dim=1))
+
+
+def test_melodic_intervals_see_steps_and_leaps():
+    """A melody moving by whole tones shows mass at +2 semitones; one leaping by octaves at +-12."""
+    from midlevel.music_features import MelodicIntervals
+
+    def melody(step):
+        m = torch.zeros(1, 84, 64)
+        for t in range(64):
+            m[0, 30 + (step * (t // 4)) % 24, t] = 1.0
+        return m
+
+    feats = MelodicIntervals(lags=(4,), max_interval=13)
+    steps, leaps = feats(melody(2))[0, :27], feats(melody(12))[0, :27]
+    assert int(steps.argmax()) - 13 == 2
+    assert leaps[13 + 12] + leaps[13 - 12] > 0.9 and steps[13 + 12] == 0

@@ -123,3 +123,40 @@ def test_transposed_training_differs_from_plain_and_is_seeded(tmp_path):
         runs.append(network_outputs(model, valid))
     np.testing.assert_array_equal(runs[1], runs[2])
     assert np.abs(runs[0] - runs[1]).max() > 1e-3
+
+
+def test_note_roll_loss_needs_rolls_and_a_transcribing_backbone(tmp_path):
+    train, valid = toy_set(16, 0), toy_set(16, 1)
+    settings = TrainSettings(epochs=1, roll_weight=1.0)
+    with pytest.raises(ValueError, match="needs note rolls"):
+        train_network(small_model(), train, valid, settings, tmp_path / "a", progress=False)
+    train.rolls = torch.zeros(16, 2, 84, 48, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="transcribing backbone.*'compact'"):
+        train_network(small_model(), train, valid, settings, tmp_path / "b", progress=False)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        TrainSettings(roll_weight=1.0, transpose_semitones=2)
+    with pytest.raises(ValueError, match="roll_weight must be >= 0"):
+        TrainSettings(roll_weight=-1.0)
+
+
+def test_roll_loss_changes_training_only_when_weighted(tmp_path):
+    """roll_weight 0 leaves a transcribing model's run bit-identical whether or not rolls are given;
+    a positive weight trains the transcriber (its weights move) and changes the concept layer's path."""
+    train, valid = toy_set(32, 0), toy_set(16, 1)
+    train.logspec, valid.logspec = train.logspec.repeat(1, 1, 3), valid.logspec.repeat(1, 1, 3)  # the pitch
+    rng = np.random.default_rng(0)  # features pool over 104 frames
+    rolls = torch.from_numpy((rng.random((32, 2, 84, 144)) < 0.05).astype(np.uint8))
+
+    def run(weight, rolls, folder):
+        torch.manual_seed(0)
+        model = TwoStageModel(ModelConfig(backbone="compact_transcribe"))
+        data = ArraySet(train.logspec, train.concepts, train.targets, rolls)
+        train_network(model, data, valid, TrainSettings(setup="concepts", epochs=1, roll_weight=weight),
+                      tmp_path / folder, progress=False)
+        return model
+
+    plain, ignored, weighted = run(0.0, None, "a"), run(0.0, rolls, "b"), run(1.0, rolls, "c")
+    for (name, a), b in zip(plain.state_dict().items(), ignored.state_dict().values()):
+        assert torch.equal(a, b), name
+    moved = plain.backbone.salience.net[-1].weight - weighted.backbone.salience.net[-1].weight
+    assert moved.abs().max() > 1e-4

@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import FrontendConfig
-from .music_features import PitchClassFeatures, PitchMotionFeatures, RhythmFeatures
+from .music_features import MelodicIntervals, PitchClassFeatures, PitchMotionFeatures, PitchSalience, RhythmFeatures
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Sequential:
@@ -110,11 +110,46 @@ class CompactMusicBackbone(nn.Module):
         return self.mix(torch.cat(parts, dim=1))
 
 
+class CompactTranscribeBackbone(CompactMusicBackbone):
+    """``CompactMusicBackbone`` plus a note transcriber whose notes feed tonal and melodic descriptors.
+
+    The transcriber (``PitchSalience``) reads the whitened spectrogram; its note probabilities,
+    folded into pitch classes, feed a second ``PitchClassFeatures`` (key, mode, chords from notes
+    rather than partials), and its melody probabilities feed ``MelodicIntervals`` (steps and leaps
+    of the top voice). Trained with an auxiliary loss on note rolls where a corpus has them
+    (``TrainSettings.roll_weight``); without rolls it is still a valid, if unguided, network.
+    """
+
+    def __init__(self, frontend: FrontendConfig, *, width: int = 16, hidden: int = 128,
+                 dropout: float = 0.1, whiten_bands: int = 9) -> None:
+        super().__init__(frontend, width=width, hidden=hidden, dropout=dropout, whiten_bands=whiten_bands)
+        n_bands = self.pitch.chroma.shape[0]
+        self.salience = PitchSalience(n_bands)
+        self.note_pitch = PitchClassFeatures(frontend)
+        self.melody = MelodicIntervals()
+        n_in = self.mix[0].num_features + self.note_pitch.out_features + self.melody.out_features
+        self.mix = nn.Sequential(nn.BatchNorm1d(n_in), nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout))
+
+    def forward_with_salience(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embedding (b, hidden), note-roll logits (b, 2, pitches, t))."""
+        whitened = self.whiten(spec)
+        logits = self.salience(whitened)
+        probs = torch.sigmoid(logits)
+        notes = self.note_pitch.features(self.salience.pitch_classes(probs[:, 0]))
+        parts = [self.cnn(spec), self.pitch(whitened), self.motion(whitened), self.rhythm(spec),
+                 notes, self.melody(probs[:, 1])]
+        return self.mix(torch.cat(parts, dim=1)), logits
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_salience(spec)[0]
+
+
 #: name -> builder from the front-end's settings (backbones that read pitch need its band layout)
 BACKBONES = {
     "vgg": lambda frontend: VGGBackbone(),
     "compact": lambda frontend: CompactBackbone(),
     "compact_music": CompactMusicBackbone,
+    "compact_transcribe": CompactTranscribeBackbone,
 }
 
 

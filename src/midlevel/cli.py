@@ -119,7 +119,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              patience=args.patience, seed=args.seed, joint_weight=args.joint_weight,
                              crop_frames=args.crop_frames, lr_schedule=args.lr_schedule,
-                             transpose_semitones=args.transpose)
+                             transpose_semitones=args.transpose, roll_weight=args.roll_weight)
     joint = None if args.joint_heads is None else [h for h in args.joint_heads.split(",") if h]
     concepts = [*MIDLEVEL_FEATURES, *OUTSIDE_CONCEPTS] if args.outside_concepts else None
     results = train_family(args.corpus, args.out, backbone=args.backbone, heads=args.heads.split(","),
@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train A2Mid, A2Mid2E, A2Mid2E-Joint and A2E on a Mid-level-layout data set")
     p.add_argument("--corpus", required=True, help="data set root (Mid-level layout + mean_ratings_set1.csv)")
     p.add_argument("--out", required=True, help="output folder (re-running resumes)")
-    p.add_argument("--backbone", default="compact", choices=["compact", "compact_music", "vgg"])
+    p.add_argument("--backbone", default="compact", choices=["compact", "compact_music", "compact_transcribe", "vgg"])
     p.add_argument("--heads", default="linear,gam",
                    help="comma-separated head types fitted sequentially and independently on a concept model "
                         "('' trains no concept model)")
@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(concept and joint training; the A2E black box is trained without)")
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                    help="cosine: decay the learning rate to 0 over --epochs (a function of the epoch, so resumable)")
+    p.add_argument("--roll-weight", type=float, default=0.0, metavar="W",
+                   help="weight of an auxiliary note-transcription loss on the controlled corpus's note rolls "
+                        "(needs --backbone compact_transcribe; 0: off)")
     p.add_argument("--cache-dir", help="spectrogram cache folder (default: OUT/cache)")
     p.add_argument("--outside-concepts", action="store_true",
                    help="add loudness, tempo and register (from the controlled corpus's factors.csv) to the seven "

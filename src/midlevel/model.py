@@ -154,6 +154,9 @@ class TwoStageModel(AudioModel):
         """(B, 1, bands, frames) normalised spectrogram -> (B, K) concepts in rating units."""
         return self.concept_layer(self.backbone(spec))
 
+    def outputs_from_embedding(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.concept_layer(embedding)
+
     outputs_from_spectrogram = concepts_from_spectrogram
 
     def concepts_from_waveform(self, wave: torch.Tensor) -> torch.Tensor:
@@ -209,6 +212,9 @@ class BlackBoxModel(AudioModel):
 
     def outputs_from_spectrogram(self, spec: torch.Tensor) -> torch.Tensor:
         return self.target_layer(self.backbone(spec))
+
+    def outputs_from_embedding(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.target_layer(embedding)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, samples) -> targets (B, T)."""

@@ -77,6 +77,21 @@ def centred_unit(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return x / (x.norm(dim=dim, keepdim=True) + 1e-6)
 
 
+def shifted_correlation(a: torch.Tensor, b: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """(batch, n, t) x (batch, n, t) -> (batch, 2 max_shift + 1): for s = -max_shift..max_shift, the mean
+    over t of sum_p a[p, t] * b[p + s, t] (zero where p + s is outside 0..n-1).
+
+    Computed as the (n, n) Gram matrix over time, whose s-th diagonal is summed by one matrix product:
+    two matmuls instead of a slice per shift (which made backward passes slow)."""
+    n, t = a.shape[1], a.shape[-1]
+    gram = torch.einsum("bpt,bqt->bpq", a, b) / t
+    idx = torch.arange(n, device=a.device)
+    offset = idx[None, :] - idx[:, None]  # [p, q] = q - p
+    shifts = torch.arange(-max_shift, max_shift + 1, device=a.device)
+    select = (offset[..., None] == shifts).to(a.dtype).reshape(n * n, len(shifts))
+    return gram.reshape(gram.shape[0], n * n) @ select
+
+
 class PitchClassFeatures(nn.Module):
     """Normalised log spectrogram (batch, 1, bands, frames) -> transposition-invariant tonal features.
 
@@ -128,7 +143,10 @@ class PitchClassFeatures(nn.Module):
         return corr.amax(-1)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        pcs = self.pitch_classes(spec)
+        return self.features(self.pitch_classes(spec))
+
+    def features(self, pcs: torch.Tensor) -> torch.Tensor:
+        """(batch, 12, frames) pitch-class distributions -> the tonal features."""
         feats = [self.interval_profile(pcs, 0)] + [self.interval_profile(pcs, lag) for lag in self.lags]
         whole = pcs.mean(-1)  # (b, 12)
         local = F.avg_pool1d(pcs, self.local_frames, self.local_frames // 2, ceil_mode=True).transpose(1, 2)  # (b, w, 12)
@@ -163,13 +181,8 @@ class PitchMotionFeatures(nn.Module):
     def forward(self, whitened: torch.Tensor) -> torch.Tensor:
         w = whitened[:, 0, self.first_band:]
         w = w / (w.sum(1, keepdim=True) + 1e-3)
-        n, feats = w.shape[1], []
-        for lag in self.lags:
-            a, b = w[..., : w.shape[-1] - lag], w[..., lag:]
-            for s in range(-self.max_shift, self.max_shift + 1):
-                lo, hi = max(0, -s), n - max(0, s)
-                feats.append((a[:, lo:hi] * b[:, lo + s:hi + s]).sum(1).mean(-1))
-        return torch.stack(feats, dim=1) * n
+        feats = [shifted_correlation(w[..., : w.shape[-1] - lag], w[..., lag:], self.max_shift) for lag in self.lags]
+        return torch.cat(feats, dim=1) * w.shape[1]
 
 
 class RhythmFeatures(nn.Module):
@@ -205,3 +218,67 @@ class RhythmFeatures(nn.Module):
         acf = self.autocorrelation(env)
         h = F.relu(self.lag_conv(acf))
         return torch.cat([h.amax(-1), h.mean(-1), acf[..., 3:].amax(-1), env.mean(-1)], dim=1)
+
+
+class PitchSalience(nn.Module):
+    """Whitened log spectrogram -> per-frame logits of which pitches sound, and of the melody's pitch.
+
+    Fixed chroma (``PitchClassFeatures.pitch_classes``) folds every partial into a pitch class, so
+    the 5th partial of a minor chord's root lands on its major third and the 3rd on the fifth:
+    major and minor blur. A transcriber trained on note rolls (``datasets.controlled.rolls``: the
+    controlled corpus knows every note it rendered) hears the notes instead. Each frame's band
+    vector, with two frames of context either side, goes through a small 1-d convolution with the
+    bands as channels (the bands below ~350 Hz are not evenly spaced in pitch, so a convolution
+    along frequency would not be shift-equivariant there) to ``channels`` x ``n_pitches`` logits:
+    channel 0 every sounding note, channel 1 the top voice's highest note. Written here because no
+    audio library offers a transcriber as a trainable, ONNX-exportable layer.
+    """
+
+    def __init__(self, n_bands: int, *, n_pitches: int = 84, low_pitch: int = 24, channels: int = 2,
+                 hidden: int = 128) -> None:
+        super().__init__()
+        self.n_pitches, self.low_pitch, self.channels = int(n_pitches), int(low_pitch), int(channels)
+        self.net = nn.Sequential(
+            nn.Conv1d(n_bands, hidden, 5, padding=2), nn.BatchNorm1d(hidden), nn.ReLU(),
+            nn.Conv1d(hidden, hidden, 3, padding=1), nn.BatchNorm1d(hidden), nn.ReLU(),
+            nn.Conv1d(hidden, channels * n_pitches, 1),
+        )
+
+    def forward(self, whitened: torch.Tensor) -> torch.Tensor:
+        """(b, 1, bands, t) -> (b, channels, n_pitches, t) logits."""
+        logits = self.net(whitened[:, 0])
+        return logits.view(logits.shape[0], self.channels, self.n_pitches, logits.shape[-1])
+
+    def pitch_classes(self, probs: torch.Tensor) -> torch.Tensor:
+        """(b, n_pitches, t) note probabilities -> (b, 12, t) pitch-class distributions (C = 0)."""
+        fold = torch.zeros(self.n_pitches, 12, device=probs.device, dtype=probs.dtype)
+        fold[torch.arange(self.n_pitches), (torch.arange(self.n_pitches) + self.low_pitch) % 12] = 1.0
+        pcs = torch.einsum("bnt,np->bpt", probs, fold)
+        return (pcs + 1e-3) / (pcs.sum(1, keepdim=True) + 12e-3)
+
+
+class MelodicIntervals(nn.Module):
+    """(b, pitches, t) melody probabilities -> how the melody moves between frames ``lags`` apart.
+
+    For each lag and each interval from -``max_interval`` to +``max_interval`` semitones, the mean
+    over frames of sum_p m[p, t] * m[p + k, t + lag]: a histogram of melodic steps and leaps
+    (singable steps, wide leaps, repeated notes), and per-frame melody presence and pitch spread.
+    """
+
+    def __init__(self, *, lags: tuple[int, ...] = (2, 4, 8, 16), max_interval: int = 13) -> None:
+        super().__init__()
+        self.lags = tuple(int(v) for v in lags)
+        self.max_interval = int(max_interval)
+        self.out_features = len(self.lags) * (2 * self.max_interval + 1) + 2
+
+    def forward(self, melody: torch.Tensor) -> torch.Tensor:
+        n = melody.shape[1]
+        feats = [shifted_correlation(melody[..., : melody.shape[-1] - lag], melody[..., lag:], self.max_interval)
+                 for lag in self.lags]
+        presence = melody.sum(1)  # (b, t)
+        pitch = torch.arange(n, dtype=melody.dtype, device=melody.device)
+        mean = (melody * pitch[:, None]).sum(1) / (presence + 1e-3)
+        weight = presence / (presence.sum(-1, keepdim=True) + 1e-3)
+        centre = (weight * mean).sum(-1, keepdim=True)
+        spread = torch.sqrt((weight * (mean - centre) ** 2).sum(-1) + 1e-6) / 12.0  # octaves
+        return torch.cat([*feats, presence.mean(-1, keepdim=True), spread[:, None]], dim=1)

@@ -60,6 +60,9 @@ class TrainSettings:
     #: transpose each training clip by a random whole number of semitones in [-n, n] (0: off); see
     #: ``training.augment``. Only where the labels do not depend on register (concepts).
     transpose_semitones: int = 0
+    #: weight of the auxiliary note-roll loss (binary cross-entropy of a transcribing backbone's
+    #: note logits against ``ArraySet.rolls``; 0: off). See ``datasets.controlled.rolls``.
+    roll_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.setup not in SETUPS:
@@ -68,6 +71,10 @@ class TrainSettings:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}; got {self.lr_schedule!r}")
         if self.transpose_semitones < 0:
             raise ValueError(f"transpose_semitones must be >= 0; got {self.transpose_semitones}")
+        if self.roll_weight < 0:
+            raise ValueError(f"roll_weight must be >= 0; got {self.roll_weight}")
+        if self.roll_weight and self.transpose_semitones:
+            raise ValueError("roll_weight and transpose_semitones cannot be combined (the note rolls are not transposed)")
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of epoch ``epoch`` (0-based)."""
@@ -83,6 +90,7 @@ class ArraySet:
     logspec: torch.Tensor
     concepts: np.ndarray | None = None
     targets: np.ndarray | None = None
+    rolls: torch.Tensor | None = None  # (N, channels, pitches, frames) 0/1 note rolls, for ``roll_weight``
 
     def __len__(self) -> int:
         return int(self.logspec.shape[0])
@@ -116,11 +124,22 @@ def predict_targets(model: AudioModel, data: ArraySet) -> np.ndarray:
     return out
 
 
-def batch_loss(model: AudioModel, settings: TrainSettings, spec: torch.Tensor, c_true, t_true) -> torch.Tensor:
+def batch_loss(model: AudioModel, settings: TrainSettings, spec: torch.Tensor, c_true, t_true,
+               rolls: torch.Tensor | None = None) -> torch.Tensor:
+    """The setup's loss, plus ``roll_weight`` x the note-roll cross-entropy when ``rolls`` are given."""
+    if rolls is None:
+        return _setup_loss(model, settings, model.backbone(spec), c_true, t_true)
+    embedding, logits = model.backbone.forward_with_salience(spec)
+    roll_loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, rolls.to(logits.dtype))
+    return _setup_loss(model, settings, embedding, c_true, t_true) + settings.roll_weight * roll_loss
+
+
+def _setup_loss(model: AudioModel, settings: TrainSettings, embedding: torch.Tensor, c_true, t_true) -> torch.Tensor:
     cfg = model.config
+    outputs = model.outputs_from_embedding(embedding)
     if settings.setup == "a2e":
-        return torch.mean((_unit(model.outputs_from_spectrogram(spec), cfg.target_scale) - _unit(t_true, cfg.target_scale)) ** 2)
-    concepts = model.concepts_from_spectrogram(spec)
+        return torch.mean((_unit(outputs, cfg.target_scale) - _unit(t_true, cfg.target_scale)) ** 2)
+    concepts = outputs
     loss_c = torch.mean((_unit(concepts, cfg.concept_scale) - _unit(c_true, cfg.concept_scale)) ** 2)
     if settings.setup == "concepts":
         return loss_c
@@ -162,6 +181,12 @@ def train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings:
     params = [p for p in model.parameters() if p.requires_grad]
     if settings.setup == "concepts":  # the head is fitted afterwards, not trained here
         params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
+    if settings.roll_weight:
+        if train.rolls is None:
+            raise ValueError("roll_weight > 0 needs note rolls for the training clips (ArraySet.rolls)")
+        if not hasattr(model.backbone, "forward_with_salience"):
+            raise ValueError(f"roll_weight > 0 needs a transcribing backbone (e.g. compact_transcribe), "
+                             f"not {model.config.backbone!r}")
     optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
     state = load_training_state(out_dir, model, optimizer)
     if state is not None:  # settings added since the run started take their defaults
@@ -190,14 +215,16 @@ def train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings:
         for i in tqdm(batches, desc=f"{settings.setup} epoch {epoch}", disable=not progress, leave=False):
             idx = order[i:i + settings.batch_size]
             batch = train.logspec[idx]
+            rolls = train.rolls[idx] if settings.roll_weight else None
             if settings.crop_frames and batch.shape[-1] > settings.crop_frames:
                 offset = int(torch.randint(batch.shape[-1] - settings.crop_frames + 1, (1,), generator=gen))
                 batch = batch[..., offset:offset + settings.crop_frames]
+                rolls = rolls[..., offset:offset + settings.crop_frames] if rolls is not None else None
             if shifts is not None:
                 batch = transpose_batch(batch, shifts, gen)
             spec = model.frontend.normalize(batch.float())
             loss = batch_loss(model, settings, spec, c_all[idx] if c_all is not None else None,
-                         t_all[idx] if t_all is not None else None)
+                         t_all[idx] if t_all is not None else None, rolls)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

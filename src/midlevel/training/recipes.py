@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import torch
 
 from ..config import ModelConfig
+from ..datasets.controlled.rolls import corpus_rolls
 from ..ioutil import atomic_write_text
 from ..model import AudioModel, BlackBoxModel, TwoStageModel
 from .cache import cached_log_spectrograms
@@ -46,9 +47,18 @@ def evaluate(model: AudioModel, data: ArraySet, clips: LabelledClips) -> dict[st
     return result
 
 
-def _arrays(splits: dict[str, LabelledClips], frontend, n_samples: int, cache_dir: Path, progress: bool):
-    return {name: ArraySet(cached_log_spectrograms(c.paths, frontend, n_samples, cache_dir, progress=progress),
-                           c.concepts, c.targets) for name, c in splits.items()}
+def _arrays(splits: dict[str, LabelledClips], frontend, n_samples: int, cache_dir: Path, progress: bool,
+            rolls_from: str | Path | None = None):
+    """Cached spectrograms and labels per split; with ``rolls_from`` (a controlled corpus), note rolls too."""
+    out = {}
+    for name, c in splits.items():
+        logspec = cached_log_spectrograms(c.paths, frontend, n_samples, cache_dir, progress=progress)
+        rolls = None
+        if rolls_from is not None:
+            rolls = torch.from_numpy(corpus_rolls(rolls_from, c.ids, logspec.shape[-1], frontend.cfg.hop_length,
+                                                  cache_dir=cache_dir, progress=progress))
+        out[name] = ArraySet(logspec, c.concepts, c.targets, rolls)
+    return out
 
 
 def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "compact",
@@ -62,7 +72,9 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
     ``heads`` get sequential and independent fits on the concept model (none: no concept model is
     trained); ``joint_heads`` (default: all of ``heads``) get a jointly trained network each;
     ``black_box`` adds the A2E counterpart. ``concepts`` names the bottleneck (default: the seven
-    mid-level features; ``load_splits`` says which others a corpus can supply).
+    mid-level features; ``load_splits`` says which others a corpus can supply). With
+    ``settings.roll_weight`` > 0 the corpus must be a controlled one: its note rolls are rebuilt
+    (``datasets.controlled.rolls``) and every network trains with the auxiliary transcription loss.
     """
     out_dir, settings = Path(out_dir), settings or TrainSettings()
     head_params = head_params or {}
@@ -74,7 +86,8 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
                        metadata={"corpus": str(corpus), "settings": asdict(settings)})
     torch.manual_seed(settings.seed)
     frontend = TwoStageModel(base).frontend
-    arrays = _arrays(splits, frontend, base.window_samples, cache_dir, progress)
+    arrays = _arrays(splits, frontend, base.window_samples, cache_dir, progress,
+                     rolls_from=corpus if settings.roll_weight else None)
     spec = arrays["train"].logspec.float()
     mean, std = spec.mean(dim=(0, 2)), spec.std(dim=(0, 2))
     del spec

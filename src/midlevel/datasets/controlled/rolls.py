@@ -1,0 +1,99 @@
+"""Note rolls of controlled-corpus clips: which pitches sound in each spectrogram frame.
+
+The controlled corpus knows every note it rendered, so a clip's audio can be paired with an exact
+transcription, as MIDI-aligned recordings (MAESTRO, MAPS) are used to train transcribers. The
+concept formulas read pitches (mode, chords, the top voice's intervals); a network that learns to
+transcribe first hears those pitches far better than fixed chroma (``midlevel.music_features``),
+whose harmonics blur major and minor thirds. The rolls are an auxiliary *training* target only:
+a trained model still takes audio alone.
+
+Rolls are not stored in the corpus: clip ``i`` of a corpus is re-realised from its recorded seed
+and settings (``build.make_clip`` is deterministic, ~0.15 s per clip), which also guarantees the
+roll matches the audio that was rendered from the same notes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ...ioutil import atomic_path
+from .factors import KIND_DRUM, KIND_SCORE, Clip
+from .ratings import audible_end
+
+#: lowest MIDI pitch of a roll row, and the number of rows (C1..B7: every pitched note the corpus renders)
+ROLL_LOW = 24
+ROLL_PITCHES = 84
+#: roll channels: every pitched note; the melody (the top voice's highest sounding note)
+ROLL_CHANNELS = ("notes", "melody")
+
+
+class RollError(ValueError):
+    """A corpus whose clips cannot be re-realised (not a controlled corpus, or another build)."""
+
+
+def frame_times(n_frames: int, hop_length: int, sample_rate: int) -> np.ndarray:
+    """Centre time (s) of each frame of a centred STFT."""
+    return np.arange(n_frames) * hop_length / sample_rate
+
+
+def clip_roll(clip: Clip, times: np.ndarray) -> np.ndarray:
+    """(2, ROLL_PITCHES, frames) 0/1: pitched notes sounding at each time; the top voice's highest one."""
+    out = np.zeros((len(ROLL_CHANNELS), ROLL_PITCHES, len(times)), dtype=np.uint8)
+    pitched = clip.kind != KIND_DRUM
+    row = np.round(clip.pitch + clip.cents / 100.0).astype(int) - ROLL_LOW
+    sounding = (clip.onset[:, None] <= times[None, :]) & (audible_end(clip)[:, None] > times[None, :])
+    inside = pitched & (row >= 0) & (row < ROLL_PITCHES)
+    for n in np.flatnonzero(inside):
+        out[0, row[n], sounding[n]] = 1
+    top = np.flatnonzero(inside & (clip.kind == KIND_SCORE) & (clip.part == 0))
+    if len(top):
+        rows = np.where(sounding[top], row[top, None], -1).max(axis=0)  # highest top-voice note per frame
+        t = np.flatnonzero(rows >= 0)
+        out[1, rows[t], t] = 1
+    return out
+
+
+def corpus_settings(root: Path) -> dict:
+    path = root / "corpus.json"
+    try:
+        settings = json.loads(path.read_text())["settings"]
+    except FileNotFoundError:
+        raise RollError(f"{path}: missing; note rolls exist only for a controlled corpus (midlevel corpus build)") from None
+    except (KeyError, json.JSONDecodeError) as error:
+        raise RollError(f"{path}: no readable 'settings' ({error})") from None
+    from .sources import music21_version
+
+    if settings.get("music21") != music21_version():
+        raise RollError(f"{path}: built with music21 {settings.get('music21')}, installed {music21_version()}; "
+                        "its clips cannot be re-realised exactly")
+    return settings
+
+
+def corpus_rolls(root: str | Path, song_ids: Sequence[str | int], n_frames: int, hop_length: int, *,
+                 cache_dir: str | Path, progress: bool = True) -> np.ndarray:
+    """(N, 2, ROLL_PITCHES, n_frames) uint8 rolls of a controlled corpus's clips, cached in one file."""
+    from .build import make_clip
+
+    root = Path(root)
+    s = corpus_settings(root)
+    ids = [int(i) for i in song_ids]
+    key = json.dumps([s, ids, n_frames, hop_length, ROLL_LOW, ROLL_PITCHES, 1])
+    target = Path(cache_dir) / f"rolls-{hashlib.sha256(key.encode()).hexdigest()[:20]}.npy"
+    if not target.is_file():
+        times = frame_times(n_frames, hop_length, int(s["sample_rate"]))
+        with atomic_path(target) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                            shape=(len(ids), len(ROLL_CHANNELS), ROLL_PITCHES, n_frames))
+            for n, song in enumerate(tqdm(ids, desc="note rolls", disable=not progress)):
+                _, _, clip = make_clip(int(s["seed"]), song - 1, float(s["seconds"]),
+                                       clips_per_piece=int(s["clips_per_piece"]), only_split=s.get("only_split"))
+                out[n] = clip_roll(clip, times)
+            out.flush()
+            del out
+    return np.load(target)
