@@ -14,7 +14,7 @@ ceiling below the black box means the targets depend on something the seven conc
 controlled corpus adds loudness, tempo and register terms by design); naming those as concepts
 (``midlevel train --outside-concepts``) raises the ceiling.
 
-Writes ``cost_of_interpretability.json`` and ``.md`` under ``--out``.
+Writes ``cost_of_interpretability.json`` and ``.md`` (or ``--stem``) under ``--out``.
 """
 
 from __future__ import annotations
@@ -129,13 +129,14 @@ def main(argv=None) -> int:
     p.add_argument("--heldout", required=True, help="corpus whose test split holds only unseen pieces")
     p.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    p.add_argument("--stem", default="cost_of_interpretability", help="output file name without extension")
     p.add_argument("--bootstrap", type=int, default=2000)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     summary = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "cost_of_interpretability.json", json.dumps(summary, indent=1) + "\n")
-    atomic_write_text(args.out / "cost_of_interpretability.md", markdown(summary))
+    atomic_write_text(args.out / f"{args.stem}.json", json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(args.out / f"{args.stem}.md", markdown(summary))
     print(markdown(summary))
     return 0
 

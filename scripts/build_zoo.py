@@ -36,7 +36,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sklearn.metrics import precision_recall_fscore_support
+
 from midlevel.checkpoint import read_config
+from midlevel.datasets.controlled.rolls import ROLL_CHANNELS, corpus_rolls
 from midlevel.ioutil import atomic_write_text, sha256_file
 from midlevel.model import AudioModel, TwoStageModel
 from midlevel.training.cache import cached_log_spectrograms
@@ -125,12 +128,8 @@ def main() -> None:
     (ZOO / "cards").mkdir(exist_ok=True)
     for zoo_name, (candidates, description) in DEFAULT_SHIP.items():
         source = next(c for c in candidates if c in models)
-        model = models[source]
-        info = results["family"][source]
-        entry_info = {"source": source, "setup": info["setup"], "description": description,
-                      "explainable": isinstance(model, TwoStageModel),
-                      "parameters": sum(p.numel() for p in model.parameters()), "backbone": model.config.backbone}
-        ship(zoo_name, model, source, description, info["setup"], arrays, truth, results, registry)
+        ship(zoo_name, models[source], source, description, results["family"][source]["setup"], arrays, truth,
+             results, registry)
     if args.shap_benchmark:
         results["shap_benchmark"] = shap_benchmark_summary(json.loads(args.shap_benchmark.read_text()),
                                                            {n: e["sha256"] for n, e in results["zoo"].items()},
@@ -147,6 +146,9 @@ def ship(zoo_name: str, model: AudioModel, source: str, description: str, setup:
     entry_info = {"source": source, "setup": setup, "description": description,
                   "explainable": isinstance(model, TwoStageModel),
                   "parameters": sum(p.numel() for p in model.parameters()), "backbone": model.config.backbone}
+    roll_weight = model.config.metadata.get("settings", {}).get("roll_weight", 0.0)
+    if roll_weight:
+        entry_info["roll_weight"] = roll_weight
     if isinstance(model, TwoStageModel):
         entry_info["concepts"] = list(model.config.concept_names)
         concepts = network_outputs(model, arrays)
@@ -214,18 +216,47 @@ def add_entry(zoo_name: str, model_dir: Path, eval_corpus: Path, description: st
     if trained_on != results["train_corpus"]:
         raise SystemExit(f"{model_dir}: was trained on another corpus than the zoo's ({trained_on})")
     setup = SETUP_NAMES.get(source.split("-")[0], source)
-    key = f"{source}-{len(concepts)}" if concepts else source  # the family table's row
+    key = family_key(source, concepts, model.config.backbone)
     results["family"][key] = {
         "setup": setup if concepts is None or len(concepts) == 7 else f"{setup} ({len(concepts)} concepts)",
         "heldout_test": evaluate(model, arrays, test),
         "training": training_summary(family, source),
         "corpus_test": family["models"][source]["test"],
     }
+    if hasattr(model.backbone, "forward_with_salience"):
+        rolls = corpus_rolls(eval_corpus, test.ids, arrays.logspec.shape[-1], model.config.frontend.hop_length,
+                             cache_dir=cache_dir or family_dir / "cache")
+        results["family"][key]["transcription"] = transcription_scores(model, arrays, rolls)
     truth = json.loads((eval_corpus / "ground_truth.json").read_text())
     ship(zoo_name, model, key, description, results["family"][key]["setup"], arrays, truth, results, registry)
     results["zoo"][zoo_name]["trained_as"] = source
     atomic_write_text(ZOO / "registry.json", json.dumps(registry, indent=1) + "\n")
     write_results_and_cards(results)
+
+
+def family_key(source: str, concepts: list[str] | None, backbone: str) -> str:
+    """The family table's row of a model added later: its setup, its number of concepts, and its backbone
+    where that is not the family's (``joint-linear-10``, ``joint-linear-10-transcribe``)."""
+    key = f"{source}-{len(concepts)}" if concepts else source
+    return key if backbone == "compact_music" else f"{key}-{backbone.removeprefix('compact_')}"
+
+
+@torch.no_grad()
+def transcription_scores(model: AudioModel, arrays: ArraySet, rolls: np.ndarray) -> dict:
+    """Frame-level precision, recall and F1 (scikit-learn) of a transcribing backbone's notes and melody
+    against the held-out clips' note rolls, at probability 0.5."""
+    model.eval()
+    predicted = []
+    for i in range(0, len(arrays), 32):
+        spec = model.frontend.normalize(arrays.logspec[i:i + 32].float())
+        predicted.append((torch.sigmoid(model.backbone.forward_with_salience(spec)[1]) > 0.5).numpy())
+    predicted = np.concatenate(predicted)
+    out = {}
+    for c, channel in enumerate(ROLL_CHANNELS):
+        p, r, f, _ = precision_recall_fscore_support(rolls[:, c].ravel(), predicted[:, c].ravel(), average="binary",
+                                                     zero_division=0)
+        out[channel] = {"precision": float(p), "recall": float(r), "f1": float(f)}
+    return out
 
 
 def write_results_and_cards(results: dict) -> None:

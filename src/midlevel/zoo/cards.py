@@ -65,6 +65,10 @@ BACKBONE_TEXT = {
                      "profiles, key and chord template fits, key consistency over the window), pitch motion "
                      "between frames (which keeps octaves), and onset-envelope autocorrelation; one hidden layer "
                      "mixes them.",
+    "compact_transcribe": "the `compact_music` network plus a small note transcriber (`PitchSalience`: per-frame "
+                          "logits of which of 84 pitches sound and which is the melody's), whose note probabilities "
+                          "feed a second set of pitch-class statistics (key, mode, chords from notes rather than "
+                          "partials) and a histogram of melodic intervals (`MelodicIntervals`).",
     "vgg": "the 2019 paper's VGG-style CNN (about 3.9 M parameters).",
 }
 
@@ -213,13 +217,27 @@ def render_card(name: str, results: dict[str, Any]) -> str:
             "loudness, tempo and register terms and noise (docs/controlled_corpus.md). Splits are by source piece."
             + (" The loudness, tempo and register ratings this model also learns are fixed affine maps of the sampled "
                "note velocity, log tempo and transposition onto 1-10 (`outside_ratings`, from the corpus's "
-               "`factors.csv`)." if outside else ""), "",
+               "`factors.csv`)." if outside else "")
+            + (f" Its transcriber was also trained to reproduce the clips' note rolls (which pitches sound in each "
+               f"frame, and the top voice's note; `midlevel train --roll-weight {info['roll_weight']:g}`, "
+               "`datasets.controlled.rolls`), an auxiliary target the rendered corpus knows exactly; the model still "
+               "hears audio only, and fine-tuning on data without rolls uses the concept loss alone."
+               if info.get("roll_weight") else ""), "",
             "## Evaluation", "",
             f"Held-out test split of a corpus built with seed {ev.get('seed')} (not used in training), "
             f"{ev.get('n_test')} clips from pieces never seen in training. Numbers from `scripts/build_zoo.py`, "
             "stored in `model_cards/results.json`.", ""]
     if "concepts" in held:
         out += ["### Concepts", "", metric_rows(held["concepts"]), ""]
+    if "transcription" in fam:
+        out += ["### Note transcription (the backbone's auxiliary output)", "",
+                "Frame-level scores of its note probabilities above 0.5 against the held-out clips' note rolls "
+                "(scikit-learn `precision_recall_fscore_support`): how well the layer that feeds the tonal and "
+                "melodic descriptors hears the notes.", "",
+                "| roll | precision | recall | F1 |", "|---|---|---|---|"]
+        out += [f"| {channel} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} |"
+                for channel, v in fam["transcription"].items()]
+        out += [""]
     out += ["### Emotions", "", metric_rows(held["targets"]), "",
             "### A2E vs A2Mid2E vs A2Mid2E-Joint (Pearson r per emotion, held-out test)", "", _comparison(results), "",
             f"Cost of interpretability (A2E mean r minus this model's): "
