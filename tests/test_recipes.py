@@ -101,3 +101,12 @@ def test_joint_only_family_with_outside_concepts(tmp_path):
     expl = model.explain(tmp_path / "data" / "audio" / "1.flac")
     assert expl.contributions.shape == (len(EMOTIONS), 10)
     assert abs(expl.contributions.sum(-1) + expl.intercept - expl.targets).max() <= 1e-5
+
+
+def test_note_rolls_need_a_controlled_corpus_and_say_so(tmp_path, capsys):
+    write_layout(tmp_path / "data")
+    args = ["train", "--corpus", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--epochs", "1",
+            "--backbone", "compact_transcribe", "--roll-weight", "1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "corpus.json" in err and "controlled corpus" in err

@@ -23,6 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ...ioutil import atomic_path
+from ..errors import DatasetError
 from .factors import KIND_DRUM, KIND_SCORE, Clip
 from .ratings import audible_end
 
@@ -33,7 +34,7 @@ ROLL_PITCHES = 84
 ROLL_CHANNELS = ("notes", "melody")
 
 
-class RollError(ValueError):
+class RollError(DatasetError):
     """A corpus whose clips cannot be re-realised (not a controlled corpus, or another build)."""
 
 
@@ -64,14 +65,14 @@ def corpus_settings(root: Path) -> dict:
     try:
         settings = json.loads(path.read_text())["settings"]
     except FileNotFoundError:
-        raise RollError(f"{path}: missing; note rolls exist only for a controlled corpus (midlevel corpus build)") from None
+        raise RollError(path, "missing; note rolls exist only for a controlled corpus (midlevel corpus build)") from None
     except (KeyError, json.JSONDecodeError) as error:
-        raise RollError(f"{path}: no readable 'settings' ({error})") from None
+        raise RollError(path, f"no readable 'settings' ({error})") from None
     from .sources import music21_version
 
     if settings.get("music21") != music21_version():
-        raise RollError(f"{path}: built with music21 {settings.get('music21')}, installed {music21_version()}; "
-                        "its clips cannot be re-realised exactly")
+        raise RollError(path, f"built with music21 {settings.get('music21')}, installed {music21_version()}; "
+                              "its clips cannot be re-realised exactly")
     return settings
 
 
