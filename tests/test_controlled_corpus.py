@@ -432,6 +432,11 @@ def test_note_rolls_follow_the_rendered_audio(corpus, tmp_path):
     assert rolls[:, 1].sum() > 0
     np.testing.assert_array_equal(  # cached: the second call reads the file
         corpus_rolls(out, ids, spec.shape[-1], cfg.frontend.hop_length, cache_dir=tmp_path, progress=False), rolls)
+    many = ids * 12  # more than one chunk of clips, so the processes share them
+    np.testing.assert_array_equal(  # processes in parallel: the same rolls, in the same order
+        corpus_rolls(out, many, spec.shape[-1], cfg.frontend.hop_length, cache_dir=tmp_path / "two", progress=False,
+                     workers=2),
+        np.concatenate([rolls] * 12))
     freqs = 440.0 * 2 ** ((np.arange(ROLL_LOW, ROLL_LOW + ROLL_PITCHES) - 69) / 12)
     band = np.abs(np.log2(band_centres(cfg.frontend))[None, :] - np.log2(freqs)[:, None]).argmin(1)
 
