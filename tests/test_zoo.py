@@ -62,6 +62,22 @@ def test_card_numbers_equal_the_results_file(name):
     assert "No human ratings were used" in body and results["zoo"][name]["sha256"] == get_entry(name).sha256
 
 
+def test_a_card_names_the_training_corpus_of_its_own_entry():
+    """An entry trained on another corpus than the zoo's (build_zoo.py --add records it) says which, and
+    that comparisons with the other entries mix model and data; the others describe the zoo's corpus."""
+    results = json.loads(RESULTS.read_text())
+    zoo_corpus = results["train_corpus"]
+    name = next(n for n in list_models() if REGISTRY[n].explainable)
+    results["zoo"][name].pop("train_corpus", None)
+    plain = render_card(name, results)
+    assert f"seed {zoo_corpus['seed']}, {zoo_corpus['n']} clips of" in plain and "another corpus" not in plain
+    results["zoo"][name]["train_corpus"] = {**zoo_corpus, "n": 2 * zoo_corpus["n"]}
+    other = render_card(name, results)
+    assert f"seed {zoo_corpus['seed']}, {2 * zoo_corpus['n']} clips of" in other
+    assert (f"another corpus than the zoo's other entries** (seed {zoo_corpus['seed']}, {2 * zoo_corpus['n']} clips "
+            f"against seed {zoo_corpus['seed']}, {zoo_corpus['n']}; the same seed, so its clips include all of theirs)") in other
+
+
 def test_joint_training_narrows_the_gap_to_the_black_box():
     """The paper's finding on the held-out corpus: joint training beats the sequential two-stage model.
 

@@ -171,12 +171,20 @@ def _shap_section(name: str, info: dict[str, Any], results: dict[str, Any]) -> l
     return out
 
 
+def _corpus_difference(mine: dict[str, Any], zoo: dict[str, Any]) -> str:
+    """'seed 1, 6000 clips against seed 1, 3000; ...': how an entry's training corpus differs from the zoo's."""
+    text = f"seed {mine.get('seed')}, {mine.get('n')} clips against seed {zoo.get('seed')}, {zoo.get('n')}"
+    if mine.get("seed") == zoo.get("seed") and mine.get("n", 0) > zoo.get("n", 0):
+        text += "; the same seed, so its clips include all of theirs"  # clip i depends on the seed and i only
+    return text
+
+
 def render_card(name: str, results: dict[str, Any]) -> str:
     """The whole card for zoo entry ``name`` from ``results`` (model_cards/results.json)."""
     info = results["zoo"][name]
     fam = results["family"][info["source"]]
     held = fam["heldout_test"]
-    ev, tr = results["eval_corpus"], results["train_corpus"]
+    ev, tr = results["eval_corpus"], info.get("train_corpus", results["train_corpus"])
     a2e = results["family"]["a2e"]["heldout_test"]["targets"]["mean"]["r"]
     concepts = info.get("concepts", [])
     outside = [c for c in concepts if c in OUTSIDE_CONCEPTS]  # extra concepts beyond the seven
@@ -222,7 +230,9 @@ def render_card(name: str, results: dict[str, Any]) -> str:
                f"frame, and the top voice's note; `midlevel train --roll-weight {info['roll_weight']:g}`, "
                "`datasets.controlled.rolls`), an auxiliary target the rendered corpus knows exactly; the model still "
                "hears audio only, and fine-tuning on data without rolls uses the concept loss alone."
-               if info.get("roll_weight") else ""), "",
+               if info.get("roll_weight") else "")
+            + (f" **It was trained on another corpus than the zoo's other entries** ({_corpus_difference(tr, results['train_corpus'])}): "
+               "comparisons with them mix the effect of the model with that of the data." if "train_corpus" in info else ""), "",
             "## Evaluation", "",
             f"Held-out test split of a corpus built with seed {ev.get('seed')} (not used in training), "
             f"{ev.get('n_test')} clips from pieces never seen in training. Numbers from `scripts/build_zoo.py`, "
