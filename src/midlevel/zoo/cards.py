@@ -89,10 +89,19 @@ def _comparison(results: dict[str, Any]) -> str:
     first = results["family"][order[0]]["heldout_test"]["targets"]
     targets = sorted((t for t in first if t != "mean"), key=lambda t: (EMOTIONS.index(t) if t in EMOTIONS else 99, t))
     lines = ["| setup | model | " + " | ".join(targets) + " | mean r |", "|---|---|" + "---|" * (len(targets) + 1)]
+    # rows of entries trained on another corpus than the zoo's say so: their gains are not the model's alone
+    corpus = {e["source"]: e["train_corpus"] for e in results["zoo"].values() if "train_corpus" in e}
     for name in order:
         table = results["family"][name]["heldout_test"]["targets"]
-        lines.append(f"| {results['family'][name]['setup']} | `{name}` | "
+        setup = results["family"][name]["setup"]
+        if name in corpus:
+            setup += f", trained on {corpus[name].get('n')} clips"
+        lines.append(f"| {setup} | `{name}` | "
                      + " | ".join(f"{table[t]['r']:.2f}" for t in targets) + f" | {table['mean']['r']:.3f} |")
+    if corpus:
+        tr = results["train_corpus"]
+        lines += ["", f"Rows without a clip count were trained on the zoo's corpus (seed {tr.get('seed')}, {tr.get('n')} "
+                      "clips); the others' cards say on which."]
     return "\n".join(lines)
 
 
