@@ -60,6 +60,12 @@ def ceiling(train_corpus, heldout, concepts: list[str]) -> dict:
     return {"concepts": concepts, "r": {**dict(zip(test.target_names, map(float, r))), "mean": mean_r(test.targets, pred)}}
 
 
+def trained_on(model) -> str:
+    """The corpus a model was trained on, as its config records it: models trained on more data are not
+    compared like for like with the black box, and the table says so."""
+    return str(model.config.metadata.get("corpus", "unrecorded"))
+
+
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     clips = load_splits(args.heldout)["test"]
@@ -77,7 +83,8 @@ def run(args: argparse.Namespace) -> dict:
     summary: dict = {
         "heldout": {"corpus": str(args.heldout), "clips": len(clips), "pieces": len(set(pieces))},
         "train_corpus": str(args.train_corpus), "targets": names,
-        "black_box": {"model": args.black_box, "weights_sha256": weights_sha256(args.black_box), "r": row(box_pred)},
+        "black_box": {"model": args.black_box, "weights_sha256": weights_sha256(args.black_box),
+                      "trained_on": trained_on(box), "r": row(box_pred)},
         "models": {}, "ceilings": {},
     }
     for label, name in args.model:
@@ -86,7 +93,8 @@ def run(args: argparse.Namespace) -> dict:
             raise SystemExit(f"--model {label}: {name} is not a two-stage model")
         pred = targets_of(model, clips, args.cache_dir)
         concepts = list(model.config.concept_names)
-        entry = {"model": name, "weights_sha256": weights_sha256(name), "concepts": concepts, "r": row(pred)}
+        entry = {"model": name, "weights_sha256": weights_sha256(name), "concepts": concepts,
+                 "trained_on": trained_on(model), "r": row(pred)}
         entry["cost"] = summary["black_box"]["r"]["mean"] - entry["r"]["mean"]
         entry["cost_ci95_by_piece"] = [-v for v in paired_bootstrap_mean_r(
             clips.targets, pred, box_pred, groups=pieces, n=args.bootstrap)][::-1]
@@ -106,10 +114,10 @@ def markdown(summary: dict) -> str:
              f"Held-out: `{h['corpus']}` test split, {h['clips']} clips of {h['pieces']} pieces no training split holds. "
              "Pearson r per target; cost = the black box's mean r minus the model's.", "",
              head, "|---|" + "---|" * (len(names) + 2),
-             f"| A2E `{box['model']}` | " + " | ".join(f"{box['r'][n]:.3f}" for n in names) + f" | {box['r']['mean']:.3f} | |"]
+             f"| A2E `{box['model']}` (trained on `{box.get('trained_on')}`) | " + " | ".join(f"{box['r'][n]:.3f}" for n in names) + f" | {box['r']['mean']:.3f} | |"]
     for label, e in summary["models"].items():
         lo, hi = e["cost_ci95_by_piece"]
-        lines.append(f"| {label} `{e['model']}` ({len(e['concepts'])} concepts) | "
+        lines.append(f"| {label} `{e['model']}` ({len(e['concepts'])} concepts; trained on `{e.get('trained_on')}`) | "
                      + " | ".join(f"{e['r'][n]:.3f}" for n in names)
                      + f" | {e['r']['mean']:.3f} | {e['cost']:+.3f} ({lo:+.3f} to {hi:+.3f}) |")
     lines += ["", "## Ceilings: a linear head on the true ratings", "",

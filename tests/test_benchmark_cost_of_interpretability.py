@@ -5,9 +5,11 @@ import json
 
 import numpy as np
 import pytest
+
 from script_loader import load_script
 from test_recipes import write_layout
 
+import midlevel
 from midlevel.concepts import MIDLEVEL_FEATURES
 from midlevel.training.data import load_splits
 from midlevel.training.metrics import pearson_per_column
@@ -42,7 +44,9 @@ def test_costs_intervals_and_the_true_rating_ceiling(tmp_path):
     (ceiling,) = summary["ceilings"].values()
     np.testing.assert_allclose([ceiling["r"][n] for n in summary["targets"]], expected, atol=1e-9)
     text = (out / "cost_of_interpretability.md").read_text()
-    assert "| A2E `compact-a2e` |" in text and "(7 concepts)" in text and "Ceilings" in text
+    assert box["trained_on"] == midlevel.load("compact-a2e").config.metadata["corpus"]
+    assert f"| A2E `compact-a2e` (trained on `{box['trained_on']}`) |" in text
+    assert f"(7 concepts; trained on `{summary['models']['joint']['trained_on']}`)" in text and "Ceilings" in text
 
 
 def test_model_spec_needs_a_label():
