@@ -303,6 +303,15 @@ def _tables(records: list[dict], settings: BuildSettings) -> dict[str, str]:
 # ------------------------------------------------------------------------------ build
 
 
+def worker_context():
+    """Process start method for rendering workers: fork, so they inherit the imported modules and the
+    parsed music21 catalogue (spawn where fork is unavailable)."""
+    import multiprocessing
+
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return multiprocessing.get_context(method)
+
+
 def build_corpus(
     out_dir,
     n: int,
@@ -375,12 +384,7 @@ def build_corpus(
                 for i in _build_group(str(out), settings, t, cache, soundfont):
                     bar.update(1)
         else:
-            import multiprocessing
-
-            # fork: workers inherit the imported modules and the parsed catalogue (spawn elsewhere)
-            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            ctx = multiprocessing.get_context(method)
-            with ProcessPoolExecutor(max_workers=int(workers), mp_context=ctx) as pool:
+            with ProcessPoolExecutor(max_workers=int(workers), mp_context=worker_context()) as pool:
                 futures = [pool.submit(_build_group, str(out), settings, t, cache, soundfont) for t in tasks]
                 try:
                     for fut in as_completed(futures):

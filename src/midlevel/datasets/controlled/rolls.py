@@ -82,11 +82,10 @@ def _realised_rolls(settings: dict, ids: Sequence[int], times: np.ndarray) -> np
     """(len(ids), channels, pitches, frames) rolls of clips ``ids`` re-realised from the corpus settings."""
     from .build import make_clip
 
-    s = settings
     out = np.zeros((len(ids), len(ROLL_CHANNELS), ROLL_PITCHES, len(times)), dtype=np.uint8)
     for n, song in enumerate(ids):
-        _, _, clip = make_clip(int(s["seed"]), song - 1, float(s["seconds"]),
-                               clips_per_piece=int(s["clips_per_piece"]), only_split=s.get("only_split"))
+        _, _, clip = make_clip(int(settings["seed"]), song - 1, float(settings["seconds"]),
+                               clips_per_piece=int(settings["clips_per_piece"]), only_split=settings.get("only_split"))
         out[n] = clip_roll(clip, times)
     return out
 
@@ -114,11 +113,9 @@ def corpus_rolls(root: str | Path, song_ids: Sequence[str | int], n_frames: int,
                 results = (_realised_rolls(s, chunk, times) for chunk in chunks)
                 pool = None
             else:
-                import multiprocessing
+                from .build import worker_context
 
-                # fork: workers inherit the parsed music21 catalogue (spawn where fork is unavailable)
-                method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-                pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+                pool = ProcessPoolExecutor(max_workers=workers, mp_context=worker_context())
                 results = pool.map(_realised_rolls, [s] * len(chunks), chunks, [times] * len(chunks))
             try:
                 start = 0
