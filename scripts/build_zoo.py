@@ -178,10 +178,22 @@ def ship(zoo_name: str, model: AudioModel, source: str, description: str, setup:
     }]
 
 
-def training_summary(family: dict, trained: str) -> dict:
-    """How long the model ``trained`` took, from a family's results.json."""
-    return {k: family["models"][trained][k]
-            for k in ("epochs", "best_epoch", "seconds_per_epoch", "seconds_fastest_epoch", "seconds_total")}
+def training_summary(family: dict, trained: str, model: AudioModel | None = None) -> dict:
+    """How long the model ``trained`` took, from a family's results.json; for a model warm-started from
+    another (``midlevel train --init-from``), also that model's own training, read from its family's
+    results.json, so the card counts every epoch the weights went through."""
+    out = {k: family["models"][trained][k]
+           for k in ("epochs", "best_epoch", "seconds_per_epoch", "seconds_fastest_epoch", "seconds_total")}
+    init = (model.config.metadata or {}).get("init_from") if model is not None else None
+    if init:
+        init_dir = Path(init["model"])
+        init_model = AudioModel.from_pretrained(init_dir, expected_sha256=init["weights_sha256"])
+        init_family = json.loads((init_dir.parent.parent / "results.json").read_text())
+        corpus = json.loads((Path(init_model.config.metadata["corpus"]) / "corpus.json").read_text())
+        out["warm_start"] = {"from": init_dir.name, "weights_sha256": init["weights_sha256"],
+                             "corpus": summarise_corpus(corpus, None),
+                             **training_summary(init_family, init_dir.name, init_model)}
+    return out
 
 
 def read_shipped(replacing: str | None = None) -> tuple[dict, dict]:
@@ -223,7 +235,7 @@ def add_entry(zoo_name: str, model_dir: Path, eval_corpus: Path, description: st
     results["family"][key] = {
         "setup": setup if concepts is None or len(concepts) == 7 else f"{setup} ({len(concepts)} concepts)",
         "heldout_test": evaluate(model, arrays, test),
-        "training": training_summary(family, source),
+        "training": training_summary(family, source, model),
         "corpus_test": family["models"][source]["test"],
     }
     if hasattr(model.backbone, "forward_with_salience"):

@@ -110,3 +110,50 @@ def test_note_rolls_need_a_controlled_corpus_and_say_so(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "corpus.json" in err and "controlled corpus" in err
+
+
+def test_warm_start_copies_a_trained_model_and_refuses_another_architecture(tmp_path):
+    from midlevel.config import ModelConfig
+    from midlevel.training.recipes import warm_start
+
+    torch = pytest.importorskip("torch")
+    wave = np.random.default_rng(0).normal(0, 0.1, 22050).astype(np.float32)
+    for kind, cls in (("two_stage", TwoStageModel), ("black_box", BlackBoxModel)):
+        torch.manual_seed(1)
+        init = cls(ModelConfig(kind=kind, backbone="compact"))
+        init.set_input_normalization(torch.full((149,), -3.0), torch.full((149,), 2.0))
+        torch.manual_seed(2)
+        fresh = cls(ModelConfig(kind=kind, backbone="compact"))
+        if kind == "two_stage":
+            assert not np.allclose(fresh.predict(wave, sample_rate=22050).targets, init.predict(wave, sample_rate=22050).targets)
+            warm = warm_start(fresh, init)
+            np.testing.assert_array_equal(warm.predict(wave, sample_rate=22050).targets, init.predict(wave, sample_rate=22050).targets)
+            np.testing.assert_array_equal(warm.predict(wave, sample_rate=22050).concepts, init.predict(wave, sample_rate=22050).concepts)
+        else:
+            warm = warm_start(fresh, init)
+            np.testing.assert_array_equal(warm.predict_targets(wave, sample_rate=22050), init.predict_targets(wave, sample_rate=22050))
+    # another head type: backbone and concepts are copied, the head is not
+    torch.manual_seed(3)
+    init = TwoStageModel(ModelConfig(backbone="compact"))
+    gam = warm_start(TwoStageModel(ModelConfig(backbone="compact", head="gam")), init)
+    np.testing.assert_array_equal(gam.predict(wave, sample_rate=22050).concepts, init.predict(wave, sample_rate=22050).concepts)
+    assert type(gam.head) is not type(init.head)
+    with pytest.raises(ValueError, match="backbone"):
+        warm_start(TwoStageModel(ModelConfig(backbone="compact_music")), init)
+    with pytest.raises(ValueError, match="kind"):
+        warm_start(BlackBoxModel(ModelConfig(kind="black_box", backbone="compact")), init)
+
+
+def test_train_command_warm_starts_from_a_model_and_records_it(tmp_path):
+    from midlevel.zoo import weights_sha256
+
+    write_layout(tmp_path / "data")
+    base = ["train", "--corpus", str(tmp_path / "data"), "--epochs", "1", "--batch-size", "8",
+            "--heads", "", "--joint-heads", "linear", "--no-a2e"]
+    assert main([*base, "--out", str(tmp_path / "first")]) == 0
+    first = tmp_path / "first" / "models" / "joint-linear"
+    assert main([*base, "--out", str(tmp_path / "second"), "--init-from", str(first)]) == 0
+    second = load(tmp_path / "second" / "models" / "joint-linear")
+    assert second.config.metadata["init_from"] == {"model": str(first), "weights_sha256": weights_sha256(first)}
+    with pytest.raises(ValueError, match="backbone"):
+        main([*base, "--out", str(tmp_path / "third"), "--init-from", str(first), "--backbone", "compact_music"])

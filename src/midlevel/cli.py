@@ -124,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     concepts = [*MIDLEVEL_FEATURES, *OUTSIDE_CONCEPTS] if args.outside_concepts else None
     results = train_family(args.corpus, args.out, backbone=args.backbone, heads=args.heads.split(","),
                            joint_heads=joint, settings=settings, cache_dir=args.cache_dir, concepts=concepts,
-                           black_box=not args.no_a2e)
+                           black_box=not args.no_a2e, init_from=args.init_from)
     names = [n for n in results["models"] if n != "a2mid"]
     print(target_table(results, names))
     print(f"models and results.json written to {args.out}")
@@ -183,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add loudness, tempo and register (from the controlled corpus's factors.csv) to the seven "
                         "concepts: the corpus's emotions depend on them, so the bottleneck can carry them by name")
     p.add_argument("--no-a2e", action="store_true", help="skip the black-box counterpart (e.g. one trained already)")
+    p.add_argument("--init-from", metavar="MODEL",
+                   help="warm-start every network from this model folder or zoo name (same backbone, concepts "
+                        "and kind), e.g. to continue a model on a larger corpus")
     p.set_defaults(func=cmd_train)
     corpus = sub.add_parser("corpus", help="the controlled corpus").add_subparsers(dest="corpus_command", required=True)
     p = corpus.add_parser("build", help="render a controlled corpus (resumable; deterministic for a seed)")

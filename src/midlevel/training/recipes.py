@@ -29,6 +29,7 @@ from ..config import ModelConfig
 from ..datasets.controlled.rolls import corpus_rolls
 from ..ioutil import atomic_write_text
 from ..model import AudioModel, BlackBoxModel, TwoStageModel
+from ..zoo import load, weights_sha256
 from .cache import cached_log_spectrograms
 from .data import LabelledClips, load_splits
 from .loops import ArraySet, TrainSettings, network_outputs, train_network
@@ -61,12 +62,36 @@ def _arrays(splits: dict[str, LabelledClips], frontend, n_samples: int, cache_di
     return out
 
 
+def warm_start(model: AudioModel, init: AudioModel) -> AudioModel:
+    """Copy ``init``'s trained weights into a fresh ``model`` of the same kind, backbone and concepts.
+
+    The front-end (with the normalisation statistics ``init`` was trained with), the backbone, and
+    for two-stage models the concept layer are always copied; the head only when it is of the same
+    type with the same parameters (otherwise it keeps its own start, fitted as usual); for the black
+    box, its target layer.
+    """
+    cfg, ref = model.config, init.config
+    for field in ("kind", "backbone", "concept_names", "concept_scale", "target_names", "frontend"):
+        if getattr(cfg, field) != getattr(ref, field):
+            raise ValueError(f"cannot warm-start from {ref.name or 'the given model'}: its {field} is "
+                             f"{getattr(ref, field)!r}, the network to train has {getattr(cfg, field)!r}")
+    if cfg.kind == "black_box":
+        parts = ["frontend", "backbone", "target_layer"]
+    else:
+        parts = ["frontend", "backbone", "concept_layer"]
+        if cfg.head == ref.head and cfg.head_params == ref.head_params:
+            parts.append("head")
+    for part in parts:
+        getattr(model, part).load_state_dict(getattr(init, part).state_dict())
+    return model
+
+
 def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "compact",
                  heads: Sequence[str] = ("linear", "gam"), joint_heads: Sequence[str] | None = None,
                  settings: TrainSettings | None = None,
                  head_params: dict[str, dict] | None = None, cache_dir: str | Path | None = None,
                  concepts: Sequence[str] | None = None, black_box: bool = True,
-                 progress: bool = True) -> dict[str, Any]:
+                 init_from: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Train and evaluate the whole family; resumable (finished stages are skipped).
 
     ``heads`` get sequential and independent fits on the concept model (none: no concept model is
@@ -75,6 +100,10 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
     mid-level features; ``load_splits`` says which others a corpus can supply). With
     ``settings.roll_weight`` > 0 the corpus must be a controlled one: its note rolls are rebuilt
     (``datasets.controlled.rolls``) and every network trains with the auxiliary transcription loss.
+
+    ``init_from`` (a model folder or zoo name) warm-starts every network from a trained model's weights
+    instead of a random start: continuing a model on a larger corpus costs a fraction of training
+    it again. See ``warm_start`` for what must match and what is kept.
     """
     out_dir, settings = Path(out_dir), settings or TrainSettings()
     head_params = head_params or {}
@@ -82,8 +111,12 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
     results_file = out_dir / "results.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {"models": {}}
     splits = load_splits(corpus, concepts=concepts)
-    base = ModelConfig(backbone=backbone, concept_names=splits["train"].concept_names,
-                       metadata={"corpus": str(corpus), "settings": asdict(settings)})
+    metadata: dict[str, Any] = {"corpus": str(corpus), "settings": asdict(settings)}
+    init = None
+    if init_from is not None:
+        init = load(init_from)
+        metadata["init_from"] = {"model": str(init_from), "weights_sha256": weights_sha256(init_from)}
+    base = ModelConfig(backbone=backbone, concept_names=splits["train"].concept_names, metadata=metadata)
     torch.manual_seed(settings.seed)
     frontend = TwoStageModel(base).frontend
     arrays = _arrays(splits, frontend, base.window_samples, cache_dir, progress,
@@ -113,6 +146,8 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
         cfg = replace(base, kind=kind, head=head, head_params=head_params.get(head, {}))
         model = TwoStageModel(cfg) if kind == "two_stage" else BlackBoxModel(cfg)
         model.set_input_normalization(mean, std)
+        if init is not None:
+            warm_start(model, init)
         return model
 
     train = arrays["train"]
@@ -142,7 +177,8 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
         if f"joint-{head}" not in results["models"]:
             started = time.perf_counter()
             model = fresh("two_stage", head)
-            model.head.fit(train.concepts, train.targets)
+            if init is None or init.config.head != head:  # a warm start keeps a trained head of its type
+                model.head.fit(train.concepts, train.targets)
             state = train_network(model, train, arrays["val"], replace(settings, setup="joint"),
                                   out_dir / "runs" / f"joint-{head}", progress=progress)
             record(f"joint-{head}", model, state, started)

@@ -79,6 +79,20 @@ def metric_rows(table: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def _warm_start(training: dict) -> str:
+    """The training runs a warm-started model's weights went through, oldest last, and their total time."""
+    parts, total, stage = [], training["seconds_total"], training
+    while "warm_start" in stage:
+        stage = stage["warm_start"]
+        total += stage["seconds_total"]
+        parts.append(f"{stage['epochs']} epochs (best {stage['best_epoch']}, {stage['seconds_per_epoch']:.1f} s per "
+                     f"epoch, {stage['seconds_total'] / 60:.1f} min) on {stage['corpus']['n']} clips of the seed-"
+                     f"{stage['corpus']['seed']} corpus")
+    return (f"These epochs continued a trained model (`midlevel train --init-from`) rather than a random start; before "
+            f"them the weights went through {'; before that, '.join(parts)}. Every run together: "
+            f"{total / 60:.1f} min.")
+
+
 def _comparison(results: dict[str, Any]) -> str:
     """The paper's A2E / A2Mid2E / A2Mid2E-Joint table on the held-out split."""
     usual = ("a2e", "a2mid2e-linear", "joint-linear", "a2mid2e-gam", "joint-gam", "independent-linear",
@@ -268,6 +282,8 @@ def render_card(name: str, results: dict[str, Any]) -> str:
             f"epochs), {t['seconds_total'] / 60:.1f} min in all"
             + (" (the concept model's training; the head is then fitted in seconds)"
                if info["source"].startswith(("a2mid2e", "independent")) else "") + ".", ""]
+    if "warm_start" in t:
+        out += [_warm_start(t), ""]
     if info["explainable"]:
         d = info["directions"]
         out += ["## The explanation itself", ""]
