@@ -78,6 +78,28 @@ def test_a_card_names_the_training_corpus_of_its_own_entry():
             f"against seed {zoo_corpus['seed']}, {zoo_corpus['n']}; the same seed, so its clips include all of theirs)") in other
 
 
+
+def test_a_warm_started_entry_counts_every_training_run_in_its_card():
+    """``midlevel train --init-from`` continues a trained model; its card must add the starting model's
+    epochs and minutes to its own, so the training cost is not understated."""
+    results = json.loads(RESULTS.read_text())
+    name = next(n for n in list_models() if REGISTRY[n].explainable)
+    training = results["family"][results["zoo"][name]["source"]]["training"]
+    training.pop("warm_start", None)
+    assert "--init-from" not in render_card(name, results)
+    first = {"epochs": 30, "best_epoch": 27, "seconds_per_epoch": 144.0, "seconds_fastest_epoch": 140.0,
+             "seconds_total": 4320.0, "from": "joint-linear", "weights_sha256": "0" * 64,
+             "corpus": {"seed": 1, "n": 6000}}
+    training["warm_start"] = first
+    text = render_card(name, results)
+    assert ("before them the weights went through 30 epochs (best 27, 144.0 s per epoch, 72.0 min) on 6000 clips "
+            "of the seed-1 corpus") in text
+    assert f"Every run together: {(training['seconds_total'] + 4320.0) / 60:.1f} min." in text
+    training["warm_start"] = {**first, "warm_start": {**first, "epochs": 5, "seconds_total": 600.0}}
+    text = render_card(name, results)
+    assert "; before that, 5 epochs" in text
+    assert f"Every run together: {(training['seconds_total'] + 4920.0) / 60:.1f} min." in text
+
 def test_joint_training_narrows_the_gap_to_the_black_box():
     """The paper's finding on the held-out corpus: joint training beats the sequential two-stage model.
 
