@@ -18,7 +18,9 @@ rather than the concepts; that is the question behind issue 5's "mean concept r 
 Writes ``<--stem>.json`` and ``.md`` under ``--out``. The committed results:
 ``concept_generalisation`` (the shipped concept network vs the same recipe on a corpus of 2.4x as many
 distinct pieces, ``--clips-per-piece 1``) and ``concept_generalisation_outside`` (the shipped joint
-model vs the joint model trained with the outside concepts; see the README).
+model vs the joint model trained with the outside concepts), ``concept_generalisation_transcribe``
+(the transcribing backbone vs the descriptors alone), ``concept_generalisation_clips`` and
+``concept_generalisation_clips12k`` (the transcribing recipe on 3000 vs 6000 vs 12000 clips); see the README.
 """
 
 from __future__ import annotations
