@@ -62,6 +62,11 @@ def _arrays(splits: dict[str, LabelledClips], frontend, n_samples: int, cache_di
     return out
 
 
+def same_head(a: ModelConfig, b: ModelConfig) -> bool:
+    """Whether two two-stage configs' heads are interchangeable (type and parameters)."""
+    return a.head == b.head and a.head_params == b.head_params
+
+
 def warm_start(model: AudioModel, init: AudioModel) -> AudioModel:
     """Copy ``init``'s trained weights into a fresh ``model`` of the same kind, backbone and concepts.
 
@@ -78,9 +83,7 @@ def warm_start(model: AudioModel, init: AudioModel) -> AudioModel:
     if cfg.kind == "black_box":
         parts = ["frontend", "backbone", "target_layer"]
     else:
-        parts = ["frontend", "backbone", "concept_layer"]
-        if cfg.head == ref.head and cfg.head_params == ref.head_params:
-            parts.append("head")
+        parts = ["frontend", "backbone", "concept_layer"] + (["head"] if same_head(cfg, ref) else [])
     for part in parts:
         getattr(model, part).load_state_dict(getattr(init, part).state_dict())
     return model
@@ -177,7 +180,7 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
         if f"joint-{head}" not in results["models"]:
             started = time.perf_counter()
             model = fresh("two_stage", head)
-            if init is None or init.config.head != head:  # a warm start keeps a trained head of its type
+            if init is None or not same_head(model.config, init.config):  # a warm start keeps a matching head
                 model.head.fit(train.concepts, train.targets)
             state = train_network(model, train, arrays["val"], replace(settings, setup="joint"),
                                   out_dir / "runs" / f"joint-{head}", progress=progress)
