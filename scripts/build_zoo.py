@@ -189,9 +189,8 @@ def training_summary(family: dict, trained: str, model: AudioModel | None = None
         init_dir = Path(init["model"])
         init_model = AudioModel.from_pretrained(init_dir, expected_sha256=init["weights_sha256"])
         init_family = json.loads((init_dir.parent.parent / "results.json").read_text())
-        corpus = json.loads((Path(init_model.config.metadata["corpus"]) / "corpus.json").read_text())
         out["warm_start"] = {"from": init_dir.name, "weights_sha256": init["weights_sha256"],
-                             "corpus": summarise_corpus(corpus, None),
+                             "corpus": trained_corpus(init_model),
                              **training_summary(init_family, init_dir.name, init_model)}
     return out
 
@@ -226,7 +225,7 @@ def add_entry(zoo_name: str, model_dir: Path, eval_corpus: Path, description: st
     arrays = ArraySet(cached_log_spectrograms(test.paths, model.frontend, model.config.window_samples,
                                               cache_dir or family_dir / "cache"), test.concepts, test.targets)
     source = model_dir.name
-    trained_on = summarise_corpus(json.loads((Path(model.config.metadata["corpus"]) / "corpus.json").read_text()), None)
+    trained_on = trained_corpus(model)
     if trained_on["seed"] == results["eval_corpus"]["seed"]:
         raise SystemExit(f"{model_dir}: was trained on a corpus of seed {trained_on['seed']}, the held-out corpus's; "
                          "its clips could repeat held-out excerpts")
@@ -351,6 +350,11 @@ def shap_benchmark_summary(bench: dict, zoo_sha256: dict[str, str], path: Path) 
 def family_corpus(family_dir: Path) -> str:
     config, _ = read_config(family_dir / "models" / "a2mid")
     return config.metadata["corpus"]
+
+
+def trained_corpus(model: AudioModel) -> dict:
+    """The summary of the corpus a model's config says it was trained on."""
+    return summarise_corpus(json.loads((Path(model.config.metadata["corpus"]) / "corpus.json").read_text()), None)
 
 
 def summarise_corpus(info: dict, n_test: int | None) -> dict:

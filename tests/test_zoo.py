@@ -78,7 +78,6 @@ def test_a_card_names_the_training_corpus_of_its_own_entry():
             f"against seed {zoo_corpus['seed']}, {zoo_corpus['n']}; the same seed, so its clips include all of theirs)") in other
 
 
-
 def test_a_warm_started_entry_counts_every_training_run_in_its_card():
     """``midlevel train --init-from`` continues a trained model; its card must add the starting model's
     epochs and minutes to its own, so the training cost is not understated."""
@@ -99,6 +98,7 @@ def test_a_warm_started_entry_counts_every_training_run_in_its_card():
     text = render_card(name, results)
     assert "; before that, 5 epochs" in text
     assert f"Every run together: {(training['seconds_total'] + 4920.0) / 60:.1f} min." in text
+
 
 def test_joint_training_narrows_the_gap_to_the_black_box():
     """The paper's finding on the held-out corpus: joint training beats the sequential two-stage model.
