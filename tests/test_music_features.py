@@ -14,7 +14,7 @@ from midlevel.backbones import CompactMusicBackbone
 from midlevel.config import FrontendConfig
 from midlevel.frontend import LogFrequencySpectrogram
 from midlevel.music_features import (KK_MAJOR, KK_MINOR, PitchClassFeatures, PitchMotionFeatures,
-                                     RhythmFeatures, band_centres, chroma_matrix)
+                                     RhythmFeatures, TemporalContext, band_centres, chroma_matrix)
 from midlevel.training.loops import TrainSettings
 
 SR = 22050
@@ -134,7 +134,7 @@ def test_a_steady_pulse_has_a_stronger_periodicity_than_jittered_onsets(rng):
     assert acf[3:int(beat) - 2].amax() < 0.1  # nothing between the beats
 
 
-@pytest.mark.parametrize("backbone", ["compact_music", "compact_transcribe"])
+@pytest.mark.parametrize("backbone", ["compact_music", "compact_transcribe", "compact_transcribe_context"])
 def test_music_backbone_saves_loads_and_exports_with_its_statistics(tmp_path, backbone):
     torch.manual_seed(0)
     model = TwoStageModel(ModelConfig(backbone=backbone, name="music-test"))
@@ -202,3 +202,18 @@ def test_melodic_intervals_see_steps_and_leaps():
     steps, leaps = feats(melody(2))[0, :27], feats(melody(12))[0, :27]
     assert int(steps.argmax()) - 13 == 2
     assert leaps[13 + 12] + leaps[13 - 12] > 0.9 and steps[13 + 12] == 0
+
+
+def test_temporal_context_starts_as_identity_and_reaches_a_second_either_side():
+    torch.manual_seed(0)
+    ctx = TemporalContext(8, (1, 2, 4, 8, 16)).eval()
+    h = torch.randn(2, 8, 100)
+    torch.testing.assert_close(ctx(h), h)  # zero-initialised output: a warm start changes nothing
+    torch.nn.init.normal_(ctx.out.weight)
+    base = torch.zeros(1, 8, 100)
+    poked = base.clone()
+    poked[0, :, 50] = 1.0
+    moved = (ctx(poked) - ctx(base)).abs().sum(1)[0]
+    reach = 1 + 2 + 4 + 8 + 16
+    assert moved[50 - reach] > 0 and moved[50 + reach] > 0
+    assert moved[: 50 - reach].max() == 0 and moved[50 + reach + 1:].max() == 0

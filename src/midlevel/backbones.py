@@ -121,10 +121,10 @@ class CompactTranscribeBackbone(CompactMusicBackbone):
     """
 
     def __init__(self, frontend: FrontendConfig, *, width: int = 16, hidden: int = 128,
-                 dropout: float = 0.1, whiten_bands: int = 9) -> None:
+                 dropout: float = 0.1, whiten_bands: int = 9, context_dilations: tuple[int, ...] = ()) -> None:
         super().__init__(frontend, width=width, hidden=hidden, dropout=dropout, whiten_bands=whiten_bands)
         n_bands = self.pitch.chroma.shape[0]
-        self.salience = PitchSalience(n_bands)
+        self.salience = PitchSalience(n_bands, context_dilations=context_dilations)
         self.note_pitch = PitchClassFeatures(frontend)
         self.melody = MelodicIntervals()
         n_in = self.mix[0].num_features + self.note_pitch.out_features + self.melody.out_features
@@ -150,7 +150,14 @@ BACKBONES = {
     "compact": lambda frontend: CompactBackbone(),
     "compact_music": CompactMusicBackbone,
     "compact_transcribe": CompactTranscribeBackbone,
+    # the transcriber with ~1 s of context either side (``TemporalContext``: 1+2+4+8+16 = 31 frames)
+    "compact_transcribe_context": lambda frontend: CompactTranscribeBackbone(
+        frontend, context_dilations=(1, 2, 4, 8, 16)),
 }
+
+#: backbone -> the backbone it only adds modules to: a model of the latter can warm-start the
+#: former (``training.recipes.warm_start``); the added modules keep their own start
+EXTENDS = {"compact_transcribe_context": "compact_transcribe"}
 
 
 def build_backbone(name: str, frontend: FrontendConfig | None = None) -> nn.Module:

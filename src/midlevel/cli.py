@@ -14,6 +14,7 @@ from typing import Sequence
 import pandas as pd
 
 from .audio import AudioError, example_clip
+from .backbones import BACKBONES
 from .checkpoint import ModelLoadError
 from .concepts import MIDLEVEL_FEATURES, OUTSIDE_CONCEPTS
 from .config import ConfigError
@@ -158,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train A2Mid, A2Mid2E, A2Mid2E-Joint and A2E on a Mid-level-layout data set")
     p.add_argument("--corpus", required=True, help="data set root (Mid-level layout + mean_ratings_set1.csv)")
     p.add_argument("--out", required=True, help="output folder (re-running resumes)")
-    p.add_argument("--backbone", default="compact", choices=["compact", "compact_music", "compact_transcribe", "vgg"])
+    p.add_argument("--backbone", default="compact", choices=sorted(BACKBONES))
     p.add_argument("--heads", default="linear,gam",
                    help="comma-separated head types fitted sequentially and independently on a concept model "
                         "('' trains no concept model)")
@@ -177,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cosine: decay the learning rate to 0 over --epochs (a function of the epoch, so resumable)")
     p.add_argument("--roll-weight", type=float, default=0.0, metavar="W",
                    help="weight of an auxiliary note-transcription loss on the controlled corpus's note rolls "
-                        "(needs --backbone compact_transcribe; 0: off)")
+                        "(needs a compact_transcribe backbone; 0: off)")
     p.add_argument("--cache-dir", help="spectrogram cache folder (default: OUT/cache)")
     p.add_argument("--outside-concepts", action="store_true",
                    help="add loudness, tempo and register (from the controlled corpus's factors.csv) to the seven "

@@ -235,7 +235,7 @@ class PitchSalience(nn.Module):
     """
 
     def __init__(self, n_bands: int, *, n_pitches: int = 84, low_pitch: int = 24, channels: int = 2,
-                 hidden: int = 128) -> None:
+                 hidden: int = 128, context_dilations: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.n_pitches, self.low_pitch, self.channels = int(n_pitches), int(low_pitch), int(channels)
         self.net = nn.Sequential(
@@ -243,10 +243,14 @@ class PitchSalience(nn.Module):
             nn.Conv1d(hidden, hidden, 3, padding=1), nn.BatchNorm1d(hidden), nn.ReLU(),
             nn.Conv1d(hidden, channels * n_pitches, 1),
         )
+        self.context = TemporalContext(hidden, context_dilations) if context_dilations else None
 
     def forward(self, whitened: torch.Tensor) -> torch.Tensor:
         """(b, 1, bands, t) -> (b, channels, n_pitches, t) logits."""
-        logits = self.net(whitened[:, 0])
+        hidden = self.net[:-1](whitened[:, 0])
+        if self.context is not None:
+            hidden = self.context(hidden)
+        logits = self.net[-1](hidden)
         return logits.view(logits.shape[0], self.channels, self.n_pitches, logits.shape[-1])
 
     def pitch_classes(self, probs: torch.Tensor) -> torch.Tensor:
@@ -255,6 +259,31 @@ class PitchSalience(nn.Module):
         fold[torch.arange(self.n_pitches), (torch.arange(self.n_pitches) + self.low_pitch) % 12] = 1.0
         pcs = torch.einsum("bnt,np->bpt", probs, fold)
         return (pcs + 1e-3) / (pcs.sum(1, keepdim=True) + 12e-3)
+
+
+class TemporalContext(nn.Module):
+    """A residual stack of dilated convolutions over time: ``h + out(body(h))``.
+
+    A frame's own spectrum (with two frames either side) cannot say whether a note is the melody's
+    or whether a faint partial is a note; a second or so of context can (the melody's line, a held
+    note's onset). Each layer is a kernel-3 convolution with dilation d, so the stack sees
+    sum(2 d) frames either side. ``out`` starts at zero, so a trained transcriber gains the stage
+    without changing what it computes until training moves it (warm starts, ``training.recipes``).
+    """
+
+    def __init__(self, channels: int, dilations: tuple[int, ...]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for d in dilations:
+            layers += [nn.Conv1d(channels, channels, 3, padding=int(d), dilation=int(d)),
+                       nn.BatchNorm1d(channels), nn.ReLU()]
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv1d(channels, channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden + self.out(self.body(hidden))
 
 
 class MelodicIntervals(nn.Module):

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import torch
 
+from ..backbones import EXTENDS
 from ..config import ModelConfig
 from ..datasets.controlled.rolls import corpus_rolls
 from ..ioutil import atomic_write_text
@@ -73,10 +74,13 @@ def warm_start(model: AudioModel, init: AudioModel) -> AudioModel:
     The front-end (with the normalisation statistics ``init`` was trained with), the backbone, and
     for two-stage models the concept layer are always copied; the head only when it is of the same
     type with the same parameters (otherwise it keeps its own start, fitted as usual); for the black
-    box, its target layer.
+    box, its target layer. A backbone that extends ``init``'s (``backbones.EXTENDS``: it only adds
+    modules) gets every weight ``init`` has; the added modules keep their own start.
     """
     cfg, ref = model.config, init.config
     for field in ("kind", "backbone", "concept_names", "concept_scale", "target_names", "frontend"):
+        if field == "backbone" and EXTENDS.get(cfg.backbone) == ref.backbone:
+            continue
         if getattr(cfg, field) != getattr(ref, field):
             raise ValueError(f"cannot warm-start from {ref.name or 'the given model'}: its {field} is "
                              f"{getattr(ref, field)!r}, the network to train has {getattr(cfg, field)!r}")
@@ -85,7 +89,12 @@ def warm_start(model: AudioModel, init: AudioModel) -> AudioModel:
     else:
         parts = ["frontend", "backbone", "concept_layer"] + (["head"] if same_head(cfg, ref) else [])
     for part in parts:
-        getattr(model, part).load_state_dict(getattr(init, part).state_dict())
+        module, state = getattr(model, part), getattr(init, part).state_dict()
+        if part == "backbone" and cfg.backbone != ref.backbone:
+            added = set(module.state_dict()) - set(state)
+            module.load_state_dict({**{k: v for k, v in module.state_dict().items() if k in added}, **state})
+        else:
+            module.load_state_dict(state)
     return model
 
 

@@ -69,6 +69,10 @@ BACKBONE_TEXT = {
                           "logits of which of 84 pitches sound and which is the melody's), whose note probabilities "
                           "feed a second set of pitch-class statistics (key, mode, chords from notes rather than "
                           "partials) and a histogram of melodic intervals (`MelodicIntervals`).",
+    "compact_transcribe_context": "the `compact_transcribe` network whose note transcriber also hears about a second "
+                                  "either side of each frame (`TemporalContext`: five dilated convolutions over "
+                                  "time, added as a residual that starts at zero, so it can be warm-started from "
+                                  "a `compact_transcribe` model).",
     "vgg": "the 2019 paper's VGG-style CNN (about 3.9 M parameters).",
 }
 
