@@ -20,7 +20,9 @@ Writes ``<--stem>.json`` and ``.md`` under ``--out``. The committed results:
 distinct pieces, ``--clips-per-piece 1``) and ``concept_generalisation_outside`` (the shipped joint
 model vs the joint model trained with the outside concepts), ``concept_generalisation_transcribe``
 (the transcribing backbone vs the descriptors alone), ``concept_generalisation_clips`` and
-``concept_generalisation_clips12k`` (the transcribing recipe on 3000 vs 6000 vs 12000 clips); see the README.
+``concept_generalisation_clips12k`` (the transcribing recipe on 3000 vs 6000 vs 12000 clips) and
+``concept_generalisation_context`` (the transcriber with and without a second of context); see the README.
+For a transcribing backbone and a controlled held-out corpus it also scores the notes it hears.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ from midlevel.ioutil import atomic_write_text
 from midlevel.model import TwoStageModel
 from midlevel.training.cache import cached_log_spectrograms
 from midlevel.training.data import clip_pieces, load_splits
+from midlevel.datasets.controlled.rolls import corpus_rolls
 from midlevel.training.loops import ArraySet, network_outputs
 from midlevel.training.metrics import mean_r, paired_bootstrap_mean_r, pearson_per_column
+from midlevel.training.recipes import transcription_scores
 from midlevel.zoo import weights_sha256
 
 SPLITS = ("train", "val", "test")
@@ -59,9 +63,23 @@ def concept_r(y: np.ndarray, pred: np.ndarray, names: list[str]) -> dict[str, fl
     return {**{n: float(r[j]) for j, n in enumerate(names)}, "mean": mean_r(y, pred)}
 
 
-def outputs(model: TwoStageModel, clips, cache_dir: Path) -> np.ndarray:
+def arrays(model: TwoStageModel, clips, cache_dir: Path) -> ArraySet:
     spec = cached_log_spectrograms(clips.paths, model.frontend, model.config.window_samples, cache_dir, progress=False)
-    return network_outputs(model, ArraySet(spec, clips.concepts, clips.targets))
+    return ArraySet(spec, clips.concepts, clips.targets)
+
+
+def outputs(model: TwoStageModel, clips, cache_dir: Path) -> np.ndarray:
+    return network_outputs(model, arrays(model, clips, cache_dir))
+
+
+def heldout_transcription(model: TwoStageModel, clips, corpus: Path, cache_dir: Path) -> dict | None:
+    """A transcribing backbone's frame scores on the held-out clips' note rolls (a controlled corpus only)."""
+    if not hasattr(model.backbone, "forward_with_salience") or not (Path(corpus) / "corpus.json").is_file():
+        return None
+    data = arrays(model, clips, cache_dir)
+    rolls = corpus_rolls(corpus, clips.ids, data.logspec.shape[-1], model.config.frontend.hop_length,
+                         cache_dir=cache_dir, progress=False)
+    return transcription_scores(model, data, rolls)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -79,12 +97,17 @@ def run(args: argparse.Namespace) -> dict:
         summary["heldout"].update(clips=len(heldout), pieces=len(set(pieces)))
         entry = {"model": name, "corpus": str(corpus), "weights_sha256": weights_sha256(name), "concepts": names,
                  "pieces": {s: len(set(clip_pieces(corpus, splits[s].ids)[0])) for s in SPLITS}, "r": {}}
-        for s in SPLITS:
+        if not len(heldout):
+            raise SystemExit(f"--heldout {args.heldout}: its test split is empty")
+        for s in (s for s in SPLITS if len(splits[s])):  # an empty split (a tiny corpus) has no r
             entry["r"][s] = concept_r(splits[s].concepts, outputs(model, splits[s], args.cache_dir), names)
             print(f"{label} {s}: mean r {entry['r'][s]['mean']:.3f}", flush=True)
         pred = outputs(model, heldout, args.cache_dir)
         entry["r"]["heldout"] = concept_r(heldout.concepts, pred, names)
         print(f"{label} heldout: mean r {entry['r']['heldout']['mean']:.3f}", flush=True)
+        transcription = heldout_transcription(model, heldout, args.heldout, args.cache_dir)
+        if transcription is not None:
+            entry["heldout_transcription"] = transcription
         if style is not None:
             entry["heldout_by_style"] = {
                 g: {"clips": int((style == g).sum()), **concept_r(heldout.concepts[style == g], pred[style == g], names)}
@@ -114,7 +137,7 @@ def markdown(summary: dict) -> str:
              "Pearson r per concept (mean over the model's own concepts; constant predictions count as 0).", "",
              "| model | split | pieces | " + " | ".join(names) + " | mean |", "|---|---|---|" + "---|" * (len(names) + 1)]
     for label, e in summary["models"].items():
-        for s in (*SPLITS, "heldout"):
+        for s in (s for s in (*SPLITS, "heldout") if s in e["r"]):
             n = e["pieces"].get(s, h["pieces"])
             lines.append(f"| {label} | {s} | {n} | " + " | ".join(cell(e["r"][s], c) for c in names) + f" | {e['r'][s]['mean']:.3f} |")
     lines += ["", "## Held-out r by style group", "", "| model | style | clips | " + " | ".join(names) + " | mean |",
@@ -122,6 +145,13 @@ def markdown(summary: dict) -> str:
     for label, e in summary["models"].items():
         for g, row in e.get("heldout_by_style", {}).items():
             lines.append(f"| {label} | {g} | {row['clips']} | " + " | ".join(cell(row, c) for c in names) + f" | {row['mean']:.3f} |")
+    scored = {label: e["heldout_transcription"] for label, e in summary["models"].items() if "heldout_transcription" in e}
+    if scored:
+        lines += ["", "## Held-out transcription (frame level, probability 0.5)", "",
+                  "| model | channel | precision | recall | F1 |", "|---|---|---|---|---|"]
+        for label, channels in scored.items():
+            lines += [f"| {label} | {c} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} |"
+                      for c, v in channels.items()]
     gains = [(label, e["vs_first"]) for label, e in summary["models"].items() if "vs_first" in e]
     if gains:
         lines += ["", "## Held-out gain over the first model", ""]

@@ -38,17 +38,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sklearn.metrics import precision_recall_fscore_support
 
 from midlevel.checkpoint import read_config
-from midlevel.datasets.controlled.rolls import ROLL_CHANNELS, corpus_rolls
+from midlevel.datasets.controlled.rolls import corpus_rolls
 from midlevel.ioutil import atomic_write_text, sha256_file
 from midlevel.model import AudioModel, TwoStageModel
 from midlevel.training.cache import cached_log_spectrograms
 from midlevel.training.data import load_splits
 from midlevel.config import ModelConfig
 from midlevel.training.loops import ArraySet, TrainSettings, batch_loss, network_outputs
-from midlevel.training.recipes import evaluate
+from midlevel.training.recipes import evaluate, transcription_scores
 from midlevel.zoo.cards import render_card, render_recipe_card
 from midlevel.zoo.explain_head import head_directions, plot_shape_functions
 
@@ -255,24 +254,6 @@ def family_key(source: str, concepts: list[str] | None, backbone: str) -> str:
     where that is not the family's (``joint-linear-10``, ``joint-linear-10-transcribe``)."""
     key = f"{source}-{len(concepts)}" if concepts else source
     return key if backbone == "compact_music" else f"{key}-{backbone.removeprefix('compact_')}"
-
-
-@torch.no_grad()
-def transcription_scores(model: AudioModel, arrays: ArraySet, rolls: np.ndarray) -> dict:
-    """Frame-level precision, recall and F1 (scikit-learn) of a transcribing backbone's notes and melody
-    against the held-out clips' note rolls, at probability 0.5."""
-    model.eval()
-    predicted = []
-    for i in range(0, len(arrays), 32):
-        spec = model.frontend.normalize(arrays.logspec[i:i + 32].float())
-        predicted.append((torch.sigmoid(model.backbone.forward_with_salience(spec)[1]) > 0.5).numpy())
-    predicted = np.concatenate(predicted)
-    out = {}
-    for c, channel in enumerate(ROLL_CHANNELS):
-        p, r, f, _ = precision_recall_fscore_support(rolls[:, c].ravel(), predicted[:, c].ravel(), average="binary",
-                                                     zero_division=0)
-        out[channel] = {"precision": float(p), "recall": float(r), "f1": float(f)}
-    return out
 
 
 def write_results_and_cards(results: dict) -> None:

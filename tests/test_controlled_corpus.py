@@ -458,3 +458,26 @@ def test_note_rolls_need_a_controlled_corpus(tmp_path):
 
     with pytest.raises(RollError, match="corpus.json.*controlled corpus"):
         corpus_rolls(tmp_path, ["1"], 10, 704, cache_dir=tmp_path)
+
+
+def test_generalisation_benchmark_scores_the_shipped_transcriber_on_a_controlled_corpus(corpus, tmp_path):
+    """On a controlled held-out corpus the benchmark also scores a transcribing model's notes against the
+    clips' rolls: the shipped transcriber hears rendered notes far above chance, with F1 = 2PR/(P+R)."""
+    from script_loader import load_script
+
+    from midlevel.zoo import REGISTRY, list_models
+
+    out, _ = corpus
+    name = next(n for n in list_models() if REGISTRY[n].backbone.startswith("compact_transcribe"))
+    bench = load_script("benchmarks/concept_generalisation.py")
+    assert bench.main(["--model", f"t={name}@{out}", "--model", f"plain=compact-linear@{out}", "--heldout", str(out),
+                       "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path), "--bootstrap", "50"]) == 0
+    summary = json.loads((tmp_path / "concept_generalisation.json").read_text())
+    assert "heldout_transcription" not in summary["models"]["plain"]  # it transcribes nothing
+    scores = summary["models"]["t"]["heldout_transcription"]
+    assert set(scores) == {"notes", "melody"}
+    for v in scores.values():
+        p, r = v["precision"], v["recall"]
+        assert v["f1"] == pytest.approx(2 * p * r / (p + r))
+    assert scores["notes"]["f1"] > 0.4
+    assert "| t | notes |" in (tmp_path / "concept_generalisation.md").read_text()

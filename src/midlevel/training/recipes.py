@@ -23,11 +23,13 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
+from sklearn.metrics import precision_recall_fscore_support
 
 from ..backbones import EXTENDS
 from ..config import ModelConfig
-from ..datasets.controlled.rolls import corpus_rolls
+from ..datasets.controlled.rolls import ROLL_CHANNELS, corpus_rolls
 from ..ioutil import atomic_write_text
 from ..model import AudioModel, BlackBoxModel, TwoStageModel
 from ..zoo import load, weights_sha256
@@ -47,6 +49,24 @@ def evaluate(model: AudioModel, data: ArraySet, clips: LabelledClips) -> dict[st
     if clips.targets is not None:
         result["targets"] = metric_table(clips.targets, out, clips.target_names)
     return result
+
+
+@torch.no_grad()
+def transcription_scores(model: AudioModel, arrays: ArraySet, rolls: np.ndarray) -> dict:
+    """Frame-level precision, recall and F1 (scikit-learn) of a transcribing backbone's notes and melody
+    against the clips' note rolls (``datasets.controlled.rolls``), at probability 0.5."""
+    model.eval()
+    predicted = []
+    for i in range(0, len(arrays), 32):
+        spec = model.frontend.normalize(arrays.logspec[i:i + 32].float())
+        predicted.append((torch.sigmoid(model.backbone.forward_with_salience(spec)[1]) > 0.5).numpy())
+    predicted = np.concatenate(predicted)
+    out = {}
+    for c, channel in enumerate(ROLL_CHANNELS):
+        p, r, f, _ = precision_recall_fscore_support(rolls[:, c].ravel(), predicted[:, c].ravel(), average="binary",
+                                                     zero_division=0)
+        out[channel] = {"precision": float(p), "recall": float(r), "f1": float(f)}
+    return out
 
 
 def _arrays(splits: dict[str, LabelledClips], frontend, n_samples: int, cache_dir: Path, progress: bool,
