@@ -36,11 +36,11 @@ import numpy as np
 import torch
 
 import midlevel
+from midlevel.datasets.controlled.rolls import corpus_rolls
 from midlevel.ioutil import atomic_write_text
 from midlevel.model import TwoStageModel
 from midlevel.training.cache import cached_log_spectrograms
 from midlevel.training.data import clip_pieces, load_splits
-from midlevel.datasets.controlled.rolls import corpus_rolls
 from midlevel.training.loops import ArraySet, network_outputs
 from midlevel.training.metrics import mean_r, paired_bootstrap_mean_r, pearson_per_column
 from midlevel.training.recipes import transcription_scores

@@ -38,7 +38,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
 from midlevel.checkpoint import read_config
 from midlevel.datasets.controlled.rolls import corpus_rolls
 from midlevel.ioutil import atomic_write_text, sha256_file
