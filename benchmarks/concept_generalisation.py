@@ -72,11 +72,10 @@ def outputs(model: TwoStageModel, clips, cache_dir: Path) -> np.ndarray:
     return network_outputs(model, arrays(model, clips, cache_dir))
 
 
-def heldout_transcription(model: TwoStageModel, clips, corpus: Path, cache_dir: Path) -> dict | None:
+def heldout_transcription(model: TwoStageModel, clips, data: ArraySet, corpus: Path, cache_dir: Path) -> dict | None:
     """A transcribing backbone's frame scores on the held-out clips' note rolls (a controlled corpus only)."""
     if not hasattr(model.backbone, "forward_with_salience") or not (Path(corpus) / "corpus.json").is_file():
         return None
-    data = arrays(model, clips, cache_dir)
     rolls = corpus_rolls(corpus, clips.ids, data.logspec.shape[-1], model.config.frontend.hop_length,
                          cache_dir=cache_dir, progress=False)
     return transcription_scores(model, data, rolls)
@@ -102,10 +101,11 @@ def run(args: argparse.Namespace) -> dict:
         for s in (s for s in SPLITS if len(splits[s])):  # an empty split (a tiny corpus) has no r
             entry["r"][s] = concept_r(splits[s].concepts, outputs(model, splits[s], args.cache_dir), names)
             print(f"{label} {s}: mean r {entry['r'][s]['mean']:.3f}", flush=True)
-        pred = outputs(model, heldout, args.cache_dir)
+        held_arrays = arrays(model, heldout, args.cache_dir)
+        pred = network_outputs(model, held_arrays)
         entry["r"]["heldout"] = concept_r(heldout.concepts, pred, names)
         print(f"{label} heldout: mean r {entry['r']['heldout']['mean']:.3f}", flush=True)
-        transcription = heldout_transcription(model, heldout, args.heldout, args.cache_dir)
+        transcription = heldout_transcription(model, heldout, held_arrays, args.heldout, args.cache_dir)
         if transcription is not None:
             entry["heldout_transcription"] = transcription
         if style is not None:

@@ -98,8 +98,9 @@ def warm_start(model: AudioModel, init: AudioModel) -> AudioModel:
     modules) gets every weight ``init`` has; the added modules keep their own start.
     """
     cfg, ref = model.config, init.config
+    extended = EXTENDS.get(cfg.backbone) == ref.backbone
     for field in ("kind", "backbone", "concept_names", "concept_scale", "target_names", "frontend"):
-        if field == "backbone" and EXTENDS.get(cfg.backbone) == ref.backbone:
+        if field == "backbone" and extended:
             continue
         if getattr(cfg, field) != getattr(ref, field):
             raise ValueError(f"cannot warm-start from {ref.name or 'the given model'}: its {field} is "
@@ -109,12 +110,11 @@ def warm_start(model: AudioModel, init: AudioModel) -> AudioModel:
     else:
         parts = ["frontend", "backbone", "concept_layer"] + (["head"] if same_head(cfg, ref) else [])
     for part in parts:
-        module, state = getattr(model, part), getattr(init, part).state_dict()
-        if part == "backbone" and cfg.backbone != ref.backbone:
-            added = set(module.state_dict()) - set(state)
-            module.load_state_dict({**{k: v for k, v in module.state_dict().items() if k in added}, **state})
-        else:
-            module.load_state_dict(state)
+        # an extended backbone's added modules are the only keys allowed to be missing
+        unexpected = getattr(model, part).load_state_dict(getattr(init, part).state_dict(),
+                                                          strict=not (extended and part == "backbone")).unexpected_keys
+        if unexpected:
+            raise ValueError(f"cannot warm-start from {ref.name or 'the given model'}: {cfg.backbone!r} lacks {unexpected}")
     return model
 
 
