@@ -13,7 +13,7 @@ from midlevel.audio import load_audio
 from midlevel.backbones import CompactMusicBackbone
 from midlevel.config import FrontendConfig
 from midlevel.frontend import LogFrequencySpectrogram
-from midlevel.music_features import (KK_MAJOR, KK_MINOR, PitchClassFeatures, PitchMotionFeatures,
+from midlevel.music_features import (KK_MAJOR, KK_MINOR, PitchClassFeatures, PitchMotionFeatures, PulseFeatures,
                                      RhythmFeatures, TemporalContext, band_centres, chroma_matrix)
 from midlevel.training.loops import TrainSettings
 
@@ -134,7 +134,36 @@ def test_a_steady_pulse_has_a_stronger_periodicity_than_jittered_onsets(rng):
     assert acf[3:int(beat) - 2].amax() < 0.1  # nothing between the beats
 
 
-@pytest.mark.parametrize("backbone", ["compact_music", "compact_transcribe", "compact_transcribe_context"])
+def pulse_of(beat_times: np.ndarray, rng) -> torch.Tensor:
+    """PulseFeatures of clicks at ``beat_times`` (s) in 10 s of audio."""
+    wave = np.zeros(int(10 * SR), dtype=np.float32)
+    for t in beat_times:
+        i = int(t * SR)
+        wave[i:i + 400] += (rng.standard_normal(400) * np.exp(-np.arange(400) / 80)).astype(np.float32)
+    with torch.no_grad():
+        env = RhythmFeatures(CFG).envelopes(LogFrequencySpectrogram(CFG)(torch.from_numpy(wave)[None]))
+        return PulseFeatures()(env)[0]
+
+
+def test_pulse_features_say_how_fast_the_beat_is_and_whether_it_drifts(rng):
+    lags = PulseFeatures().max_lag
+    feats = {period: pulse_of(np.arange(0.1, 10.0, period), rng) for period in (0.45, 0.6, 0.9)}
+    for period, f in feats.items():
+        frames = period * SR / CFG.hop_length
+        assert f[round(frames) - 1] > 0.5  # the tempo histogram (lag k + 1 at index k) is high at the beat
+        assert f[round(frames / 2) - 1] < 0.1  # and low at half of it
+        # the soft period estimate, near the prior's 0.5 s (a pulse twice as fast reads as its half tempo,
+        # the octave ambiguity of every autocorrelation tempo estimate; training may move the prior)
+        assert abs(float(f[lags].exp()) - frames) < 1.0
+    # the same tempo range, drifting: the period grows from 0.3 s to 0.6 s over the clip
+    drifting = pulse_of(np.cumsum(np.linspace(0.3, 0.6, 22)) - 0.2, rng)
+    steady = feats[0.45]
+    assert drifting[lags + 1] > steady[lags + 1] + 0.05  # the period estimate spreads over windows
+    assert drifting[lags + 3] < steady[lags + 3] - 0.2  # windows disagree with the mean autocorrelation
+
+
+@pytest.mark.parametrize("backbone", ["compact_music", "compact_transcribe", "compact_transcribe_context",
+                                      "compact_transcribe_pulse"])
 def test_music_backbone_saves_loads_and_exports_with_its_statistics(tmp_path, backbone):
     torch.manual_seed(0)
     model = TwoStageModel(ModelConfig(backbone=backbone, name="music-test"))

@@ -6,6 +6,7 @@ import pytest
 import soundfile as sf
 
 from midlevel import load
+from midlevel.backbones import EXTENDS
 from midlevel.cli import main
 from midlevel.concepts import EMOTIONS, MIDLEVEL_FEATURES, OUTSIDE_CONCEPTS
 from midlevel.datasets import DatasetError
@@ -144,27 +145,31 @@ def test_warm_start_copies_a_trained_model_and_refuses_another_architecture(tmp_
         warm_start(BlackBoxModel(ModelConfig(kind="black_box", backbone="compact")), init)
 
 
-def test_an_extended_backbone_warm_starts_from_the_one_it_extends_and_only_that_way():
+@pytest.mark.parametrize("extended, base", sorted(EXTENDS.items()))
+def test_an_extended_backbone_warm_starts_from_the_one_it_extends_and_only_that_way(extended, base):
     from midlevel.config import ModelConfig
     from midlevel.training.recipes import warm_start
 
     torch = pytest.importorskip("torch")
     wave = np.random.default_rng(0).normal(0, 0.1, 3 * 22050).astype(np.float32)
     torch.manual_seed(1)
-    init = TwoStageModel(ModelConfig(backbone="compact_transcribe", window_seconds=3.0, hop_seconds=1.5))
+    init = TwoStageModel(ModelConfig(backbone=base, window_seconds=3.0, hop_seconds=1.5))
     init.set_input_normalization(torch.full((149,), -3.0), torch.full((149,), 2.0))
     torch.manual_seed(2)
-    fresh = TwoStageModel(ModelConfig(backbone="compact_transcribe_context", window_seconds=3.0, hop_seconds=1.5))
-    added = {k: v.clone() for k, v in fresh.backbone.salience.context.state_dict().items()}
+    fresh = TwoStageModel(ModelConfig(backbone=extended, window_seconds=3.0, hop_seconds=1.5))
+    base_keys = set(init.backbone.state_dict())
+    added = {k: v.clone() for k, v in fresh.backbone.state_dict().items() if k not in base_keys}
+    assert added  # the extension adds modules
     warm = warm_start(fresh, init).eval()
     init.eval()
     a, b = init.predict(wave, sample_rate=22050), warm.predict(wave, sample_rate=22050)
-    np.testing.assert_allclose(b.concepts, a.concepts, atol=1e-5, rtol=0)  # the context stage starts at zero
+    np.testing.assert_allclose(b.concepts, a.concepts, atol=1e-5, rtol=0)  # the added stage starts at zero
     np.testing.assert_allclose(b.targets, a.targets, atol=1e-5, rtol=0)
-    for k, v in warm.backbone.salience.context.state_dict().items():
-        torch.testing.assert_close(v, added[k])  # the added modules keep their own start
+    state = warm.backbone.state_dict()
+    for k, v in added.items():
+        torch.testing.assert_close(state[k], v)  # the added modules keep their own start
     with pytest.raises(ValueError, match="backbone"):
-        warm_start(TwoStageModel(ModelConfig(backbone="compact_transcribe", window_seconds=3.0, hop_seconds=1.5)), warm)
+        warm_start(TwoStageModel(ModelConfig(backbone=base, window_seconds=3.0, hop_seconds=1.5)), warm)
 
 
 def test_train_command_warm_starts_from_a_model_and_records_it(tmp_path):

@@ -7,7 +7,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import FrontendConfig
-from .music_features import MelodicIntervals, PitchClassFeatures, PitchMotionFeatures, PitchSalience, RhythmFeatures
+from .music_features import (MelodicIntervals, PitchClassFeatures, PitchMotionFeatures, PitchSalience, PulseFeatures,
+                             RhythmFeatures)
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Sequential:
@@ -118,10 +119,15 @@ class CompactTranscribeBackbone(CompactMusicBackbone):
     rather than partials), and its melody probabilities feed ``MelodicIntervals`` (steps and leaps
     of the top voice). Trained with an auxiliary loss on note rolls where a corpus has them
     (``TrainSettings.roll_weight``); without rolls it is still a valid, if unguided, network.
+
+    With ``pulse``, ``PulseFeatures`` (tempo histogram, beat period and its drift) enter the mixing
+    layer's pre-activation through their own batch norm and a linear map that starts at zero, so a
+    trained model gains them without changing what it computes until training moves the map.
     """
 
     def __init__(self, frontend: FrontendConfig, *, width: int = 16, hidden: int = 128,
-                 dropout: float = 0.1, whiten_bands: int = 9, context_dilations: tuple[int, ...] = ()) -> None:
+                 dropout: float = 0.1, whiten_bands: int = 9, context_dilations: tuple[int, ...] = (),
+                 pulse: bool = False) -> None:
         super().__init__(frontend, width=width, hidden=hidden, dropout=dropout, whiten_bands=whiten_bands)
         n_bands = self.pitch.chroma.shape[0]
         self.salience = PitchSalience(n_bands, context_dilations=context_dilations)
@@ -129,6 +135,11 @@ class CompactTranscribeBackbone(CompactMusicBackbone):
         self.melody = MelodicIntervals()
         n_in = self.mix[0].num_features + self.note_pitch.out_features + self.melody.out_features
         self.mix = nn.Sequential(nn.BatchNorm1d(n_in), nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout))
+        self.pulse = PulseFeatures() if pulse else None
+        if self.pulse is not None:
+            self.pulse_in = nn.Sequential(nn.BatchNorm1d(self.pulse.out_features), nn.Linear(self.pulse.out_features, hidden))
+            nn.init.zeros_(self.pulse_in[1].weight)
+            nn.init.zeros_(self.pulse_in[1].bias)
 
     def forward_with_salience(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(embedding (b, hidden), note-roll logits (b, 2, pitches, t))."""
@@ -138,7 +149,10 @@ class CompactTranscribeBackbone(CompactMusicBackbone):
         notes = self.note_pitch.features(self.salience.pitch_classes(probs[:, 0]))
         parts = [self.cnn(spec), self.pitch(whitened), self.motion(whitened), self.rhythm(spec),
                  notes, self.melody(probs[:, 1])]
-        return self.mix(torch.cat(parts, dim=1)), logits
+        pre = self.mix[1](self.mix[0](torch.cat(parts, dim=1)))  # batch norm, linear
+        if self.pulse is not None:
+            pre = pre + self.pulse_in(self.pulse(self.rhythm.envelopes(spec)))
+        return self.mix[3](self.mix[2](pre)), logits  # ReLU, dropout
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         return self.forward_with_salience(spec)[0]
@@ -153,11 +167,13 @@ BACKBONES = {
     # the transcriber with ~1 s of context either side (``TemporalContext``: 1+2+4+8+16 = 31 frames)
     "compact_transcribe_context": lambda frontend: CompactTranscribeBackbone(
         frontend, context_dilations=(1, 2, 4, 8, 16)),
+    # the transcriber plus where the pulse is and whether it drifts (``PulseFeatures``)
+    "compact_transcribe_pulse": lambda frontend: CompactTranscribeBackbone(frontend, pulse=True),
 }
 
 #: backbone -> the backbone it only adds modules to: a model of the latter can warm-start the
 #: former (``training.recipes.warm_start``); the added modules keep their own start
-EXTENDS = {"compact_transcribe_context": "compact_transcribe"}
+EXTENDS = {"compact_transcribe_context": "compact_transcribe", "compact_transcribe_pulse": "compact_transcribe"}
 
 
 def build_backbone(name: str, frontend: FrontendConfig | None = None) -> nn.Module:

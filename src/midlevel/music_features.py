@@ -220,6 +220,60 @@ class RhythmFeatures(nn.Module):
         return torch.cat([h.amax(-1), h.mean(-1), acf[..., 3:].amax(-1), env.mean(-1)], dim=1)
 
 
+class PulseFeatures(nn.Module):
+    """Onset envelopes (``RhythmFeatures.envelopes``) -> where the pulse is and whether it holds still.
+
+    ``RhythmFeatures`` pools its autocorrelation over lags, so it says how regular the pulse is but
+    not how fast, and one autocorrelation over the whole input cannot tell a tempo that drifts
+    (rubato) from one that does not. Here the summed envelope is cut into windows of ``window``
+    frames every ``hop`` frames (about 4 s every 1 s at 31 frames/s), each with its own normalised
+    autocorrelation over lags 1..``max_lag``:
+
+    - the mean over windows, lag by lag: a tempo histogram that keeps the lag position;
+    - the expected log lag under a softmax over lags >= ``min_lag`` of the autocorrelation plus a
+      log-lag prior (both trainable; the prior starts as librosa's tempo prior, log-normal around
+      120 beats/min with one octave's spread, because a pulse's autocorrelation is as high at two
+      and three beats as at one): a soft estimate of the beat period, and its spread over windows
+      (tempo drift);
+    - how much each window's autocorrelation agrees with the mean (cosine; mean and minimum):
+      low when the pulse moves.
+
+    All are tensor operations (ONNX-exportable), which librosa's numpy tempogram is not.
+    """
+
+    def __init__(self, *, window: int = 128, hop: int = 32, max_lag: int = 48, min_lag: int = 6,
+                 sharpness: float = 20.0, prior_lag: float = 15.7) -> None:
+        super().__init__()
+        self.window, self.hop, self.max_lag, self.min_lag = int(window), int(hop), int(max_lag), int(min_lag)
+        self.log_sharpness = nn.Parameter(torch.tensor(float(np.log(sharpness))))
+        lags = torch.arange(self.min_lag, self.max_lag + 1, dtype=torch.float32)
+        self.register_buffer("log_lags", torch.log(lags))
+        self.lag_prior = nn.Parameter(-0.5 * torch.log2(lags / prior_lag) ** 2)  # 15.7 frames: 0.5 s
+        self.out_features = self.max_lag + 4
+
+    def local_autocorrelation(self, env: torch.Tensor) -> torch.Tensor:
+        """(batch, t) -> (batch, windows, max_lag): normalised autocorrelation of each window at lags 1..max_lag.
+
+        An input shorter than one window and its lags is padded with silence (one window)."""
+        span = self.window + self.max_lag
+        if env.shape[-1] < span:
+            env = F.pad(env, (0, span - env.shape[-1]))
+        seg = env.unfold(-1, span, self.hop)  # (b, w, span)
+        seg = seg - seg[..., : self.window].mean(-1, keepdim=True)
+        shifted = seg.unfold(-1, self.window, 1)  # (b, w, max_lag + 1, window): lag k starts at k
+        acf = (seg[..., None, : self.window] * shifted).mean(-1)  # (b, w, max_lag + 1)
+        return acf[..., 1:] / (acf[..., :1] + 1e-6)
+
+    def forward(self, envelopes: torch.Tensor) -> torch.Tensor:
+        acf = self.local_autocorrelation(envelopes.sum(1))  # (b, w, L)
+        mean = acf.mean(1)  # (b, L)
+        weights = torch.softmax((acf[..., self.min_lag - 1:] + self.lag_prior) * self.log_sharpness.exp(), dim=-1)
+        period = (weights * self.log_lags).sum(-1)  # (b, w) expected log lag
+        agreement = (centred_unit(acf) * centred_unit(mean).unsqueeze(1)).sum(-1)  # (b, w)
+        return torch.cat([mean, period.mean(1, keepdim=True), period.std(1, unbiased=False, keepdim=True),
+                          agreement.mean(1, keepdim=True), agreement.amin(1, keepdim=True)], dim=1)
+
+
 class PitchSalience(nn.Module):
     """Whitened log spectrogram -> per-frame logits of which pitches sound, and of the melody's pitch.
 
