@@ -21,7 +21,8 @@ distinct pieces, ``--clips-per-piece 1``) and ``concept_generalisation_outside``
 model vs the joint model trained with the outside concepts), ``concept_generalisation_transcribe``
 (the transcribing backbone vs the descriptors alone), ``concept_generalisation_clips`` and
 ``concept_generalisation_clips12k`` (the transcribing recipe on 3000 vs 6000 vs 12000 clips) and
-``concept_generalisation_context`` (the transcriber with and without a second of context); see the README.
+``concept_generalisation_context`` (the transcriber with and without a second of context) and
+``concept_generalisation_pulse`` (with and without ``PulseFeatures``); see the README.
 For a transcribing backbone and a controlled held-out corpus it also scores the notes it hears.
 """
 
