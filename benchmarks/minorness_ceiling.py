@@ -41,9 +41,10 @@ import midlevel
 from midlevel.config import FrontendConfig
 from midlevel.datasets.controlled.rolls import ROLL_LOW, corpus_rolls
 from midlevel.datasets.controlled.theory import key_correlations
+from midlevel.frontend import LogFrequencySpectrogram
 from midlevel.ioutil import atomic_write_text
 from midlevel.training.cache import cached_log_spectrograms
-from midlevel.training.data import load_splits
+from midlevel.training.data import LabelledClips, load_splits
 from midlevel.training.loops import ArraySet, network_outputs
 
 MODE_LABEL = "m_minor_mode"
@@ -90,22 +91,23 @@ def classification(label: np.ndarray, score: np.ndarray, threshold: float) -> di
             "r": pearson(score, label)}
 
 
-def split_table(corpus: Path, split: str) -> tuple[list[str], pd.DataFrame, np.ndarray]:
-    """(clip ids, their factors.csv rows, their minorness ratings) for one split of a controlled corpus."""
+def split_table(corpus: Path, split: str) -> tuple[LabelledClips, pd.DataFrame, np.ndarray]:
+    """(the split's clips, their factors.csv rows, their minorness ratings) for one split of a controlled corpus."""
     clips = load_splits(corpus, concepts=["minorness"])[split]
     table = pd.read_csv(corpus / "factors.csv", dtype={"song_id": str}).set_index("song_id")
     missing = [i for i in clips.ids if i not in table.index]
     if missing:
         raise SystemExit(f"{corpus / 'factors.csv'}: no row for clips {missing[:5]} (not a controlled corpus?)")
-    return list(clips.ids), table.loc[list(clips.ids)], clips.concepts[:, 0]
+    return clips, table.loc[list(clips.ids)], clips.concepts[:, 0]
 
 
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     frontend = FrontendConfig()
-    n_frames = int(args.window_seconds * frontend.sample_rate) // frontend.hop_length + 1
-    train_ids, train, y_train = split_table(args.train, "train")
-    held_ids, held, y_held = split_table(args.heldout, "test")
+    n_frames = LogFrequencySpectrogram(frontend).n_frames(int(args.window_seconds * frontend.sample_rate))
+    train_clips, train, y_train = split_table(args.train, "train")
+    held_clips, held, y_held = split_table(args.heldout, "test")
+    train_ids, held_ids = list(train_clips.ids), list(held_clips.ids)
     if not held_ids:
         raise SystemExit(f"--heldout {args.heldout}: its test split is empty")
     label_train, label_held = train[MODE_LABEL].to_numpy(), held[MODE_LABEL].to_numpy()
@@ -135,10 +137,9 @@ def run(args: argparse.Namespace) -> dict:
         model = midlevel.load(args.model)
         if "minorness" not in getattr(model.config, "concept_names", ()):
             raise SystemExit(f"--model {args.model}: it predicts no minorness")
-        clips = load_splits(args.heldout, concepts=list(model.config.concept_names))["test"]
-        spec = cached_log_spectrograms(clips.paths, model.frontend, model.config.window_samples, args.cache_dir,
+        spec = cached_log_spectrograms(held_clips.paths, model.frontend, model.config.window_samples, args.cache_dir,
                                        progress=False)
-        pred = network_outputs(model, ArraySet(spec, clips.concepts, clips.targets))
+        pred = network_outputs(model, ArraySet(spec))
         j = list(model.config.concept_names).index("minorness")
         summary["model"] = {"name": str(args.model), "minorness_r": pearson(pred[:, j], y_held),
                             "mode_label_r": pearson(pred[:, j], label_held)}

@@ -73,6 +73,10 @@ BACKBONE_TEXT = {
                                   "either side of each frame (`TemporalContext`: five dilated convolutions over "
                                   "time, added as a residual that starts at zero, so it can be warm-started from "
                                   "a `compact_transcribe` model).",
+    "compact_transcribe_pulse": "the `compact_transcribe` network plus where the beat is and whether it drifts "
+                                "(`PulseFeatures`: a tempo histogram, a soft beat period and its spread over 4 s "
+                                "windows, added through a linear map that starts at zero, so it can be warm-started "
+                                "from a `compact_transcribe` model).",
     "vgg": "the 2019 paper's VGG-style CNN (about 3.9 M parameters).",
 }
 
