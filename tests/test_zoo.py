@@ -11,7 +11,7 @@ from midlevel.checkpoint import ModelLoadError
 from midlevel.ioutil import sha256_file
 from midlevel.model import BlackBoxModel, TwoStageModel
 from midlevel.zoo import REGISTRY, card, get_entry, list_models
-from midlevel.zoo.cards import render_card, render_recipe_card, split_front_matter
+from midlevel.zoo.cards import matched_black_box, render_card, render_recipe_card, split_front_matter
 from midlevel.zoo.explain_head import SIGN_THRESHOLD, head_slopes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,14 +234,34 @@ def test_outside_concepts_follow_gain_tempo_and_transposition_of_real_audio(name
 
 def test_naming_the_missing_drivers_meets_the_cost_bar():
     """Issue 5's bar (joint within 0.02 of A2E), as build_zoo.py measured it on the held-out corpus: met by the
-    entry whose bottleneck also names loudness, tempo and register, the drivers the seven concepts lack."""
+    entries whose bottleneck also names loudness, tempo and register, the drivers the seven concepts lack, each
+    against the A2E trained as it was (same backbone, corpus and note-roll loss). A cost against an A2E trained
+    otherwise proves nothing about the bottleneck, so such entries are left to their cards' warning."""
     results = json.loads(RESULTS.read_text())
-    a2e = results["family"]["a2e"]["heldout_test"]["targets"]["mean"]["r"]
-    assert OUTSIDE_ENTRIES
-    for name in OUTSIDE_ENTRIES:
+    matched = {name: matched_black_box(name, results) for name in OUTSIDE_ENTRIES}
+    # an entry without one has its card say "Not like for like" (the next test); at least one must have one
+    matched = {name: box for name, box in matched.items() if box}
+    assert matched, "no outside-concept entry has an A2E trained as it was"
+    for name, box in matched.items():
+        a2e = results["family"][box]["heldout_test"]["targets"]["mean"]["r"]
         held = results["family"][results["zoo"][name]["source"]]["heldout_test"]
         assert a2e - held["targets"]["mean"]["r"] <= 0.02
         assert results["zoo"][name]["directions"]["agree"] == results["zoo"][name]["directions"]["checked"]
+
+
+def test_a_cost_against_an_a2e_trained_otherwise_is_flagged():
+    """The card's cost of interpretability names the A2E it is measured against, and says so when that A2E had
+    another backbone or corpus: a black box trained on less data would flatter the bottleneck."""
+    results = json.loads(RESULTS.read_text())
+    name = next(n for n in list_models() if REGISTRY[n].explainable and matched_black_box(n, results))
+    box = matched_black_box(name, results)
+    assert f"mean r of `{box}` minus this model's" in render_card(name, results)
+    assert "Not like for like" not in render_card(name, results)
+    entry = results["zoo"][name]
+    entry["train_corpus"] = {**entry.get("train_corpus", results["train_corpus"]), "n": 10 ** 6}
+    assert matched_black_box(name, results) is None
+    assert "mean r of `a2e` minus this model's" in render_card(name, results)
+    assert "**Not like for like**" in render_card(name, results)
 
 
 TRANSCRIBING_ENTRIES = [n for n in list_models() if REGISTRY[n].backbone.startswith("compact_transcribe")]
