@@ -149,7 +149,7 @@ def _shap_section(name: str, info: dict[str, Any], results: dict[str, Any]) -> l
            f"are in `{bench['file']}`. Input-space SHAP works over {st['segments']} time x frequency segments with the "
            "clip's mean spectrum as baseline; concept-level SHAP explains an MLP head on the same predicted concepts.",
            ""]
-    if info["explainable"] and name not in bench["models"]:
+    if name not in bench["models"] and name not in bench["black_boxes"]:
         out += [f"This model was added to the zoo after that run and is not in it yet; "
                 f"`benchmarks/intrinsic_vs_shap.py --models {','.join(list(bench['weights_sha256']) + [name])}` "
                 "measures it with the others.", ""]
