@@ -225,7 +225,7 @@ def matched_black_box(name: str, results: dict[str, Any]) -> str | None:
 
 
 def _cost_line(name: str, results: dict[str, Any]) -> str:
-    """The cost of interpretability against the matched A2E, or against the zoo's first A2E with a warning."""
+    """The cost of interpretability against the matched A2E, or against the family's `a2e` with a warning."""
     info, own = results["zoo"][name], results["family"][results["zoo"][name]["source"]]["heldout_test"]
     if not info["explainable"]:
         return ("This black box is the A2E that the explainable entries trained as it was (same backbone, corpus "
