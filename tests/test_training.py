@@ -160,3 +160,16 @@ def test_roll_loss_changes_training_only_when_weighted(tmp_path):
         assert torch.equal(a, b), name
     moved = plain.backbone.salience.net[-1].weight - weighted.backbone.salience.net[-1].weight
     assert moved.abs().max() > 1e-4
+
+
+def test_training_flushes_denormals_and_restores_the_default():
+    """Denormal floats slow x86 arithmetic many times over; training computes with them flushed to zero."""
+    from midlevel.training.loops import flush_denormals
+
+    tiny = torch.tensor([1e-40], dtype=torch.float32)  # below float32's smallest normal number
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormals")
+    assert (tiny * 1.0).item() != 0.0
+    with flush_denormals():
+        assert (tiny * 1.0).item() == 0.0
+    assert (tiny * 1.0).item() != 0.0

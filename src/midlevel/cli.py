@@ -212,9 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if argv is None:  # a process of our own (the console script), not a call from someone's program
+        import torch
+
         from .ioutil import fix_mmap_threshold
 
         fix_mmap_threshold()
+        # flush denormals before torch starts its worker threads, which inherit the setting only then
+        # (training.loops.flush_denormals covers the calling thread alone)
+        torch.set_flush_denormal(True)
     try:
         return args.func(args)
     except USER_ERRORS as exc:
