@@ -162,7 +162,7 @@ def test_roll_loss_changes_training_only_when_weighted(tmp_path):
     assert moved.abs().max() > 1e-4
 
 
-def test_training_flushes_denormals_and_restores_the_default():
+def test_training_flushes_denormals_and_restores_the_previous_setting():
     """Denormal floats slow x86 arithmetic many times over; training computes with them flushed to zero."""
     from midlevel.training.loops import flush_denormals
 
@@ -173,3 +173,10 @@ def test_training_flushes_denormals_and_restores_the_default():
     with flush_denormals():
         assert (tiny * 1.0).item() == 0.0
     assert (tiny * 1.0).item() != 0.0
+    torch.set_flush_denormal(True)  # as the midlevel command sets it: training leaves it on
+    try:
+        with flush_denormals():
+            assert (tiny * 1.0).item() == 0.0
+        assert (tiny * 1.0).item() == 0.0
+    finally:
+        torch.set_flush_denormal(False)

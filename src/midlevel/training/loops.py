@@ -170,7 +170,7 @@ def validation_score(model: AudioModel, settings: TrainSettings, data: ArraySet)
 
 @contextmanager
 def flush_denormals() -> Iterator[None]:
-    """Compute with denormal floats flushed to zero inside the block, then restore torch's default (off).
+    """Compute with denormal floats flushed to zero inside the block, then restore the thread's previous setting.
 
     Weight decay shrinks unused weights, and Adam's moments with them, geometrically towards zero, and
     activations and gradients follow them below float32's smallest normal number, where x86 arithmetic
@@ -179,11 +179,13 @@ def flush_denormals() -> Iterator[None]:
     thread, and torch's worker threads inherit it only if it was set before they started, which the
     ``midlevel`` command does first thing.
     """
+    # torch has no getter for the flag: a denormal that survives a multiplication by one says it was off
+    was_on = torch.tensor([1e-40], dtype=torch.float32).mul(1.0).item() == 0.0
     torch.set_flush_denormal(True)
     try:
         yield
     finally:
-        torch.set_flush_denormal(False)
+        torch.set_flush_denormal(was_on)
 
 
 def train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings: TrainSettings,
