@@ -226,7 +226,8 @@ def matched_black_box(name: str, results: dict[str, Any]) -> str | None:
 
 def _cost_line(name: str, results: dict[str, Any]) -> str:
     """The cost of interpretability against the matched A2E, or against the family's `a2e` with a warning."""
-    info, own = results["zoo"][name], results["family"][results["zoo"][name]["source"]]["heldout_test"]
+    info = results["zoo"][name]
+    own = results["family"][info["source"]]["heldout_test"]
     if not info["explainable"]:
         return ("This black box is the A2E that the explainable entries trained as it was (same backbone, corpus "
                 "and note-roll loss) measure their cost of interpretability against.")
@@ -236,7 +237,7 @@ def _cost_line(name: str, results: dict[str, Any]) -> str:
     text = (f"Cost of interpretability (mean r of `{box}` minus this model's): **{cost:+.3f}** "
             "(the 2019 paper: 0.05 separate, 0.01 joint).")
     if matched:
-        return text + (f" `{box}` is the A2E trained as this model was (backbone `{info.get('backbone', 'compact_music')}`, "
+        return text + (f" `{box}` is the A2E trained as this model was (backbone `{_recipe(info, results)[0]}`, "
                        "same corpus" + (", same note-roll loss" if info.get("roll_weight") else "") + ").")
     return text + (" **Not like for like**: the zoo has no A2E trained with this model's backbone, corpus and "
                    "note-roll loss, and `a2e` differs in at least one of them, so this number mixes the cost of the "
