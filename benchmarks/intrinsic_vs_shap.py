@@ -25,6 +25,9 @@ model, so the cards that quote the file can be checked against the shipped check
 Input-space SHAP is the slow part (about 10 s per clip at the default budget on 2 cores): each
 clip's results are written to ``OUT/.partial/`` as they are done, and a run started again with
 the same weights and settings reads them back instead of recomputing (resume after a kill).
+``--merge`` measures only the models it is given and keeps the others from the existing
+``intrinsic_vs_shap.json`` (same clips and settings, checked), so a model added to the zoo does not
+mean running the whole benchmark again.
 """
 
 from __future__ import annotations
@@ -89,6 +92,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="torch threads (1: steadiest timings on a shared machine, and SHAP's large batches "
                         "cannot profit from parallelism more than the intrinsic single pass does)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--merge", action="store_true",
+                   help="keep the results of the models in OUT/intrinsic_vs_shap.json that this run does not "
+                        "measure (an earlier run on the same clips with the same SHAP settings), so a model "
+                        "added to the zoo is measured without re-running the others; each model's cost ratios "
+                        "stay those timed in its own run")
     p.add_argument("--shard", metavar="I/N", help="only compute the black boxes' per-clip SHAP records of clips "
                    "i with i %% N == I and stop (run N shards side by side, one per core, then the whole "
                    "benchmark once: it reads their records back)")
@@ -384,6 +392,83 @@ def gradient_budget(two_stage: dict[str, TwoStageModel], black_boxes: dict[str, 
     return sweep
 
 
+# -- merging an earlier run ----------------------------------------------------------------------
+#: settings that change a model's numbers: runs merged into one file must share them
+MERGE_SETTINGS = ("segments", "max_evals", "gradient_samples", "deletion_steps", "n_timing", "seed", "n_stability")
+
+
+def check_mergeable(results: dict[str, Any], earlier: dict[str, Any], measured: set[str], paths: list[Path],
+                    targets: np.ndarray, source: Path) -> None:
+    """Refuse (before any SHAP work) to merge an earlier run that measured other clips, settings or weights.
+
+    Where the earlier file lists its clips, their names are compared; every model it keeps is also
+    loaded again (it must be a zoo name whose weights still have the sha256 the earlier run measured)
+    and its accuracy recomputed on this run's clips, which must equal the stored one: a check on the
+    clips and the weights that also holds for files written before clips were listed.
+    """
+    def refuse(why: str) -> SystemExit:
+        return SystemExit(f"{source}: cannot merge: {why}")
+
+    differ = [k for k in MERGE_SETTINGS if earlier["settings"].get(k) != results["settings"][k]]
+    if differ:
+        raise refuse("the earlier run used other settings: " + ", ".join(
+            f"{k} {earlier['settings'].get(k)!r} (now {results['settings'][k]!r})" for k in differ))
+    if earlier["n_test"] != results["n_test"] or earlier.get("clips", results["clips"]) != results["clips"]:
+        raise refuse(f"the earlier run explained other clips ({earlier['n_test']}, now {results['n_test']})")
+    orphaned = [n for n, m in earlier["models"].items() if n not in measured and m["counterpart"] in measured]
+    if orphaned:
+        raise refuse(f"{orphaned} would keep cost ratios against a black box this run measures again; "
+                     "measure them in this run too")
+    for name in [n for n in [*earlier["models"], *earlier["black_boxes"]] if n not in measured]:
+        try:
+            model = load(name)
+        except Exception as err:  # a folder of an earlier session, a renamed entry, a corrupt file
+            raise refuse(f"{name!r} does not load by name ({err}); measure it in this run") from err
+        if weights_sha256(name) != earlier["weights_sha256"][name]:
+            raise refuse(f"{name!r} has other weights now than the earlier run measured; measure it in this run")
+        if isinstance(model, TwoStageModel):
+            predicted = np.stack([model.explain(p).targets for p in paths])
+            stored = earlier["models"][name]["accuracy"]["intrinsic"]
+        else:
+            predicted, stored = np.stack([model.predict_targets(p) for p in paths]), earlier["black_boxes"][name]["accuracy"]
+        again = r_table(targets, predicted, list(model.config.target_names))
+        if abs(again["mean"] - stored["mean"]) > 1e-4:
+            raise refuse(f"{name!r} scores mean r {again['mean']:.4f} on this run's clips, {stored['mean']:.4f} in "
+                         "the earlier run: other clips or other outputs")
+
+
+def merge_earlier(results: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any]:
+    """This run's results plus the models of an earlier run (``check_mergeable``) that this one did not measure.
+
+    Cost ratios are never recomputed: each model keeps those timed in its own run, and ``runs``
+    says which run that was.
+    """
+    measured = set(results["models"]) | set(results["black_boxes"])
+    kept_models = [n for n in earlier["models"] if n not in measured]
+    kept_boxes = [n for n in earlier["black_boxes"] if n not in measured]
+    runs = earlier.get("runs") or [{"models": list(earlier["models"]) + list(earlier["black_boxes"]),
+                                    "machine": earlier["machine"], "finished": None}]
+    cost, old = results["cost"], earlier["cost"]
+    for name in kept_models:
+        results["models"][name] = earlier["models"][name]
+        cost["ratios"][name] = old["ratios"][name]
+        for key in ("cheapest_black_box_shap", "cheapest_any_black_box_shap"):
+            if name in old[key]:
+                cost[key][name] = old[key][name]
+    for name in kept_models + kept_boxes:
+        results["weights_sha256"][name] = earlier["weights_sha256"][name]
+        cost["seconds"][name] = old["seconds"][name]
+    for name in kept_boxes:
+        results["black_boxes"][name] = earlier["black_boxes"][name]
+        if name in old["gradient_budget"]:
+            cost["gradient_budget"][name] = old["gradient_budget"][name]
+    kept = set(kept_models) | set(kept_boxes)
+    results["runs"] = [{**run, "models": [n for n in run["models"] if n in kept]} for run in runs
+                       if any(n in kept for n in run["models"])] + results["runs"]
+    results["settings"]["models"] = ",".join(list(results["models"]) + list(results["black_boxes"]))
+    return results
+
+
 # -- report ------------------------------------------------------------------------------------
 def strict_json(value: Any) -> Any:
     """NaN (e.g. a truth correlation of a target a sparse head ignores) as null: valid JSON."""
@@ -445,7 +530,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [f"| `{n}` | {label} | " + " | ".join(f"{v[p]:.3f}" for p in PERTURBATIONS) + " |" for n, label, v in rows]
     cost = results["cost"]
     lines += ["", f"## 5. Cost (median seconds per explanation over {cost['clips']} clips, decoding included; "
-              "ratio to the intrinsic explanation on the same clip, all measured in this run)", "",
+              "ratio to the intrinsic explanation on the same clip; a model's ratios were all measured in one run)", "",
               "| model | variant | wall s | CPU s | x intrinsic (wall) | x intrinsic (CPU) |", "|---|---|---|---|---|---|"]
     for name, ratios in cost["ratios"].items():
         r = results["models"][name]
@@ -475,6 +560,13 @@ def markdown(results: dict[str, Any]) -> str:
                   "| samples | wall s | x intrinsic | median error | largest error |", "|---|---|---|---|---|"]
         lines += [f"| {k} | {v['wall']:.2f} | {v['x_intrinsic']:.0f}x | {v['additivity_error_median']:.3f} | "
                   f"{v['additivity_error_max']:.3f} |" for k, v in sweep["samples"].items()]
+    runs = results.get("runs", [])
+    if len(runs) > 1:
+        lines += ["", "## Runs", "", "This file merges runs on the same clips with the same settings (`--merge`): each "
+                  "model's numbers, cost ratios included, come from the run that measured it.", "",
+                  "| finished | models | machine |", "|---|---|---|"]
+        lines += [f"| {r['finished'] or 'before runs were recorded'} | " + ", ".join(f"`{m}`" for m in r["models"])
+                  + f" | {r['machine']} |" for r in runs]
     return "\n".join(lines) + "\n"
 
 
@@ -504,13 +596,18 @@ def main(argv: list[str] | None = None) -> int:
         coefficients = read_generating_coefficients(args.corpus, first.concept_names, first.target_names)
 
     results: dict[str, Any] = {
-        "settings": {k: getattr(args, k) for k in ("corpus", "models", "segments", "max_evals", "gradient_samples",
+        "settings": {k: getattr(args, k) for k in ("corpus", "background_corpus", "models", "segments", "max_evals", "gradient_samples",
                                                    "deletion_steps", "n_timing", "threads", "seed")}
         | {"n_stability": n_stab},
         "n_test": len(paths), "machine": f"{platform.machine()} CPU, torch {torch.__version__}, "
                                           f"{torch.get_num_threads()} threads",
         "weights_sha256": weights, "models": {}, "black_boxes": {},
+        "clips": [Path(p).name for p in paths],
     }
+    earlier = None
+    if args.merge and not args.shard and (out / f"{NAME}.json").is_file():
+        earlier = json.loads((out / f"{NAME}.json").read_text())
+        check_mergeable(results, earlier, set(two_stage) | set(black_boxes), paths, targets, out / f"{NAME}.json")
     shap_by_bb = {}
     for name, bb in black_boxes.items():
         if args.shard:
@@ -532,6 +629,10 @@ def main(argv: list[str] | None = None) -> int:
     results["cost"] = measure_cost(two_stage, mlps, backgrounds, black_boxes, counterparts, paths[:args.n_timing],
                                    {n: bb["additivity_error"] for n, bb in results["black_boxes"].items()}, args)
 
+    results["runs"] = [{"models": list(two_stage) + list(black_boxes), "machine": results["machine"],
+                        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}]
+    if earlier is not None:
+        results = merge_earlier(results, earlier)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / f"{NAME}.json", json.dumps(strict_json(results), indent=1, allow_nan=False) + "\n")
     atomic_write_text(out / f"{NAME}.md", markdown(results))

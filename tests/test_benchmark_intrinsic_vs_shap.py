@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from script_loader import load_script
 from test_recipes import write_layout
 
@@ -59,3 +61,32 @@ def test_quick_run_writes_results_and_a_killed_run_resumes_from_its_clip_records
     # other settings never reuse those records
     assert bench.main([*args[:-2], "--max-evals", "80", "--out", str(out)]) == 0
     assert len(list((out / ".partial" / "compact-a2e").iterdir())) == 2
+
+
+def test_merge_measures_only_the_new_models_and_refuses_other_clips_or_settings(tmp_path):
+    """--merge keeps an earlier run's models (same clips, settings and weights) beside the new ones."""
+    write_layout(tmp_path / "data")
+    bench = benchmark_module()
+    out = tmp_path / "results"
+    common = ["--corpus", str(tmp_path / "data"), "--n-stability", "1", "--n-timing", "1", "--max-evals", "70",
+              "--gradient-samples", "2", "--gradient-sweep", "2", "--segments", "4x2", "--out", str(out)]
+    assert bench.main([*common, "--n", "3", "--models", "compact-linear,compact-a2e"]) == 0
+    first = json.loads((out / "intrinsic_vs_shap.json").read_text())
+    assert first["clips"] and len(first["runs"]) == 1
+
+    assert bench.main([*common, "--n", "3", "--models", "compact-gam", "--merge"]) == 0
+    merged = json.loads((out / "intrinsic_vs_shap.json").read_text())
+    assert set(merged["models"]) == {"compact-linear", "compact-gam"} and set(merged["black_boxes"]) == {"compact-a2e"}
+    assert merged["models"]["compact-linear"] == first["models"]["compact-linear"]
+    assert merged["black_boxes"] == first["black_boxes"]
+    assert merged["cost"]["ratios"]["compact-linear"] == first["cost"]["ratios"]["compact-linear"]
+    assert merged["weights_sha256"]["compact-gam"] == get_entry("compact-gam").sha256
+    assert [r["models"] for r in merged["runs"]] == [["compact-linear", "compact-a2e"], ["compact-gam"]]
+    assert "## Runs" in (out / "intrinsic_vs_shap.md").read_text()
+
+    for extra, why in ((["--n", "2", "--models", "compact-gam"], "other clips"),
+                       (["--n", "3", "--models", "compact-gam", "--max-evals", "80"], "other settings.*max_evals"),
+                       (["--n", "3", "--models", "compact-gam,compact-a2e"], "compact-linear.*measures again")):
+        with pytest.raises(SystemExit, match=why):
+            bench.main([*common, *extra, "--merge"])
+    assert json.loads((out / "intrinsic_vs_shap.json").read_text()) == merged  # nothing written by a refused run
