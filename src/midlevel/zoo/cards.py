@@ -136,6 +136,15 @@ def _weights(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _measured_in(name: str, bench: dict[str, Any]) -> str:
+    """The machine (and date, where recorded) of the benchmark run that measured ``name``: a merged
+    file (``intrinsic_vs_shap.py --merge``) holds several runs."""
+    run = next((r for r in bench.get("runs", []) if name in r["models"]), None)
+    if run is None:
+        return bench["machine"]
+    return run["machine"] + (f", run finished {run['finished']}" if run.get("finished") else "")
+
+
 def _shap_section(name: str, info: dict[str, Any], results: dict[str, Any]) -> list[str]:
     """Intrinsic vs post-hoc SHAP numbers for this entry, from the benchmark's JSON (if it was run)."""
     bench = results.get("shap_benchmark")
@@ -145,7 +154,7 @@ def _shap_section(name: str, info: dict[str, Any], results: dict[str, Any]) -> l
     out = ["## Intrinsic vs post-hoc (SHAP) explanations", "",
            f"From `benchmarks/intrinsic_vs_shap.py` on {n} held-out test clips"
            + (f", {st['n_stability']} of them re-explained after each perturbation" if "n_stability" in st else "")
-           + f" ({bench['machine']}); the full tables "
+           + f" ({_measured_in(name, bench)}); the full tables "
            f"are in `{bench['file']}`. Input-space SHAP works over {st['segments']} time x frequency segments with the "
            "clip's mean spectrum as baseline; concept-level SHAP explains an MLP head on the same predicted concepts.",
            ""]

@@ -1,0 +1,155 @@
+"""Which ingredient of each concept's formula does a network fail to hear? A guide for issue 5's concept bar.
+
+    python benchmarks/concept_errors.py --model transcribe-linear-10 --heldout corpora/heldout \
+        [--cache-dir runs/cache] [--out benchmarks/results] [--stem concept_errors]
+
+The controlled corpus computes every mid-level rating from a few recorded ingredients: measurements
+on the sounding notes (``m_*`` in ``factors.csv``) and performance factors such as timing jitter and
+rubato (``datasets.controlled.ratings.raw_scores``; ``INGREDIENTS`` below lists them per concept).
+For each concept a two-stage model predicts on the ``--heldout`` test split, and for each of its
+ingredients, this reports
+
+- r of the ingredient with the rating and with the prediction: an ingredient the rating follows
+  closely and the prediction loosely is one the network under-reads;
+- the held-out r of a ridge regression of the rating on the prediction *plus the true ingredient*,
+  cross-validated in 5 folds grouped by piece, beside the same regression on the prediction alone:
+  the gain is what hearing that ingredient perfectly would add (an upper bound for any better
+  detector of it, given the network's other errors).
+
+Writes ``<--stem>.json`` and ``.md`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.linear_model import RidgeCV
+from sklearn.model_selection import GroupKFold, cross_val_predict
+
+import midlevel
+from midlevel.ioutil import atomic_write_text
+from midlevel.model import TwoStageModel
+from midlevel.training.cache import cached_log_spectrograms
+from midlevel.training.data import load_splits
+from midlevel.training.loops import ArraySet, network_outputs
+
+#: the recorded inputs of each rating's raw score (``ratings.raw_scores``; ``factors.csv`` columns)
+INGREDIENTS: dict[str, tuple[str, ...]] = {
+    "melodiousness": ("m_singability", "m_repetition", "m_prominence", "m_range", "m_notes_per_s"),
+    "articulation": ("m_duration_ratio",),
+    "rhythm_stability": ("jitter", "rubato", "m_beat_coverage", "m_syncopation"),
+    "rhythm_complexity": ("m_syncopation", "m_ioi_entropy", "m_layers"),
+    "dissonance": ("m_interval_roughness", "m_timbre_noise"),
+    "tonal_stability": ("m_key_clarity", "m_local_key_clarity", "m_key_consistency"),
+    "minorness": ("m_minor_mode", "m_minor_chord_share", "m_minor_vs_major"),
+}
+FOLDS = 5
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(np.corrcoef(a, b)[0, 1]) if np.std(a) > 0 and np.std(b) > 0 else None
+
+
+def cross_validated_r(features: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float | None:
+    """Held-out r of a ridge fit of ``y`` on ``features``, folds grouped by piece (no piece on both sides)."""
+    ridge = RidgeCV(alphas=np.logspace(-3, 3, 13))
+    pred = cross_val_predict(ridge, features, y, groups=groups, cv=GroupKFold(n_splits=FOLDS))
+    return pearson(pred, y)
+
+
+def ingredient_table(y: np.ndarray, pred: np.ndarray, table: pd.DataFrame, ingredients: tuple[str, ...],
+                     groups: np.ndarray) -> dict:
+    """One concept: r of rating and prediction, and each ingredient's reading and gain if known."""
+    alone = cross_validated_r(pred[:, None], y, groups)
+    rows = {}
+    for name in ingredients:
+        x = table[name].to_numpy(dtype=float)
+        known = cross_validated_r(np.c_[pred, x], y, groups)
+        rows[name] = {"r_rating": pearson(x, y), "r_prediction": pearson(x, pred), "r_if_known": known,
+                      "gain": None if known is None or alone is None else known - alone}
+    return {"r": pearson(pred, y), "r_cross_validated": alone, "ingredients": rows}
+
+
+def run(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    model = midlevel.load(args.model)
+    if not isinstance(model, TwoStageModel):
+        raise SystemExit(f"--model {args.model}: a black box predicts no concepts")
+    names = [c for c in model.config.concept_names if c in INGREDIENTS]
+    if not names:
+        raise SystemExit(f"--model {args.model}: none of its concepts ({', '.join(model.config.concept_names)}) "
+                         "has a formula in the controlled corpus")
+    clips = load_splits(args.heldout, concepts=names)["test"]
+    if not len(clips):
+        raise SystemExit(f"--heldout {args.heldout}: its test split is empty")
+    table = pd.read_csv(Path(args.heldout) / "factors.csv", dtype={"song_id": str}).set_index("song_id")
+    missing = [i for i in clips.ids if i not in table.index]
+    if missing:
+        raise SystemExit(f"{Path(args.heldout) / 'factors.csv'}: no row for clips {missing[:5]} (not a controlled corpus?)")
+    table = table.loc[list(clips.ids)]
+    absent = sorted({c for n in names for c in INGREDIENTS[n]} - set(table.columns))
+    if absent:
+        raise SystemExit(f"{Path(args.heldout) / 'factors.csv'}: no column {absent} (a corpus of another build?)")
+    spec = cached_log_spectrograms(clips.paths, model.frontend, model.config.window_samples, args.cache_dir)
+    pred = network_outputs(model, ArraySet(spec))
+    order = list(model.config.concept_names)
+    groups = table["piece_id"].to_numpy()
+    concepts = {n: ingredient_table(clips.concepts[:, k], pred[:, order.index(n)], table, INGREDIENTS[n], groups)
+                for k, n in enumerate(names)}
+    return {"model": str(args.model), "heldout": {"corpus": str(args.heldout), "clips": len(clips.ids),
+                                                  "pieces": int(len(np.unique(groups)))},
+            "model_concepts": len(order), "folds": FOLDS, "concepts": concepts}
+
+
+def number(v: float | None, sign: bool = False) -> str:
+    return "-" if v is None else (f"{v:+.3f}" if sign else f"{v:.3f}")
+
+
+def markdown(s: dict) -> str:
+    h = s["heldout"]
+    lines = ["# Which ingredient of each concept does the network miss?", "",
+             f"Model `{s['model']}` on `{h['corpus']}` (test split: {h['clips']} clips of {h['pieces']} pieces no "
+             "training split holds). Per ingredient of the rating's formula: r with the rating, r with the "
+             f"prediction, and the r of a ridge fit of the rating on the prediction plus the true ingredient "
+             f"({s['folds']} folds grouped by piece) against the same fit on the prediction alone.", "",
+             "| concept | r | ingredient | r with rating | r with prediction | r if known | gain |",
+             "|---|---|---|---|---|---|---|"]
+    for concept, c in s["concepts"].items():
+        for i, (name, v) in enumerate(c["ingredients"].items()):
+            head = f"| {concept} | {number(c['r'])} |" if i == 0 else "| | |"
+            lines.append(f"{head} `{name}` | {number(v['r_rating'])} | {number(v['r_prediction'])} | "
+                         f"{number(v['r_if_known'])} | {number(v['gain'], sign=True)} |")
+    best = {n: max(c["ingredients"].items(), key=lambda kv: kv[1]["gain"] or -1.0) for n, c in s["concepts"].items()}
+    lines += ["", "Largest gain per concept (and what it would add to the mean r over the model's "
+              f"{s['model_concepts']} concepts): "
+              + "; ".join(f"{n} `{k}` {number(v['gain'], sign=True)} ({number((v['gain'] or 0) / s['model_concepts'], sign=True)})"
+                          for n, (k, v) in best.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="two-stage model: zoo name or folder")
+    p.add_argument("--heldout", required=True, help="controlled corpus whose test split holds unseen pieces")
+    p.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    p.add_argument("--stem", default="concept_errors", help="results file name, without suffix")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    summary = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / f"{args.stem}.json", json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(args.out / f"{args.stem}.md", markdown(summary))
+    print(markdown(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
