@@ -590,10 +590,10 @@ def main(argv: list[str] | None = None) -> int:
     black_boxes = {n: m for n, m in models.items() if isinstance(m, BlackBoxModel)}
     if not two_stage:
         raise SystemExit("no two-stage model to benchmark among: " + ", ".join(models))
-    coefficients = None
+    coefficients = {}  # per model: its concepts' generating weights (models may name other concepts)
     if (Path(args.corpus) / "ground_truth.json").is_file():
-        first = next(iter(two_stage.values())).config
-        coefficients = read_generating_coefficients(args.corpus, first.concept_names, first.target_names)
+        coefficients = {n: read_generating_coefficients(args.corpus, m.config.concept_names, m.config.target_names)
+                        for n, m in two_stage.items()}
 
     results: dict[str, Any] = {
         "settings": {k: getattr(args, k) for k in ("corpus", "background_corpus", "models", "segments", "max_evals", "gradient_samples",
@@ -623,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
         counterparts[name] = next((n for n, bb in black_boxes.items() if bb.config.backbone == model.config.backbone), None)
         backgrounds[name] = train_concepts(model, splits["train"], cache_dir)
         result, first_clip, mlps[name] = run_two_stage(model, paths, targets, backgrounds[name], splits["train"].targets,
-                                                       coefficients, n_stab, args)
+                                                       coefficients.get(name), n_stab, args)
         results["models"][name] = {"counterpart": counterparts[name], **result}
         plot_inputs = plot_inputs or (first_clip, counterparts[name])
     results["cost"] = measure_cost(two_stage, mlps, backgrounds, black_boxes, counterparts, paths[:args.n_timing],

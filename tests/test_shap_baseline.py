@@ -244,3 +244,21 @@ def test_segment_panel_title_states_the_sum_only_when_it_holds():
         plt.close(fig)
     assert "1.00 = 0.20 + sum" in titles[0]
     assert "1.50, but 0.20 + sum = 1.00" in titles[1] and "=" not in titles[1].split(",")[0]
+
+
+def test_ground_truth_reader_finds_the_outside_concepts_weights(tmp_path):
+    """Ten-concept models (loudness, tempo, register named as concepts) are scored against their factors' B,
+    as the cards' sign check reads them."""
+    from midlevel.concepts import EMOTIONS, MIDLEVEL_FEATURES, OUTSIDE_CONCEPTS
+    from midlevel.datasets.controlled.emotions import ground_truth
+    from midlevel.zoo.explain_head import true_weight
+
+    truth = ground_truth()
+    (tmp_path / "ground_truth.json").write_text(json.dumps(truth))
+    names = list(MIDLEVEL_FEATURES) + list(OUTSIDE_CONCEPTS)
+    coef = read_generating_coefficients(tmp_path, names, list(EMOTIONS))
+    assert coef.shape == (10, 8)
+    assert np.array_equal(coef, [[true_weight(truth, c, t) for t in EMOTIONS] for c in names])
+    assert np.abs(coef[7:]).max() > 0  # not zeros filled in
+    with pytest.raises(DatasetError, match="expected the concepts"):
+        read_generating_coefficients(tmp_path, [*names, "brightness"], list(EMOTIONS))

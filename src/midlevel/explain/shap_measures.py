@@ -117,7 +117,8 @@ def read_generating_coefficients(path: str | Path, concepts: Sequence[str], targ
     """(K, T) generating coefficients of each target on each concept from a corpus's ground truth.
 
     ``path`` is the corpus root or the JSON file; the table is read from the first of
-    ``COEFFICIENT_KEYS`` present, in either orientation.
+    ``COEFFICIENT_KEYS`` present, in either orientation. Concepts it lacks are looked up in
+    ``outside_terms`` (the controlled corpus's loudness, tempo and register: their ``B``).
     """
     path = Path(path)
     if path.is_dir():
@@ -126,8 +127,14 @@ def read_generating_coefficients(path: str | Path, concepts: Sequence[str], targ
     key = next((k for k in COEFFICIENT_KEYS if k in data), None)
     if key is None:
         raise DatasetError(path, f"no generating coefficients: expected one of the keys {list(COEFFICIENT_KEYS)}")
+    raw = data[key]
+    outside = data.get("outside_terms", {})
+    if isinstance(raw, dict) and outside and set(concepts) & set(raw):
+        # the controlled corpus keeps the outside concepts' weights (loudness, tempo, register) apart, per
+        # standard deviation of their factor, which is one of their rating (an increasing affine map of it)
+        raw = {**{c: term["B"] for c, term in outside.items() if c not in raw}, **raw}
     try:
-        return _matrix(data[key], concepts, targets, data, path)
+        return _matrix(raw, concepts, targets, data, path)
     except (KeyError, ValueError) as exc:
         if isinstance(exc, DatasetError):
             raise

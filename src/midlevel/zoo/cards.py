@@ -238,16 +238,20 @@ def _cost_line(name: str, results: dict[str, Any]) -> str:
     info = results["zoo"][name]
     own = results["family"][info["source"]]["heldout_test"]
     if not info["explainable"]:
+        users = [n for n, e in results["zoo"].items() if e["explainable"] and matched_black_box(n, results) == info["source"]]
         return ("This black box is the A2E that the explainable entries trained as it was (same backbone, corpus "
-                "and note-roll loss) measure their cost of interpretability against.")
+                "and note-roll loss) measure their cost of interpretability against: "
+                + (", ".join(f"`{n}`" for n in users) if users else "none in the zoo today") + ".")
     matched = matched_black_box(name, results)
     box = matched or "a2e"
     cost = results["family"][box]["heldout_test"]["targets"]["mean"]["r"] - own["targets"]["mean"]["r"]
     text = (f"Cost of interpretability (mean r of `{box}` minus this model's): **{cost:+.3f}** "
             "(the 2019 paper: 0.05 separate, 0.01 joint).")
     if matched:
-        return text + (f" `{box}` is the A2E trained as this model was (backbone `{_recipe(info, results)[0]}`, "
-                       "same corpus" + (", same note-roll loss" if info.get("roll_weight") else "") + ").")
+        entry = next(n for n, e in results["zoo"].items() if e["source"] == matched)
+        return text + (f" `{box}` (zoo entry `{entry}`) is the A2E trained as this model was (backbone "
+                       f"`{_recipe(info, results)[0]}`, same corpus"
+                       + (", same note-roll loss" if info.get("roll_weight") else "") + ").")
     return text + (" **Not like for like**: the zoo has no A2E trained with this model's backbone, corpus and "
                    "note-roll loss, and `a2e` differs in at least one of them, so this number mixes the cost of the "
                    "bottleneck with the effect of the rest.")
