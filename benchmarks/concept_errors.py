@@ -5,7 +5,7 @@
 
 The controlled corpus computes every mid-level rating from a few recorded ingredients: measurements
 on the sounding notes (``m_*`` in ``factors.csv``) and performance factors such as timing jitter and
-rubato (``datasets.controlled.ratings.raw_scores``; ``INGREDIENTS`` below lists them per concept).
+rubato (``datasets.controlled.ratings.raw_scores``; ``ratings.INGREDIENTS`` lists them per concept).
 For each concept a two-stage model predicts on the ``--heldout`` test split, and for each of its
 ingredients, this reports
 
@@ -33,22 +33,13 @@ from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import GroupKFold, cross_val_predict
 
 import midlevel
+from midlevel.datasets.controlled.ratings import INGREDIENTS
 from midlevel.ioutil import atomic_write_text
 from midlevel.model import TwoStageModel
 from midlevel.training.cache import cached_log_spectrograms
 from midlevel.training.data import load_splits
 from midlevel.training.loops import ArraySet, network_outputs
 
-#: the recorded inputs of each rating's raw score (``ratings.raw_scores``; ``factors.csv`` columns)
-INGREDIENTS: dict[str, tuple[str, ...]] = {
-    "melodiousness": ("m_singability", "m_repetition", "m_prominence", "m_range", "m_notes_per_s"),
-    "articulation": ("m_duration_ratio",),
-    "rhythm_stability": ("jitter", "rubato", "m_beat_coverage", "m_syncopation"),
-    "rhythm_complexity": ("m_syncopation", "m_ioi_entropy", "m_layers"),
-    "dissonance": ("m_interval_roughness", "m_timbre_noise"),
-    "tonal_stability": ("m_key_clarity", "m_local_key_clarity", "m_key_consistency"),
-    "minorness": ("m_minor_mode", "m_minor_chord_share", "m_minor_vs_major"),
-}
 FOLDS = 5
 
 

@@ -9,6 +9,7 @@ from test_controlled_corpus import SAMPLE_PIECES
 
 from midlevel.concepts import MIDLEVEL_FEATURES
 from midlevel.datasets.controlled.build import sample_ratings
+from midlevel.datasets.controlled.ratings import INGREDIENT_COLUMNS, INGREDIENTS
 
 
 @pytest.fixture(scope="module")
@@ -16,11 +17,12 @@ def bench():
     return load_script("benchmarks/concept_errors.py")
 
 
-def test_ingredients_are_what_each_raw_score_is_made_of(bench, tmp_path):
+def test_ingredients_are_what_each_raw_score_is_made_of(tmp_path):
     """Regressed on its listed ingredients, every raw score is (almost) exact, and each ingredient counts."""
     sample = sample_ratings(300, seed=11, seconds=10.0, clips_per_piece=2, pieces=SAMPLE_PIECES, cache_dir=tmp_path)
-    assert set(bench.INGREDIENTS) == set(MIDLEVEL_FEATURES)
-    for concept, ingredients in bench.INGREDIENTS.items():
+    assert set(INGREDIENTS) == set(MIDLEVEL_FEATURES)
+    assert set(INGREDIENT_COLUMNS) == {c for cols in INGREDIENTS.values() for c in cols}
+    for concept, ingredients in INGREDIENTS.items():
         y = sample[f"raw_{concept}"].to_numpy()
         x = sample[list(ingredients)].to_numpy(dtype=float)
         full = LinearRegression().fit(x, y).score(x, y)

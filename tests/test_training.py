@@ -180,3 +180,67 @@ def test_training_flushes_denormals_and_restores_the_previous_setting():
         assert (tiny * 1.0).item() == 0.0
     finally:
         torch.set_flush_denormal(False)
+
+
+def with_hidden_ingredient(data: ArraySet, seed: int) -> ArraySet:
+    """The set plus one 'ingredient' that bands 140-148 carry and no concept or target depends on."""
+    rng = np.random.default_rng(seed + 50)
+    hidden = rng.uniform(-1, 1, size=len(data))
+    spec = data.logspec.float().clone()
+    spec[:, 140:149, :] += torch.from_numpy(hidden[:, None, None]).float()
+    return ArraySet(spec.half(), data.concepts, data.targets, ingredients=np.c_[hidden, 2 * hidden + 1])
+
+
+def embedding_probe_r(model: TwoStageModel, train: ArraySet, valid: ArraySet) -> float:
+    """Validation r of a least-squares read-out of the hidden ingredient from the model's embedding."""
+    from midlevel.training.loops import batched_outputs
+
+    def embed(data):
+        return batched_outputs(model, data, model.backbone)
+
+    x_train, x_valid = embed(train), embed(valid)
+    design = np.c_[x_train, np.ones(len(x_train))]
+    coef = np.linalg.lstsq(design, train.ingredients[:, 0], rcond=None)[0]
+    return float(np.corrcoef(np.c_[x_valid, np.ones(len(x_valid))] @ coef, valid.ingredients[:, 0])[0, 1])
+
+
+def test_ingredient_loss_teaches_the_embedding_and_is_not_saved_with_the_model(tmp_path):
+    train, valid = with_hidden_ingredient(toy_set(64, 0), 0), with_hidden_ingredient(toy_set(48, 1), 1)
+    runs = {}
+    for name, weight in (("plain", 0.0), ("taught", 1.0)):
+        model = small_model()
+        train_network(model, train, valid, TrainSettings(setup="concepts", epochs=6, lr=3e-3, patience=10,
+                                                         ingredient_weight=weight), tmp_path / name, progress=False)
+        runs[name] = model
+    assert embedding_probe_r(runs["taught"], train, valid) > embedding_probe_r(runs["plain"], train, valid) + 0.05
+    # the read-out lives in the training state only: the model is a model like any other
+    assert runs["taught"].state_dict().keys() == runs["plain"].state_dict().keys()
+    reloaded = TwoStageModel.from_pretrained(tmp_path / "taught" / "best")
+    assert reloaded.state_dict().keys() == runs["plain"].state_dict().keys()
+
+
+def test_ingredient_loss_is_off_at_weight_zero_resumes_exactly_and_needs_ingredients(tmp_path):
+    train, valid = with_hidden_ingredient(toy_set(32, 0), 0), toy_set(16, 1)
+    plain, ignored = small_model(), small_model()
+    train_network(plain, ArraySet(train.logspec, train.concepts, train.targets), valid, TrainSettings(epochs=1),
+                  tmp_path / "plain", progress=False)
+    train_network(ignored, train, valid, TrainSettings(epochs=1), tmp_path / "ignored", progress=False)
+    for (name, a), b in zip(plain.state_dict().items(), ignored.state_dict().values()):
+        assert torch.equal(a, b), name
+
+    settings = TrainSettings(setup="joint", epochs=3, lr=3e-3, patience=10, seed=2, ingredient_weight=0.5)
+    full = small_model()
+    train_network(full, train, valid, settings, tmp_path / "full", progress=False)
+    part = small_model()
+    train_network(part, train, valid, TrainSettings(**{**settings.__dict__, "epochs": 1}), tmp_path / "part",
+                  progress=False)
+    resumed = small_model()  # the read-out's weights and moments come back from the training state too
+    train_network(resumed, train, valid, settings, tmp_path / "part", progress=False)
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+    with pytest.raises(ValueError, match="needs the ratings' ingredients"):
+        train_network(small_model(), ArraySet(train.logspec, train.concepts, train.targets), valid, settings,
+                      tmp_path / "none", progress=False)
+    with pytest.raises(ValueError, match="ingredient_weight must be >= 0"):
+        TrainSettings(ingredient_weight=-1.0)

@@ -120,7 +120,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              patience=args.patience, seed=args.seed, joint_weight=args.joint_weight,
                              crop_frames=args.crop_frames, lr_schedule=args.lr_schedule,
-                             transpose_semitones=args.transpose, roll_weight=args.roll_weight)
+                             transpose_semitones=args.transpose, roll_weight=args.roll_weight,
+                             ingredient_weight=args.ingredient_weight)
     joint = None if args.joint_heads is None else [h for h in args.joint_heads.split(",") if h]
     concepts = [*MIDLEVEL_FEATURES, *OUTSIDE_CONCEPTS] if args.outside_concepts else None
     results = train_family(args.corpus, args.out, backbone=args.backbone, heads=args.heads.split(","),
@@ -179,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roll-weight", type=float, default=0.0, metavar="W",
                    help="weight of an auxiliary note-transcription loss on the controlled corpus's note rolls "
                         "(needs a compact_transcribe backbone; 0: off)")
+    p.add_argument("--ingredient-weight", type=float, default=0.0, metavar="W",
+                   help="weight of an auxiliary loss on the ratings' recorded ingredients (jitter, rubato, "
+                        "syncopation, ... from the controlled corpus's factors.csv), read out of the embedding by "
+                        "a training-only linear layer that is not saved with the model (0: off)")
     p.add_argument("--cache-dir", help="spectrogram cache folder (default: OUT/cache)")
     p.add_argument("--outside-concepts", action="store_true",
                    help="add loudness, tempo and register (from the controlled corpus's factors.csv) to the seven "

@@ -65,6 +65,10 @@ class TrainSettings:
     #: weight of the auxiliary note-roll loss (binary cross-entropy of a transcribing backbone's
     #: note logits against ``ArraySet.rolls``; 0: off). See ``datasets.controlled.rolls``.
     roll_weight: float = 0.0
+    #: weight of the auxiliary loss on the ratings' recorded ingredients (mean squared error of a
+    #: training-only linear read-out of the embedding against ``ArraySet.ingredients``, each column
+    #: standardised on the training clips; 0: off). See ``datasets.controlled.ratings.INGREDIENTS``.
+    ingredient_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.setup not in SETUPS:
@@ -75,6 +79,8 @@ class TrainSettings:
             raise ValueError(f"transpose_semitones must be >= 0; got {self.transpose_semitones}")
         if self.roll_weight < 0:
             raise ValueError(f"roll_weight must be >= 0; got {self.roll_weight}")
+        if self.ingredient_weight < 0:
+            raise ValueError(f"ingredient_weight must be >= 0; got {self.ingredient_weight}")
         if self.roll_weight and self.transpose_semitones:
             raise ValueError("roll_weight and transpose_semitones cannot be combined (the note rolls are not transposed)")
 
@@ -93,6 +99,7 @@ class ArraySet:
     concepts: np.ndarray | None = None
     targets: np.ndarray | None = None
     rolls: torch.Tensor | None = None  # (N, channels, pitches, frames) 0/1 note rolls, for ``roll_weight``
+    ingredients: np.ndarray | None = None  # (N, M) the ratings' recorded ingredients, for ``ingredient_weight``
 
     def __len__(self) -> int:
         return int(self.logspec.shape[0])
@@ -127,13 +134,44 @@ def predict_targets(model: AudioModel, data: ArraySet) -> np.ndarray:
 
 
 def batch_loss(model: AudioModel, settings: TrainSettings, spec: torch.Tensor, c_true, t_true,
-               rolls: torch.Tensor | None = None) -> torch.Tensor:
-    """The setup's loss, plus ``roll_weight`` x the note-roll cross-entropy when ``rolls`` are given."""
+               rolls: torch.Tensor | None = None, ingredients: torch.Tensor | None = None,
+               ingredient_head: torch.nn.Module | None = None) -> torch.Tensor:
+    """The setup's loss, plus ``roll_weight`` x the note-roll cross-entropy when ``rolls`` are given, plus
+    ``ingredient_weight`` x the squared error of ``ingredient_head`` (on the embedding) against the
+    standardised ``ingredients`` when they are given."""
     if rolls is None:
-        return _setup_loss(model, settings, model.backbone(spec), c_true, t_true)
-    embedding, logits = model.backbone.forward_with_salience(spec)
-    roll_loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, rolls.to(logits.dtype))
-    return _setup_loss(model, settings, embedding, c_true, t_true) + settings.roll_weight * roll_loss
+        embedding = model.backbone(spec)
+        loss = _setup_loss(model, settings, embedding, c_true, t_true)
+    else:
+        embedding, logits = model.backbone.forward_with_salience(spec)
+        roll_loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, rolls.to(logits.dtype))
+        loss = _setup_loss(model, settings, embedding, c_true, t_true) + settings.roll_weight * roll_loss
+    if ingredients is not None:
+        loss = loss + settings.ingredient_weight * torch.nn.functional.mse_loss(ingredient_head(embedding), ingredients)
+    return loss
+
+
+def ingredient_read_out(model: AudioModel, train: ArraySet, settings: TrainSettings
+                        ) -> tuple[torch.nn.Linear, torch.Tensor] | None:
+    """The training-only linear read-out of the ingredients and the training clips' standardised
+    ingredients (None when ``ingredient_weight`` is 0).
+
+    The read-out is not part of the model: a trained model's weights, outputs and ONNX export are
+    those of any other model of its kind. It lives in the training state, so a resumed run
+    continues it; its start is drawn from the run's seed."""
+    if not settings.ingredient_weight:
+        return None
+    if train.ingredients is None:
+        raise ValueError("ingredient_weight > 0 needs the ratings' ingredients of the training clips "
+                         "(ArraySet.ingredients: a controlled corpus)")
+    values = torch.as_tensor(train.ingredients, dtype=torch.float64)
+    scale = values.std(dim=0)
+    standardised = (values - values.mean(dim=0)) / torch.where(scale > 0, scale, torch.ones_like(scale))
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(settings.seed * 31 + 7)
+    head = torch.nn.Linear(model.backbone.out_features, values.shape[1])
+    torch.random.set_rng_state(generator_state)
+    return head, standardised.float()
 
 
 def _setup_loss(model: AudioModel, settings: TrainSettings, embedding: torch.Tensor, c_true, t_true) -> torch.Tensor:
@@ -215,8 +253,13 @@ def _train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings
         if not hasattr(model.backbone, "forward_with_salience"):
             raise ValueError(f"roll_weight > 0 needs a transcribing backbone (e.g. compact_transcribe), "
                              f"not {model.config.backbone!r}")
+    read_out = ingredient_read_out(model, train, settings)
+    tracked: torch.nn.Module = model  # what the training state holds: the model, and the read-out if any
+    if read_out is not None:
+        params += list(read_out[0].parameters())
+        tracked = torch.nn.ModuleDict({"model": model, "ingredients": read_out[0]})
     optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    state = load_training_state(out_dir, model, optimizer)
+    state = load_training_state(out_dir, tracked, optimizer)
     if state is not None:  # settings added since the run started take their defaults
         state["settings"] = {**asdict(TrainSettings()), **state["settings"]}
     if state is not None and {**state["settings"], "epochs": 0} != {**asdict(settings), "epochs": 0}:
@@ -252,7 +295,8 @@ def _train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings
                 batch = transpose_batch(batch, shifts, gen)
             spec = model.frontend.normalize(batch.float())
             loss = batch_loss(model, settings, spec, c_all[idx] if c_all is not None else None,
-                         t_all[idx] if t_all is not None else None, rolls)
+                              t_all[idx] if t_all is not None else None, rolls,
+                              *((read_out[1][idx], read_out[0]) if read_out is not None else ()))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -263,7 +307,7 @@ def _train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings
         if scores["score"] > state["best_score"]:
             state["best_score"], state["best_epoch"] = scores["score"], epoch
             model.save_pretrained(out_dir / "best")
-        save_training_state(out_dir, epoch, model, optimizer, state)
+        save_training_state(out_dir, epoch, tracked, optimizer, state)
         atomic_write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["history"]))
         if progress:
             tqdm.write(f"epoch {epoch}: loss {row['train_loss']:.4f} "

@@ -24,12 +24,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.metrics import precision_recall_fscore_support
 
 from ..backbones import EXTENDS
 from ..config import ModelConfig
+from ..datasets.controlled.ratings import INGREDIENT_COLUMNS
 from ..datasets.controlled.rolls import ROLL_CHANNELS, corpus_rolls
+from ..datasets.errors import DatasetError
 from ..ioutil import atomic_write_text
 from ..model import AudioModel, BlackBoxModel, TwoStageModel
 from ..zoo import load, weights_sha256
@@ -70,8 +73,9 @@ def transcription_scores(model: AudioModel, arrays: ArraySet, rolls: np.ndarray)
 
 
 def _arrays(splits: dict[str, LabelledClips], frontend, n_samples: int, cache_dir: Path, progress: bool,
-            rolls_from: str | Path | None = None):
-    """Cached spectrograms and labels per split; with ``rolls_from`` (a controlled corpus), note rolls too."""
+            rolls_from: str | Path | None = None, ingredients_from: str | Path | None = None):
+    """Cached spectrograms and labels per split; with ``rolls_from`` (a controlled corpus), note rolls too;
+    with ``ingredients_from`` (a controlled corpus), the ratings' recorded ingredients too."""
     out = {}
     for name, c in splits.items():
         logspec = cached_log_spectrograms(c.paths, frontend, n_samples, cache_dir, progress=progress)
@@ -79,8 +83,31 @@ def _arrays(splits: dict[str, LabelledClips], frontend, n_samples: int, cache_di
         if rolls_from is not None:
             rolls = torch.from_numpy(corpus_rolls(rolls_from, c.ids, logspec.shape[-1], frontend.cfg.hop_length,
                                                   cache_dir=cache_dir, progress=progress))
-        out[name] = ArraySet(logspec, c.concepts, c.targets, rolls)
+        ingredients = read_ingredients(ingredients_from, c.ids) if ingredients_from is not None else None
+        out[name] = ArraySet(logspec, c.concepts, c.targets, rolls, ingredients)
     return out
+
+
+def read_ingredients(corpus: str | Path, song_ids) -> np.ndarray:
+    """(N, len(INGREDIENT_COLUMNS)) the recorded ingredients of the ratings (``ratings.INGREDIENTS``) of a
+    controlled corpus's clips, from its ``factors.csv``; a clear error names what is missing."""
+    path = Path(corpus) / "factors.csv"
+    if not path.is_file():
+        raise DatasetError(path, "not found: rating ingredients come from a controlled corpus's factors table")
+    table = pd.read_csv(path, dtype={"song_id": str}).set_index("song_id")
+    absent = [c for c in INGREDIENT_COLUMNS if c not in table.columns]
+    if absent:
+        raise DatasetError(path, f"no column {absent} (a corpus of another build?)")
+    ids = [str(i) for i in song_ids]
+    missing = [i for i in ids if i not in table.index]
+    if missing:
+        raise DatasetError(path, f"no row for clips {missing[:5]}")
+    values = table.loc[ids, list(INGREDIENT_COLUMNS)].to_numpy(dtype=np.float64)
+    bad = np.argwhere(~np.isfinite(values))
+    if len(bad):
+        row, col = bad[0]
+        raise DatasetError(path, f"clip {ids[row]}: {INGREDIENT_COLUMNS[col]} is not a finite number")
+    return values
 
 
 def same_head(a: ModelConfig, b: ModelConfig) -> bool:
@@ -131,7 +158,8 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
     ``black_box`` adds the A2E counterpart. ``concepts`` names the bottleneck (default: the seven
     mid-level features; ``load_splits`` says which others a corpus can supply). With
     ``settings.roll_weight`` > 0 the corpus must be a controlled one: its note rolls are rebuilt
-    (``datasets.controlled.rolls``) and every network trains with the auxiliary transcription loss.
+    (``datasets.controlled.rolls``) and every network trains with the auxiliary transcription loss;
+    likewise ``settings.ingredient_weight`` > 0 reads the ratings' ingredients from its ``factors.csv``.
 
     ``init_from`` (a model folder or zoo name) warm-starts every network from a trained model's weights
     instead of a random start: continuing a model on a larger corpus costs a fraction of training
@@ -152,7 +180,8 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
     torch.manual_seed(settings.seed)
     frontend = TwoStageModel(base).frontend
     arrays = _arrays(splits, frontend, base.window_samples, cache_dir, progress,
-                     rolls_from=corpus if settings.roll_weight else None)
+                     rolls_from=corpus if settings.roll_weight else None,
+                     ingredients_from=corpus if settings.ingredient_weight else None)
     spec = arrays["train"].logspec.float()
     mean, std = spec.mean(dim=(0, 2)), spec.std(dim=(0, 2))
     del spec
