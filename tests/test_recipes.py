@@ -185,3 +185,26 @@ def test_train_command_warm_starts_from_a_model_and_records_it(tmp_path):
     assert second.config.metadata["init_from"] == {"model": str(first), "weights_sha256": weights_sha256(first)}
     with pytest.raises(ValueError, match="backbone"):
         main([*base, "--out", str(tmp_path / "third"), "--init-from", str(first), "--backbone", "compact_music"])
+
+
+def test_rating_ingredients_are_read_in_order_and_bad_tables_are_named(tmp_path):
+    from midlevel.datasets.controlled.ratings import INGREDIENT_COLUMNS
+    from midlevel.training.recipes import read_ingredients
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.normal(size=(3, len(INGREDIENT_COLUMNS))), columns=list(INGREDIENT_COLUMNS))
+    table.insert(0, "song_id", ["7", "8", "9"])
+    table.to_csv(tmp_path / "factors.csv", index=False)
+    got = read_ingredients(tmp_path, [9, 7])
+    np.testing.assert_allclose(got, table.iloc[[2, 0], 1:].to_numpy())
+    with pytest.raises(DatasetError, match=r"factors.csv.*no row for clips \['10'\]"):
+        read_ingredients(tmp_path, [7, 10])
+    table.loc[1, "rubato"] = np.nan
+    table.to_csv(tmp_path / "factors.csv", index=False)
+    with pytest.raises(DatasetError, match="clip 8: rubato is not a finite number"):
+        read_ingredients(tmp_path, [7, 8])
+    table.drop(columns=["m_syncopation"]).to_csv(tmp_path / "factors.csv", index=False)
+    with pytest.raises(DatasetError, match=r"no column \['m_syncopation'\]"):
+        read_ingredients(tmp_path, [7])
+    with pytest.raises(DatasetError, match="controlled corpus"):
+        read_ingredients(tmp_path / "elsewhere", [7])
