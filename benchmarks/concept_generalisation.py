@@ -22,7 +22,9 @@ model vs the joint model trained with the outside concepts), ``concept_generalis
 (the transcribing backbone vs the descriptors alone), ``concept_generalisation_clips`` and
 ``concept_generalisation_clips12k`` (the transcribing recipe on 3000 vs 6000 vs 12000 clips) and
 ``concept_generalisation_context`` (the transcriber with and without a second of context) and
-``concept_generalisation_pulse`` (with and without ``PulseFeatures``); see the README.
+``concept_generalisation_pulse`` (with and without ``PulseFeatures``) and
+``concept_generalisation_ingredients`` (with and without the auxiliary loss on the ratings'
+ingredients, ``--ingredient-weight``); see the README.
 For a transcribing backbone and a controlled held-out corpus it also scores the notes it hears.
 """
 
