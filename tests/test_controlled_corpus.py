@@ -468,7 +468,8 @@ def test_generalisation_benchmark_scores_the_shipped_transcriber_on_a_controlled
     from midlevel.zoo import REGISTRY, list_models
 
     out, _ = corpus
-    name = next(n for n in list_models() if REGISTRY[n].backbone.startswith("compact_transcribe"))
+    name = next(n for n in list_models()
+                if REGISTRY[n].explainable and REGISTRY[n].backbone.startswith("compact_transcribe"))
     bench = load_script("benchmarks/concept_generalisation.py")
     assert bench.main(["--model", f"t={name}@{out}", "--model", f"plain=compact-linear@{out}", "--heldout", str(out),
                        "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path), "--bootstrap", "50"]) == 0
