@@ -22,7 +22,6 @@ Writes ``<--stem>.json`` and ``.md`` under ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 
 import midlevel
 from midlevel.datasets.controlled.ratings import INGREDIENTS
-from midlevel.ioutil import atomic_write_text
+from midlevel.ioutil import write_report
 from midlevel.model import TwoStageModel
 from midlevel.training.cache import cached_log_spectrograms
 from midlevel.training.data import load_splits
@@ -135,9 +134,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     summary = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / f"{args.stem}.json", json.dumps(summary, indent=1) + "\n")
-    atomic_write_text(args.out / f"{args.stem}.md", markdown(summary))
+    write_report(args.out, args.stem, summary, markdown(summary))
     print(markdown(summary))
     return 0
 

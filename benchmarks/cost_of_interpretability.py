@@ -20,7 +20,6 @@ Writes ``cost_of_interpretability.json`` and ``.md`` (or ``--stem``) under ``--o
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import torch
 from sklearn.linear_model import LinearRegression
 
 import midlevel
-from midlevel.ioutil import atomic_write_text
+from midlevel.ioutil import write_report
 from midlevel.model import BlackBoxModel, TwoStageModel
 from midlevel.training.cache import cached_log_spectrograms
 from midlevel.training.data import clip_pieces, load_splits
@@ -142,9 +141,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     summary = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / f"{args.stem}.json", json.dumps(summary, indent=1) + "\n")
-    atomic_write_text(args.out / f"{args.stem}.md", markdown(summary))
+    write_report(args.out, args.stem, summary, markdown(summary))
     print(markdown(summary))
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -33,6 +34,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_report(out: str | Path, stem: str, summary: dict, markdown: str) -> None:
+    """A benchmark's results as ``OUT/STEM.json`` and its readable tables as ``OUT/STEM.md``, each atomically."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"{stem}.json", json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(out / f"{stem}.md", markdown)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

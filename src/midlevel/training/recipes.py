@@ -77,14 +77,17 @@ def _arrays(splits: dict[str, LabelledClips], frontend, n_samples: int, cache_di
     """Cached spectrograms and labels per split; with ``rolls_from`` (a controlled corpus), note rolls too;
     with ``ingredients_from`` (a controlled corpus), the ratings' recorded ingredients too."""
     out = {}
-    for name, c in splits.items():
+    ingredients = None
+    if ingredients_from is not None:  # one read of the factors table for every split
+        every = read_ingredients(ingredients_from, [i for c in splits.values() for i in c.ids])
+        ingredients = np.split(every, np.cumsum([len(c.ids) for c in splits.values()])[:-1])
+    for k, (name, c) in enumerate(splits.items()):
         logspec = cached_log_spectrograms(c.paths, frontend, n_samples, cache_dir, progress=progress)
         rolls = None
         if rolls_from is not None:
             rolls = torch.from_numpy(corpus_rolls(rolls_from, c.ids, logspec.shape[-1], frontend.cfg.hop_length,
                                                   cache_dir=cache_dir, progress=progress))
-        ingredients = read_ingredients(ingredients_from, c.ids) if ingredients_from is not None else None
-        out[name] = ArraySet(logspec, c.concepts, c.targets, rolls, ingredients)
+        out[name] = ArraySet(logspec, c.concepts, c.targets, rolls, ingredients[k] if ingredients is not None else None)
     return out
 
 
