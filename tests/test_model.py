@@ -54,6 +54,28 @@ def test_long_track_concepts_are_the_mean_of_its_windows(rng):
     np.testing.assert_allclose(expl.targets, head_out, atol=1e-4)
 
 
+def test_inference_flushes_denormals_and_restores_the_callers_setting(rng):
+    """Denormal activations make x86 arithmetic several times slower; inference flushes them to zero
+    (the flag is per thread and has no getter, so a tiny product seen from inside the backbone tells)."""
+    tiny = torch.tensor([1e-40], dtype=torch.float32)  # below float32's smallest normal number
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormals")
+    model = make_model()
+    seen = []
+    model.backbone.register_forward_hook(lambda *_: seen.append((tiny * 1.0).item() == 0.0))
+    wave = (rng.standard_normal(22050 * 3) * 0.1).astype(np.float32)
+    flushed = model.explain(wave, sample_rate=22050)
+    assert seen and all(seen)
+    assert (tiny * 1.0).item() != 0.0  # the caller's setting is back
+    torch.set_flush_denormal(True)
+    try:
+        again = model.explain(wave, sample_rate=22050)
+        assert (tiny * 1.0).item() == 0.0
+    finally:
+        torch.set_flush_denormal(False)
+    np.testing.assert_array_equal(flushed.concepts, again.concepts)
+
+
 def test_short_clips_are_padded_and_silence_is_flagged_not_a_crash():
     model = make_model()
     short = model.explain(sine(440, 0.1), sample_rate=22050)

@@ -24,6 +24,7 @@ from .explain.explanation import Explanation, Prediction
 from .frontend import LogFrequencySpectrogram
 from .heads import AdditiveHead, build_head
 from .ioutil import release_freed_memory
+from .numerics import flush_denormals
 
 
 def stream_windows(samples: np.ndarray, window: int, hop: int, batch_size: int) -> Iterator[np.ndarray]:
@@ -89,6 +90,7 @@ class AudioModel(nn.Module):
             np.asarray(starts) / self.config.sample_rate
 
     @torch.inference_mode()
+    @flush_denormals()
     def outputs_per_window(self, samples: np.ndarray, window: int, hop: int, *, batch_size: int = 8) -> np.ndarray:
         """``outputs_from_spectrogram`` of each window of any length and hop, (W, D), in eval mode."""
         was_training = self.training

@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from tqdm.auto import tqdm
 
 from ..ioutil import atomic_write_text
 from ..model import AudioModel, BlackBoxModel, TwoStageModel
+from ..numerics import flush_denormals
 from .augment import transpose_batch, transposition_matrices
 from .checkpointing import load_training_state, save_training_state
 from .metrics import pearson_per_column
@@ -204,26 +203,6 @@ def validation_score(model: AudioModel, settings: TrainSettings, data: ArraySet)
         scores["target_r"] = float(np.nanmean(pearson_per_column(data.targets, model.head.predict(out))))
         scores["score"] = (scores["concept_r"] + scores["target_r"]) / 2
     return scores
-
-
-@contextmanager
-def flush_denormals() -> Iterator[None]:
-    """Compute with denormal floats flushed to zero inside the block, then restore the thread's previous setting.
-
-    Weight decay shrinks unused weights, and Adam's moments with them, geometrically towards zero, and
-    activations and gradients follow them below float32's smallest normal number, where x86 arithmetic
-    is many times slower: a 12000-clip run on 2 cores went from 315 s to 1263 s per epoch. Values that
-    small carry nothing a float32 network can use. The setting is per thread: this covers the calling
-    thread, and torch's worker threads inherit it only if it was set before they started, which the
-    ``midlevel`` command does first thing.
-    """
-    # torch has no getter for the flag: a denormal that survives a multiplication by one says it was off
-    was_on = torch.tensor([1e-40], dtype=torch.float32).mul(1.0).item() == 0.0
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(was_on)
 
 
 def train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings: TrainSettings,
