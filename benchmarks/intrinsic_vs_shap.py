@@ -604,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    "deletion_steps", "n_timing", "threads", "seed")}
         | {"n_stability": n_stab},
         "n_test": len(paths), "machine": f"{platform.machine()} CPU, torch {torch.__version__}, "
-                                          f"{torch.get_num_threads()} threads",
+                                          f"{torch.get_num_threads()} threads, denormals flushed",
         "weights_sha256": weights, "models": {}, "black_boxes": {},
         "clips": [Path(p).name for p in paths],
     }

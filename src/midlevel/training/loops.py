@@ -110,6 +110,7 @@ def _unit(values: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
 
 
 @torch.no_grad()
+@flush_denormals()
 def batched_outputs(model: AudioModel, data: ArraySet, forward, batch_size: int = 64) -> np.ndarray:
     """``forward`` applied to the normalised spectrograms batch by batch, in eval mode."""
     was_training = model.training
