@@ -14,9 +14,9 @@ machine load hits both alike:
   (what SHAP's masked evaluations cost);
 - ``backward``: the same batch's gradient of the summed outputs with respect to the spectrogram
   (what SHAP's expected gradients cost);
-- ``explain``: ``model.explain`` (a black box: ``predict_targets``) as a user calls it, with the flag set by the caller (inference
-  flushes inside whatever the caller chose, so ``off`` here times the library's own flush too and
-  its ratio is near 1: the check that nothing is left outside it).
+- ``explain``: ``model.explain`` (a black box: ``predict_targets``) as a user calls it, with the flag
+  set by the caller (inference flushes inside whatever the caller chose, so ``off`` here times the
+  library's own flush too and its ratio is near 1: the check that nothing is left outside it).
 
 Reports the median seconds per call and the median of per-repetition ratios (off / on), and the
 largest output difference between the two settings (values that small change nothing).
