@@ -35,6 +35,7 @@ from ..datasets.controlled.rolls import ROLL_CHANNELS, corpus_rolls
 from ..datasets.errors import DatasetError
 from ..ioutil import atomic_write_text
 from ..model import AudioModel, BlackBoxModel, TwoStageModel
+from ..numerics import flush_denormals
 from ..zoo import load, weights_sha256
 from .cache import cached_log_spectrograms
 from .data import LabelledClips, load_splits
@@ -55,15 +56,23 @@ def evaluate(model: AudioModel, data: ArraySet, clips: LabelledClips) -> dict[st
 
 
 @torch.no_grad()
+@flush_denormals()
+def transcribed_rolls(model: AudioModel, arrays: ArraySet, *, threshold: float = 0.5, batch_size: int = 32) -> np.ndarray:
+    """(N, channels, pitches, frames) bool: a transcribing backbone's notes and melody above ``threshold``."""
+    was_training = model.training
+    model.eval()
+    predicted = []
+    for i in range(0, len(arrays), batch_size):
+        spec = model.frontend.normalize(arrays.logspec[i:i + batch_size].float())
+        predicted.append((torch.sigmoid(model.backbone.forward_with_salience(spec)[1]) > threshold).numpy())
+    model.train(was_training)
+    return np.concatenate(predicted)
+
+
 def transcription_scores(model: AudioModel, arrays: ArraySet, rolls: np.ndarray) -> dict:
     """Frame-level precision, recall and F1 (scikit-learn) of a transcribing backbone's notes and melody
     against the clips' note rolls (``datasets.controlled.rolls``), at probability 0.5."""
-    model.eval()
-    predicted = []
-    for i in range(0, len(arrays), 32):
-        spec = model.frontend.normalize(arrays.logspec[i:i + 32].float())
-        predicted.append((torch.sigmoid(model.backbone.forward_with_salience(spec)[1]) > 0.5).numpy())
-    predicted = np.concatenate(predicted)
+    predicted = transcribed_rolls(model, arrays)
     out = {}
     for c, channel in enumerate(ROLL_CHANNELS):
         p, r, f, _ = precision_recall_fscore_support(rolls[:, c].ravel(), predicted[:, c].ravel(), average="binary",
