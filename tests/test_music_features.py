@@ -163,7 +163,7 @@ def test_pulse_features_say_how_fast_the_beat_is_and_whether_it_drifts(rng):
 
 
 @pytest.mark.parametrize("backbone", ["compact_music", "compact_transcribe", "compact_transcribe_context",
-                                      "compact_transcribe_pulse"])
+                                      "compact_transcribe_pulse", "compact_transcribe_keys"])
 def test_music_backbone_saves_loads_and_exports_with_its_statistics(tmp_path, backbone):
     torch.manual_seed(0)
     model = TwoStageModel(ModelConfig(backbone=backbone, name="music-test"))
@@ -246,3 +246,47 @@ def test_temporal_context_starts_as_identity_and_reaches_a_second_either_side():
     reach = 1 + 2 + 4 + 8 + 16
     assert moved[50 - reach] > 0 and moved[50 + reach] > 0
     assert moved[: 50 - reach].max() == 0 and moved[50 + reach + 1:].max() == 0
+
+
+def test_note_key_measures_are_the_corpus_key_formulas_on_the_notes():
+    """Peer check: on the note rolls of realised clips, ``NoteKeyMeasures`` tracks the corpus's own
+    ``tonal_measures`` (which integrates exact note times rather than 32 ms frames)."""
+    from test_controlled_corpus import SAMPLE_PIECES
+
+    from midlevel.datasets.controlled import load_piece, realize
+    from midlevel.datasets.controlled.build import sample_factors
+    from midlevel.datasets.controlled.ratings import tonal_measures
+    from midlevel.datasets.controlled.rolls import clip_roll, frame_times
+    from midlevel.music_features import NoteKeyMeasures
+
+    times = frame_times(314, 704, SR)
+    rolls, recorded = [], []
+    for i, piece_id in enumerate(SAMPLE_PIECES[:16]):
+        piece = load_piece(piece_id)
+        clip = realize(piece, sample_factors(np.random.default_rng([7, i, 1]), piece, 10.0), 10.0, key=(7, i))
+        rolls.append(clip_roll(clip, times)[0])
+        m = tonal_measures(clip)
+        recorded.append([m["key_clarity"], m["local_key_clarity"], m["key_consistency"], m["minor_vs_major"]])
+    ours = NoteKeyMeasures()(torch.tensor(np.stack(rolls), dtype=torch.float32)).numpy()
+    recorded = np.array(recorded)
+    for k in range(4):
+        assert np.corrcoef(ours[:, k], recorded[:, k])[0, 1] > 0.85, k
+    assert np.abs(ours - recorded).mean() < 0.05
+
+
+def test_note_key_measures_export_to_onnx(tmp_path):
+    from midlevel.music_features import NoteKeyMeasures
+
+    gen = torch.Generator().manual_seed(0)
+    probs = torch.where(torch.rand(3, 84, 200, generator=gen) > 0.9, 0.9, 0.1)  # clear of the threshold
+    probs[1] = 0.1  # no notes at all: every measure 0
+    probs[2, :, :120] = 0.1  # notes only in the last windows
+    module = NoteKeyMeasures().eval()
+    torch.onnx.export(module, (probs,), tmp_path / "keys.onnx", input_names=["probs"], output_names=["measures"],
+                      dynamo=True)
+    out = ort.InferenceSession(str(tmp_path / "keys.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"probs": probs.numpy()})[0]
+    expected = module(probs).numpy()
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    np.testing.assert_array_equal(expected[1], 0.0)
+    assert np.isfinite(expected).all()

@@ -274,6 +274,61 @@ class PulseFeatures(nn.Module):
                           agreement.mean(1, keepdim=True), agreement.amin(1, keepdim=True)], dim=1)
 
 
+class NoteKeyMeasures(nn.Module):
+    """(b, pitches, t) note probabilities -> the corpus's four key measurements, computed exactly.
+
+    ``PitchClassFeatures`` learns its key templates and normalises every frame, so a chord weighs
+    as much as a single note, and it compares windows with the whole input's profile rather than
+    with the whole input's key. ``benchmarks/transcribed_ingredients.py`` found that the rating
+    formulas themselves, applied to the transcriber's notes (probability > 0.5), follow the recorded
+    key clarity, local key clarity, key consistency and minor-vs-major at r 0.85-0.89, where the
+    concept predictions reach 0.66-0.80. So this module computes exactly those formulas
+    (``datasets.controlled.ratings.tonal_measures``): duration-weighted pitch-class profiles of
+    the notes above 0.5, their Pearson correlation with the 24 fixed Krumhansl-Kessler keys, over
+    the whole input and five windows of a third of it (hop a sixth). No parameters: the threshold
+    passes no gradient, so these are read-outs of the transcriber, trained by the note-roll loss.
+    """
+
+    out_features = 4
+
+    def __init__(self, *, low_pitch: int = 24, n_pitches: int = 84, threshold: float = 0.5) -> None:
+        super().__init__()
+        self.threshold = float(threshold)
+        fold = torch.zeros(n_pitches, 12)
+        fold[torch.arange(n_pitches), (torch.arange(n_pitches) + low_pitch) % 12] = 1.0
+        self.register_buffer("fold", fold)
+        keys = torch.cat([all_rotations(torch.tensor([KK_MAJOR]))[0], all_rotations(torch.tensor([KK_MINOR]))[0]])
+        self.register_buffer("keys", centred_unit(keys))  # (24, 12): major keys C..B, then minor
+
+    def key_correlations(self, profiles: torch.Tensor) -> torch.Tensor:
+        """(..., 12) -> (..., 24); a flat or empty profile correlates 0 with every key."""
+        x = profiles - profiles.mean(-1, keepdim=True)
+        norm = x.norm(dim=-1, keepdim=True)
+        return torch.where(norm > 1e-6, x / norm.clamp_min(1e-6), torch.zeros_like(x)) @ self.keys.T
+
+    def window_masks(self, frames: int, device: torch.device) -> torch.Tensor:
+        """(5, frames) 0/1: frame f (at time f / frames of the input) is in window k if k/6 <= f/frames < k/6 + 1/3."""
+        pos = torch.arange(frames, device=device, dtype=torch.float32) / frames
+        start = torch.arange(5, device=device, dtype=torch.float32)[:, None] / 6.0
+        return ((pos >= start) & (pos < start + 1.0 / 3.0)).float()
+
+    def forward(self, probs: torch.Tensor) -> torch.Tensor:
+        notes = (probs > self.threshold).to(probs.dtype)
+        pcs = torch.einsum("bnt,np->bpt", notes, self.fold)  # (b, 12, t) sounding notes per pitch class
+        whole = self.key_correlations(pcs.sum(-1))  # (b, 24)
+        local_profiles = torch.einsum("bpt,wt->bwp", pcs, self.window_masks(pcs.shape[-1], pcs.device))
+        local = self.key_correlations(local_profiles)  # (b, 5, 24)
+        sounding = (local_profiles.sum(-1) > 0).to(probs.dtype)  # windows with a note (the formula skips the others)
+        count = sounding.sum(1)
+        key = whole.argmax(-1)  # the whole input's key
+        fit = local.gather(2, key[:, None, None].expand(-1, local.shape[1], 1))[..., 0]  # (b, 5)
+        clarity_local = (local.amax(-1) * sounding).sum(1) / count.clamp_min(1.0)
+        consistency = torch.where(sounding > 0, fit, torch.full_like(fit, 2.0)).amin(1)
+        consistency = torch.where(count > 0, consistency, torch.zeros_like(consistency))
+        minor_vs_major = whole[:, 12:].amax(-1) - whole[:, :12].amax(-1)
+        return torch.stack([whole.amax(-1), clarity_local, consistency, minor_vs_major], dim=1)
+
+
 class PitchSalience(nn.Module):
     """Whitened log spectrogram -> per-frame logits of which pitches sound, and of the melody's pitch.
 
