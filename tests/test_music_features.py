@@ -163,7 +163,7 @@ def test_pulse_features_say_how_fast_the_beat_is_and_whether_it_drifts(rng):
 
 
 @pytest.mark.parametrize("backbone", ["compact_music", "compact_transcribe", "compact_transcribe_context",
-                                      "compact_transcribe_pulse", "compact_transcribe_keys"])
+                                      "compact_transcribe_pulse", "compact_transcribe_measures"])
 def test_music_backbone_saves_loads_and_exports_with_its_statistics(tmp_path, backbone):
     torch.manual_seed(0)
     model = TwoStageModel(ModelConfig(backbone=backbone, name="music-test"))
@@ -274,19 +274,34 @@ def test_note_key_measures_are_the_corpus_key_formulas_on_the_notes():
     assert np.abs(ours - recorded).mean() < 0.05
 
 
-def test_note_key_measures_export_to_onnx(tmp_path):
-    from midlevel.music_features import NoteKeyMeasures
+def test_note_melody_measures_read_notes_not_frames():
+    """Singability of the intervals between notes (a one-frame flicker dropped, a rest splitting a
+    repeated note), range in octaves, and note starts per frame."""
+    from midlevel.datasets.controlled.ratings import SINGABILITY
+    from midlevel.music_features import NoteMelodyMeasures
+
+    probs = torch.full((2, 84, 20), 0.1)
+    for start, stop, pitch in [(0, 3, 36), (3, 6, 38), (6, 7, 50), (7, 10, 40), (12, 15, 40), (15, 17, 52)]:
+        probs[0, pitch, start:stop] = 0.9
+    probs[0, 30, 0:3] = 0.9  # a lower pitch under the first note: the highest is the melody
+    out = NoteMelodyMeasures()(probs).numpy()
+    expected = np.mean([SINGABILITY[2], SINGABILITY[2], SINGABILITY[0], SINGABILITY[12]])  # 36-38-40-40-52
+    np.testing.assert_allclose(out[0], [expected, (52 - 36) / 12, 5 / 20], rtol=1e-6)
+    np.testing.assert_array_equal(out[1], 0.0)  # no melody
+
+
+def test_note_measures_export_to_onnx(tmp_path):
+    from midlevel.music_features import NoteKeyMeasures, NoteMelodyMeasures
 
     gen = torch.Generator().manual_seed(0)
     probs = torch.where(torch.rand(3, 84, 200, generator=gen) > 0.9, 0.9, 0.1)  # clear of the threshold
     probs[1] = 0.1  # no notes at all: every measure 0
     probs[2, :, :120] = 0.1  # notes only in the last windows
-    module = NoteKeyMeasures().eval()
-    torch.onnx.export(module, (probs,), tmp_path / "keys.onnx", input_names=["probs"], output_names=["measures"],
-                      dynamo=True)
-    out = ort.InferenceSession(str(tmp_path / "keys.onnx"), providers=["CPUExecutionProvider"]).run(
-        None, {"probs": probs.numpy()})[0]
-    expected = module(probs).numpy()
-    np.testing.assert_allclose(out, expected, atol=1e-5)
-    np.testing.assert_array_equal(expected[1], 0.0)
-    assert np.isfinite(expected).all()
+    for module in (NoteKeyMeasures().eval(), NoteMelodyMeasures().eval()):
+        path = tmp_path / f"{type(module).__name__}.onnx"
+        torch.onnx.export(module, (probs,), path, input_names=["probs"], output_names=["measures"], dynamo=True)
+        out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"probs": probs.numpy()})[0]
+        expected = module(probs).numpy()
+        np.testing.assert_allclose(out, expected, atol=1e-5)
+        np.testing.assert_array_equal(expected[1], 0.0)
+        assert np.isfinite(expected).all() and (expected[[0, 2]] != 0).any(1).all()

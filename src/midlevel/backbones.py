@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import FrontendConfig
-from .music_features import (MelodicIntervals, NoteKeyMeasures, PitchClassFeatures, PitchMotionFeatures, PitchSalience, PulseFeatures,
+from .music_features import (MelodicIntervals, NoteKeyMeasures, NoteMelodyMeasures, PitchClassFeatures, PitchMotionFeatures, PitchSalience, PulseFeatures,
                              RhythmFeatures)
 
 
@@ -123,13 +123,13 @@ class CompactTranscribeBackbone(CompactMusicBackbone):
     With ``pulse``, ``PulseFeatures`` (tempo histogram, beat period and its drift) enter the mixing
     layer's pre-activation through their own batch norm and a linear map that starts at zero, so a
     trained model gains them without changing what it computes until training moves the map.
-    With ``note_keys``, ``NoteKeyMeasures`` (the corpus's key formulas on the transcribed notes)
-    enter the same way.
+    With ``note_measures``, ``NoteKeyMeasures`` and ``NoteMelodyMeasures`` (the corpus's key and
+    melody formulas on the transcribed notes) enter the same way.
     """
 
     def __init__(self, frontend: FrontendConfig, *, width: int = 16, hidden: int = 128,
                  dropout: float = 0.1, whiten_bands: int = 9, context_dilations: tuple[int, ...] = (),
-                 pulse: bool = False, note_keys: bool = False) -> None:
+                 pulse: bool = False, note_measures: bool = False) -> None:
         super().__init__(frontend, width=width, hidden=hidden, dropout=dropout, whiten_bands=whiten_bands)
         n_bands = self.pitch.chroma.shape[0]
         self.salience = PitchSalience(n_bands, context_dilations=context_dilations)
@@ -142,13 +142,14 @@ class CompactTranscribeBackbone(CompactMusicBackbone):
             self.pulse_in = nn.Sequential(nn.BatchNorm1d(self.pulse.out_features), nn.Linear(self.pulse.out_features, hidden))
             nn.init.zeros_(self.pulse_in[1].weight)
             nn.init.zeros_(self.pulse_in[1].bias)
-        self.note_keys = NoteKeyMeasures(low_pitch=self.salience.low_pitch, n_pitches=self.salience.n_pitches) \
-            if note_keys else None
-        if self.note_keys is not None:
-            self.note_keys_in = nn.Sequential(nn.BatchNorm1d(NoteKeyMeasures.out_features),
-                                              nn.Linear(NoteKeyMeasures.out_features, hidden))
-            nn.init.zeros_(self.note_keys_in[1].weight)
-            nn.init.zeros_(self.note_keys_in[1].bias)
+        self.note_measures = note_measures
+        if note_measures:
+            self.note_keys, self.note_melody = NoteKeyMeasures(low_pitch=self.salience.low_pitch,
+                                                               n_pitches=self.salience.n_pitches), NoteMelodyMeasures()
+            n_measures = NoteKeyMeasures.out_features + NoteMelodyMeasures.out_features
+            self.note_measures_in = nn.Sequential(nn.BatchNorm1d(n_measures), nn.Linear(n_measures, hidden))
+            nn.init.zeros_(self.note_measures_in[1].weight)
+            nn.init.zeros_(self.note_measures_in[1].bias)
 
     def forward_with_salience(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(embedding (b, hidden), note-roll logits (b, 2, pitches, t))."""
@@ -161,8 +162,9 @@ class CompactTranscribeBackbone(CompactMusicBackbone):
         pre = self.mix[1](self.mix[0](torch.cat(parts, dim=1)))  # batch norm, linear
         if self.pulse is not None:
             pre = pre + self.pulse_in(self.pulse(self.rhythm.envelopes(spec)))
-        if self.note_keys is not None:
-            pre = pre + self.note_keys_in(self.note_keys(probs[:, 0]))
+        if self.note_measures:
+            measures = torch.cat([self.note_keys(probs[:, 0]), self.note_melody(probs[:, 1])], dim=1)
+            pre = pre + self.note_measures_in(measures)
         return self.mix[3](self.mix[2](pre)), logits  # ReLU, dropout
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
@@ -180,14 +182,14 @@ BACKBONES = {
         frontend, context_dilations=(1, 2, 4, 8, 16)),
     # the transcriber plus where the pulse is and whether it drifts (``PulseFeatures``)
     "compact_transcribe_pulse": lambda frontend: CompactTranscribeBackbone(frontend, pulse=True),
-    # the transcriber plus the corpus's key formulas on its notes (``NoteKeyMeasures``)
-    "compact_transcribe_keys": lambda frontend: CompactTranscribeBackbone(frontend, note_keys=True),
+    # the transcriber plus the corpus's key and melody formulas on its notes (``NoteKeyMeasures``, ``NoteMelodyMeasures``)
+    "compact_transcribe_measures": lambda frontend: CompactTranscribeBackbone(frontend, note_measures=True),
 }
 
 #: backbone -> the backbone it only adds modules to: a model of the latter can warm-start the
 #: former (``training.recipes.warm_start``); the added modules keep their own start
 EXTENDS = {"compact_transcribe_context": "compact_transcribe", "compact_transcribe_pulse": "compact_transcribe",
-           "compact_transcribe_keys": "compact_transcribe"}
+           "compact_transcribe_measures": "compact_transcribe"}
 
 
 def build_backbone(name: str, frontend: FrontendConfig | None = None) -> nn.Module:

@@ -329,6 +329,56 @@ class NoteKeyMeasures(nn.Module):
         return torch.stack([whole.amax(-1), clarity_local, consistency, minor_vs_major], dim=1)
 
 
+class NoteMelodyMeasures(nn.Module):
+    """(b, pitches, t) melody probabilities -> singability, range and note rate of the transcribed melody.
+
+    ``MelodicIntervals`` compares frames a fixed lag apart, so a long note reads as many unisons
+    and a fast one as a leap over several notes; melodiousness rates the intervals between
+    successive *notes* (``ratings.melody_measures``). Here the melody is the highest pitch above
+    0.5 in each frame; a frame belongs to a note when its neighbour on either side has the same
+    pitch (runs of one frame are flicker, ``benchmarks/transcribed_ingredients.MIN_NOTE_FRAMES``),
+    a note starts where the pitch changes or after a rest, and its interval is taken to the last
+    note frame before it. The singability table is ``ratings.SINGABILITY``. The "last note frame
+    before t" is a maximum over a (t x t) triangular mask rather than a cumulative maximum, which
+    ONNX lacks. No parameters: read-outs of the transcriber, like ``NoteKeyMeasures``.
+    """
+
+    out_features = 3
+
+    def __init__(self, *, threshold: float = 0.5) -> None:
+        super().__init__()
+        self.threshold = float(threshold)
+        table = torch.tensor([0.6, 1.0, 1.0, 0.7, 0.7, 0.5, 0.1, 0.4, 0.15, 0.15, 0.1, 0.1, 0.2, 0.0])  # > 12: 0
+        self.register_buffer("singability", table)
+
+    def forward(self, probs: torch.Tensor) -> torch.Tensor:
+        b, n, t = probs.shape
+        active = (probs > self.threshold).any(1)  # (b, t)
+        rows = torch.arange(n, device=probs.device, dtype=probs.dtype)[None, :, None]
+        track = torch.where(active, ((probs > self.threshold).to(probs.dtype) * (rows + 1)).amax(1) - 1,
+                            torch.full_like(active, -1, dtype=probs.dtype))  # highest row, -1 for a rest
+        pad = torch.full_like(track[:, :1], -2)
+        before, after = torch.cat([pad, track[:, :-1]], 1), torch.cat([track[:, 1:], pad], 1)
+        in_note = active & ((track == before) | (track == after))
+        start = in_note & (track != before)
+        frame = torch.arange(t, device=probs.device, dtype=probs.dtype)
+        earlier = frame[None, :] < frame[:, None]  # [t, s]: s before t
+        last = torch.where(earlier[None] & in_note[:, None, :], frame[None, None, :], torch.full_like(frame, -1)).amax(-1)
+        has_previous = start & (last >= 0)
+        previous = track.gather(1, last.clamp_min(0).long())
+        steps = (track - previous).abs().clamp_max(13).long()
+        sing = self.singability[steps]
+        count = has_previous.to(probs.dtype).sum(1)
+        singability = torch.where(count > 0, (sing * has_previous).sum(1) / count.clamp_min(1.0),
+                                  torch.full_like(count, 0.5))
+        notes = in_note.to(probs.dtype)
+        highest = torch.where(in_note, track, torch.full_like(track, -1)).amax(1)
+        lowest = torch.where(in_note, track, torch.full_like(track, n)).amin(1)
+        spread = torch.where(notes.sum(1) > 0, highest - lowest, torch.zeros_like(highest))
+        singability = torch.where(start.any(1), singability, torch.zeros_like(singability))
+        return torch.stack([singability, spread / 12.0, start.to(probs.dtype).sum(1) / t], dim=1)
+
+
 class PitchSalience(nn.Module):
     """Whitened log spectrogram -> per-frame logits of which pitches sound, and of the melody's pitch.
 
