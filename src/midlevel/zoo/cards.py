@@ -77,6 +77,12 @@ BACKBONE_TEXT = {
                                 "(`PulseFeatures`: a tempo histogram, a soft beat period and its spread over 4 s "
                                 "windows, added through a linear map that starts at zero, so it can be warm-started "
                                 "from a `compact_transcribe` model).",
+    "compact_transcribe_measures": "the `compact_transcribe` network plus the controlled corpus's own key and "
+                                   "melody formulas applied to its transcribed notes (`NoteKeyMeasures`: key "
+                                   "clarity, local key clarity, key consistency, minor vs major; "
+                                   "`NoteMelodyMeasures`: singability, range and rate of the melody's notes), "
+                                   "added through a linear map that starts at zero, so it can be warm-started "
+                                   "from a `compact_transcribe` model.",
     "vgg": "the 2019 paper's VGG-style CNN (about 3.9 M parameters).",
 }
 
