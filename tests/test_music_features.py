@@ -284,7 +284,9 @@ def test_note_melody_measures_read_notes_not_frames():
     for start, stop, pitch in [(0, 3, 36), (3, 6, 38), (6, 7, 50), (7, 10, 40), (12, 15, 40), (15, 17, 52)]:
         probs[0, pitch, start:stop] = 0.9
     probs[0, 30, 0:3] = 0.9  # a lower pitch under the first note: the highest is the melody
-    out = NoteMelodyMeasures()(probs).numpy()
+    module = NoteMelodyMeasures()
+    np.testing.assert_array_equal(module.singability.numpy()[:13], SINGABILITY.astype(np.float32))
+    out = module(probs).numpy()
     expected = np.mean([SINGABILITY[2], SINGABILITY[2], SINGABILITY[0], SINGABILITY[12]])  # 36-38-40-40-52
     np.testing.assert_allclose(out[0], [expected, (52 - 36) / 12, 5 / 20], rtol=1e-6)
     np.testing.assert_array_equal(out[1], 0.0)  # no melody

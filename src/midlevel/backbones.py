@@ -7,8 +7,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import FrontendConfig
-from .music_features import (MelodicIntervals, NoteKeyMeasures, NoteMelodyMeasures, PitchClassFeatures, PitchMotionFeatures, PitchSalience, PulseFeatures,
-                             RhythmFeatures)
+from .music_features import (MelodicIntervals, NoteKeyMeasures, NoteMelodyMeasures, PitchClassFeatures,
+                             PitchMotionFeatures, PitchSalience, PulseFeatures, RhythmFeatures)
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Sequential:

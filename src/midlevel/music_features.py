@@ -340,7 +340,8 @@ class NoteMelodyMeasures(nn.Module):
     a note starts where the pitch changes or after a rest, and its interval is taken to the last
     note frame before it. The singability table is ``ratings.SINGABILITY``. The "last note frame
     before t" is a maximum over a (t x t) triangular mask rather than a cumulative maximum, which
-    ONNX lacks. No parameters: read-outs of the transcriber, like ``NoteKeyMeasures``.
+    ONNX lacks (memory grows with the square of the frames: 0.4 MB per 10 s window). No parameters:
+    read-outs of the transcriber, like ``NoteKeyMeasures``.
     """
 
     out_features = 3
@@ -348,11 +349,13 @@ class NoteMelodyMeasures(nn.Module):
     def __init__(self, *, threshold: float = 0.5) -> None:
         super().__init__()
         self.threshold = float(threshold)
-        table = torch.tensor([0.6, 1.0, 1.0, 0.7, 0.7, 0.5, 0.1, 0.4, 0.15, 0.15, 0.1, 0.1, 0.2, 0.0])  # > 12: 0
+        # ``ratings.SINGABILITY`` (0-12 semitones; a test keeps them equal) and 0 beyond an octave; not
+        # imported, so that a model does not load the corpus builder
+        table = torch.tensor([0.6, 1.0, 1.0, 0.7, 0.7, 0.5, 0.1, 0.4, 0.15, 0.15, 0.1, 0.1, 0.2, 0.0])
         self.register_buffer("singability", table)
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
-        b, n, t = probs.shape
+        n, t = probs.shape[1:]
         active = (probs > self.threshold).any(1)  # (b, t)
         rows = torch.arange(n, device=probs.device, dtype=probs.dtype)[None, :, None]
         track = torch.where(active, ((probs > self.threshold).to(probs.dtype) * (rows + 1)).amax(1) - 1,
@@ -371,10 +374,9 @@ class NoteMelodyMeasures(nn.Module):
         count = has_previous.to(probs.dtype).sum(1)
         singability = torch.where(count > 0, (sing * has_previous).sum(1) / count.clamp_min(1.0),
                                   torch.full_like(count, 0.5))
-        notes = in_note.to(probs.dtype)
         highest = torch.where(in_note, track, torch.full_like(track, -1)).amax(1)
         lowest = torch.where(in_note, track, torch.full_like(track, n)).amin(1)
-        spread = torch.where(notes.sum(1) > 0, highest - lowest, torch.zeros_like(highest))
+        spread = torch.where(in_note.any(1), highest - lowest, torch.zeros_like(highest))
         singability = torch.where(start.any(1), singability, torch.zeros_like(singability))
         return torch.stack([singability, spread / 12.0, start.to(probs.dtype).sum(1) / t], dim=1)
 
