@@ -4,7 +4,7 @@ import torch
 
 from midlevel import ModelConfig, TwoStageModel
 from midlevel.model import BlackBoxModel
-from midlevel.training.loops import ArraySet, TrainSettings, network_outputs, train_network
+from midlevel.training.loops import ArraySet, TrainSettings, batched_outputs, network_outputs, train_network
 from midlevel.training.metrics import mean_r, metric_table, paired_bootstrap_mean_r, pearson_per_column
 
 
@@ -244,3 +244,28 @@ def test_ingredient_loss_is_off_at_weight_zero_resumes_exactly_and_needs_ingredi
                       tmp_path / "none", progress=False)
     with pytest.raises(ValueError, match="ingredient_weight must be >= 0"):
         TrainSettings(ingredient_weight=-1.0)
+
+
+def test_trainable_freezes_the_rest_in_eval_mode_and_resumes(tmp_path):
+    """Only the named parameters move; frozen batch norms keep their statistics; the frozen part's
+    outputs are unchanged; a run with the setting resumes; an unknown prefix is refused."""
+    train, valid = toy_set(48, 0), toy_set(16, 1)
+    model, start = small_model(), small_model()
+    settings = TrainSettings(setup="joint", epochs=2, batch_size=16, lr=3e-3, patience=10, trainable=("concept_layer",))
+    train_network(model, train, valid, settings, tmp_path / "run", progress=False)
+    moved = {n for (n, a), b in zip(model.state_dict().items(), start.state_dict().values()) if not torch.equal(a, b)}
+    assert moved and all(n.startswith("concept_layer.") for n in moved)  # batch-norm statistics included
+    assert all(p.requires_grad for p in model.parameters())  # frozen only while training
+    np.testing.assert_array_equal(batched_outputs(model, valid, model.backbone),
+                                  batched_outputs(start, valid, start.backbone))  # the embedding did not drift
+    everything = small_model()
+    train_network(everything, train, valid, TrainSettings(**{**settings.__dict__, "trainable": ()}),
+                  tmp_path / "all", progress=False)
+    assert any(not torch.equal(a, b) for (n, a), b in zip(everything.state_dict().items(), start.state_dict().values())
+               if n.startswith("backbone."))
+    extended = small_model()  # the finished 2-epoch run extended to 3: the stored tuple compares equal
+    train_network(extended, train, valid, TrainSettings(**{**settings.__dict__, "epochs": 3}), tmp_path / "run",
+                  progress=False)
+    with pytest.raises(ValueError, match="no parameter of this model starts with"):
+        train_network(small_model(), train, valid, TrainSettings(epochs=1, trainable=("concepts_layer",)),
+                      tmp_path / "typo", progress=False)

@@ -121,7 +121,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                              patience=args.patience, seed=args.seed, joint_weight=args.joint_weight,
                              crop_frames=args.crop_frames, lr_schedule=args.lr_schedule,
                              transpose_semitones=args.transpose, roll_weight=args.roll_weight,
-                             ingredient_weight=args.ingredient_weight)
+                             ingredient_weight=args.ingredient_weight,
+                             trainable=tuple(m for m in (args.trainable or "").split(",") if m))
     joint = None if args.joint_heads is None else [h for h in args.joint_heads.split(",") if h]
     concepts = [*MIDLEVEL_FEATURES, *OUTSIDE_CONCEPTS] if args.outside_concepts else None
     results = train_family(args.corpus, args.out, backbone=args.backbone, heads=args.heads.split(","),
@@ -184,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of an auxiliary loss on the ratings' recorded ingredients (jitter, rubato, "
                         "syncopation, ... from the controlled corpus's factors.csv), read out of the embedding by "
                         "a training-only linear layer that is not saved with the model (0: off)")
+    p.add_argument("--trainable", metavar="PREFIXES",
+                   help="train only the parameters whose names start with one of these comma-separated prefixes "
+                        "(e.g. backbone.note_measures_in,concept_layer,head with --init-from); the rest stays "
+                        "frozen in eval mode (default: train everything)")
     p.add_argument("--cache-dir", help="spectrogram cache folder (default: OUT/cache)")
     p.add_argument("--outside-concepts", action="store_true",
                    help="add loudness, tempo and register (from the controlled corpus's factors.csv) to the seven "

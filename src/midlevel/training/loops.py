@@ -68,8 +68,14 @@ class TrainSettings:
     #: training-only linear read-out of the embedding against ``ArraySet.ingredients``, each column
     #: standardised on the training clips; 0: off). See ``datasets.controlled.ratings.INGREDIENTS``.
     ingredient_weight: float = 0.0
+    #: train only the parameters whose names start with one of these prefixes (e.g.
+    #: ``("backbone.note_measures_in", "concept_layer", "head")``); every other module is frozen and
+    #: kept in eval mode (fixed batch-norm statistics, no dropout), so what it computes cannot drift.
+    #: Empty: train everything. For adding inputs to a trained network without retraining the rest.
+    trainable: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        self.trainable = tuple(str(p) for p in self.trainable)
         if self.setup not in SETUPS:
             raise ValueError(f"setup must be one of {SETUPS}; got {self.setup!r}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -206,6 +212,19 @@ def validation_score(model: AudioModel, settings: TrainSettings, data: ArraySet)
     return scores
 
 
+def trains(name: str, settings: TrainSettings) -> bool:
+    """Whether the parameter or module called ``name`` is trained (``TrainSettings.trainable``)."""
+    return not settings.trainable or name.startswith(settings.trainable)
+
+
+def set_training_modes(model: torch.nn.Module, settings: TrainSettings) -> None:
+    """Train mode for the trained modules, eval mode for the frozen ones (``TrainSettings.trainable``)."""
+    model.train()
+    if settings.trainable:
+        for name, module in model.named_modules():
+            module.training = bool(name) and trains(name, settings)
+
+
 def train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings: TrainSettings,
                   out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """Train with early stopping; resumes from ``out_dir`` if a run was interrupted there.
@@ -224,6 +243,14 @@ def _train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings
         raise TypeError("the a2e setup trains a BlackBoxModel")
     if settings.setup != "a2e" and not isinstance(model, TwoStageModel):
         raise TypeError(f"the {settings.setup} setup trains a TwoStageModel")
+    if settings.trainable:
+        named = dict(model.named_parameters())
+        unknown = [p for p in settings.trainable if not any(n.startswith(p) for n in named)]
+        if unknown:
+            raise ValueError(f"trainable {unknown}: no parameter of this model starts with that; "
+                             f"its modules: {sorted({n.rsplit('.', 1)[0] for n in named})}")
+        for name, param in named.items():
+            param.requires_grad_(trains(name, settings))
     params = [p for p in model.parameters() if p.requires_grad]
     if settings.setup == "concepts":  # the head is fitted afterwards, not trained here
         params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
@@ -242,7 +269,7 @@ def _train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings
     state = load_training_state(out_dir, tracked, optimizer)
     if state is not None:  # settings added since the run started take their defaults
         state["settings"] = {**asdict(TrainSettings()), **state["settings"]}
-    if state is not None and {**state["settings"], "epochs": 0} != {**asdict(settings), "epochs": 0}:
+    if state is not None and {**state["settings"], "epochs": 0} != {**json.loads(json.dumps(asdict(settings))), "epochs": 0}:
         raise ValueError(f"{out_dir / 'state.json'}: was written with other settings; use a new --out folder")
     if state is not None:  # only the epoch budget may change: a finished run can be extended
         state["settings"] = asdict(settings)
@@ -261,7 +288,7 @@ def _train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings
         torch.manual_seed(settings.seed * 100_003 + epoch)
         gen = torch.Generator().manual_seed(settings.seed * 7919 + epoch)
         order = torch.randperm(len(train), generator=gen)
-        model.train()
+        set_training_modes(model, settings)
         total, batches = 0.0, range(0, len(train), settings.batch_size)
         for i in tqdm(batches, desc=f"{settings.setup} epoch {epoch}", disable=not progress, leave=False):
             idx = order[i:i + settings.batch_size]
@@ -292,6 +319,8 @@ def _train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings
         if progress:
             tqdm.write(f"epoch {epoch}: loss {row['train_loss']:.4f} "
                        + " ".join(f"{k} {v:.3f}" for k, v in scores.items()) + f" ({row['seconds']:.0f} s)")
+    for param in model.parameters():  # frozen only while training
+        param.requires_grad_(True)
     best = type(model).from_pretrained(out_dir / "best")
     model.load_state_dict(best.state_dict())
     return state
