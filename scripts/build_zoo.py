@@ -182,7 +182,10 @@ def training_summary(family: dict, trained: str, model: AudioModel | None = None
     results.json, so the card counts every epoch the weights went through."""
     out = {k: family["models"][trained][k]
            for k in ("epochs", "best_epoch", "seconds_per_epoch", "seconds_fastest_epoch", "seconds_total")}
-    init = (model.config.metadata or {}).get("init_from") if model is not None else None
+    metadata = (model.config.metadata or {}) if model is not None else {}
+    if metadata.get("settings", {}).get("trainable"):  # only these parameters moved (``midlevel train --trainable``)
+        out["trainable"] = list(metadata["settings"]["trainable"])
+    init = metadata.get("init_from")
     if init:
         init_dir = Path(init["model"])
         init_model = AudioModel.from_pretrained(init_dir, expected_sha256=init["weights_sha256"])

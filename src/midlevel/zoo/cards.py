@@ -341,6 +341,10 @@ def render_card(name: str, results: dict[str, Any]) -> str:
             f"epochs), {t['seconds_total'] / 60:.1f} min in all"
             + (" (the concept model's training; the head is then fitted in seconds)"
                if info["source"].startswith(("a2mid2e", "independent")) else "") + ".", ""]
+    if t.get("trainable"):
+        out += ["Only the parameters under " + ", ".join(f"`{m}`" for m in t["trainable"]) + " were trained in these "
+                "epochs (`midlevel train --trainable`); the rest of the network was frozen in eval mode, so it computes "
+                "what the model it continued computed.", ""]
     if "warm_start" in t:
         out += [_warm_start(t), ""]
     if info["explainable"]:
