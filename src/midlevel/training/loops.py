@@ -243,6 +243,7 @@ def _train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings
         raise TypeError("the a2e setup trains a BlackBoxModel")
     if settings.setup != "a2e" and not isinstance(model, TwoStageModel):
         raise TypeError(f"the {settings.setup} setup trains a TwoStageModel")
+    was_trainable = {name: p.requires_grad for name, p in model.named_parameters()}
     if settings.trainable:
         named = dict(model.named_parameters())
         unknown = [p for p in settings.trainable if not any(n.startswith(p) for n in named)]
@@ -319,8 +320,8 @@ def _train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings
         if progress:
             tqdm.write(f"epoch {epoch}: loss {row['train_loss']:.4f} "
                        + " ".join(f"{k} {v:.3f}" for k, v in scores.items()) + f" ({row['seconds']:.0f} s)")
-    for param in model.parameters():  # frozen only while training
-        param.requires_grad_(True)
+    for name, param in model.named_parameters():  # frozen only while training
+        param.requires_grad_(was_trainable[name])
     best = type(model).from_pretrained(out_dir / "best")
     model.load_state_dict(best.state_dict())
     return state
