@@ -67,6 +67,16 @@ def ingredient_table(y: np.ndarray, pred: np.ndarray, table: pd.DataFrame, ingre
     return {"r": pearson(pred, y), "r_cross_validated": alone, "ingredients": rows}
 
 
+def factor_rows(corpus: str | Path, ids) -> pd.DataFrame:
+    """The controlled corpus's ``factors.csv`` rows of clips ``ids``, in that order (a clear error if any is missing)."""
+    path = Path(corpus) / "factors.csv"
+    table = pd.read_csv(path, dtype={"song_id": str}).set_index("song_id")
+    missing = [i for i in ids if i not in table.index]
+    if missing:
+        raise SystemExit(f"{path}: no row for clips {missing[:5]} (not a controlled corpus?)")
+    return table.loc[list(ids)]
+
+
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     model = midlevel.load(args.model)
@@ -79,11 +89,7 @@ def run(args: argparse.Namespace) -> dict:
     clips = load_splits(args.heldout, concepts=names)["test"]
     if not len(clips):
         raise SystemExit(f"--heldout {args.heldout}: its test split is empty")
-    table = pd.read_csv(Path(args.heldout) / "factors.csv", dtype={"song_id": str}).set_index("song_id")
-    missing = [i for i in clips.ids if i not in table.index]
-    if missing:
-        raise SystemExit(f"{Path(args.heldout) / 'factors.csv'}: no row for clips {missing[:5]} (not a controlled corpus?)")
-    table = table.loc[list(clips.ids)]
+    table = factor_rows(args.heldout, clips.ids)
     absent = sorted({c for n in names for c in INGREDIENTS[n]} - set(table.columns))
     if absent:
         raise SystemExit(f"{Path(args.heldout) / 'factors.csv'}: no column {absent} (a corpus of another build?)")

@@ -45,7 +45,7 @@ from midlevel.training.loops import ArraySet, network_outputs
 from midlevel.training.recipes import transcribed_rolls
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark, also when a test loads this file
-from concept_errors import cross_validated_r, number, pearson  # noqa: E402
+from concept_errors import cross_validated_r, factor_rows, number, pearson  # noqa: E402
 
 #: measurement -> the concept whose formula uses it (``docs/controlled_corpus.md``)
 MEASURES = {"m_singability": "melodiousness", "m_range": "melodiousness", "m_notes_per_s": "melodiousness",
@@ -135,12 +135,7 @@ def run(args: argparse.Namespace) -> dict:
     clips = load_splits(args.heldout, concepts=names)["test"]
     if not len(clips):
         raise SystemExit(f"--heldout {args.heldout}: its test split is empty")
-    factors = Path(args.heldout) / "factors.csv"
-    table = pd.read_csv(factors, dtype={"song_id": str}).set_index("song_id")
-    absent = [i for i in clips.ids if i not in table.index]
-    if absent:
-        raise SystemExit(f"{factors}: no row for clips {absent[:5]} (not a controlled corpus?)")
-    table = table.loc[list(clips.ids)]
+    table = factor_rows(args.heldout, clips.ids)
     seconds = float(json.loads((Path(args.heldout) / "corpus.json").read_text())["settings"]["seconds"])
     data = ArraySet(cached_log_spectrograms(clips.paths, model.frontend, model.config.window_samples, args.cache_dir))
     out = network_outputs(model, data)

@@ -72,6 +72,13 @@ def all_rotations(templates: torch.Tensor) -> torch.Tensor:
     return templates[:, idx]
 
 
+def pitch_class_fold(n_pitches: int, low_pitch: int) -> torch.Tensor:
+    """(n_pitches, 12) 0/1: row ``p`` (MIDI pitch ``low_pitch + p``) -> its pitch class (C = 0)."""
+    fold = torch.zeros(n_pitches, 12)
+    fold[torch.arange(n_pitches), (torch.arange(n_pitches) + low_pitch) % 12] = 1.0
+    return fold
+
+
 def centred_unit(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     x = x - x.mean(dim, keepdim=True)
     return x / (x.norm(dim=dim, keepdim=True) + 1e-6)
@@ -294,17 +301,13 @@ class NoteKeyMeasures(nn.Module):
     def __init__(self, *, low_pitch: int = 24, n_pitches: int = 84, threshold: float = 0.5) -> None:
         super().__init__()
         self.threshold = float(threshold)
-        fold = torch.zeros(n_pitches, 12)
-        fold[torch.arange(n_pitches), (torch.arange(n_pitches) + low_pitch) % 12] = 1.0
-        self.register_buffer("fold", fold)
+        self.register_buffer("fold", pitch_class_fold(n_pitches, low_pitch))
         keys = torch.cat([all_rotations(torch.tensor([KK_MAJOR]))[0], all_rotations(torch.tensor([KK_MINOR]))[0]])
         self.register_buffer("keys", centred_unit(keys))  # (24, 12): major keys C..B, then minor
 
     def key_correlations(self, profiles: torch.Tensor) -> torch.Tensor:
         """(..., 12) -> (..., 24); a flat or empty profile correlates 0 with every key."""
-        x = profiles - profiles.mean(-1, keepdim=True)
-        norm = x.norm(dim=-1, keepdim=True)
-        return torch.where(norm > 1e-6, x / norm.clamp_min(1e-6), torch.zeros_like(x)) @ self.keys.T
+        return centred_unit(profiles) @ self.keys.T
 
     def window_masks(self, frames: int, device: torch.device) -> torch.Tensor:
         """(5, frames) 0/1: frame f (at time f / frames of the input) is in window k if k/6 <= f/frames < k/6 + 1/3."""
@@ -416,8 +419,7 @@ class PitchSalience(nn.Module):
 
     def pitch_classes(self, probs: torch.Tensor) -> torch.Tensor:
         """(b, n_pitches, t) note probabilities -> (b, 12, t) pitch-class distributions (C = 0)."""
-        fold = torch.zeros(self.n_pitches, 12, device=probs.device, dtype=probs.dtype)
-        fold[torch.arange(self.n_pitches), (torch.arange(self.n_pitches) + self.low_pitch) % 12] = 1.0
+        fold = pitch_class_fold(self.n_pitches, self.low_pitch).to(device=probs.device, dtype=probs.dtype)
         pcs = torch.einsum("bnt,np->bpt", probs, fold)
         return (pcs + 1e-3) / (pcs.sum(1, keepdim=True) + 12e-3)
 
