@@ -186,14 +186,30 @@ def training_summary(family: dict, trained: str, model: AudioModel | None = None
     if metadata.get("settings", {}).get("trainable"):  # only these parameters moved (``midlevel train --trainable``)
         out["trainable"] = list(metadata["settings"]["trainable"])
     init = metadata.get("init_from")
-    if init:
+    if init and Path(init["model"]).is_dir():
         init_dir = Path(init["model"])
         init_model = AudioModel.from_pretrained(init_dir, expected_sha256=init["weights_sha256"])
         init_family = json.loads((init_dir.parent.parent / "results.json").read_text())
         out["warm_start"] = {"from": init_dir.name, "weights_sha256": init["weights_sha256"],
                              "corpus": trained_corpus(init_model),
                              **training_summary(init_family, init_dir.name, init_model)}
+    elif init:
+        out["warm_start"] = zoo_training_summary(init["model"], init["weights_sha256"])
     return out
+
+
+def zoo_training_summary(zoo_name: str, weights_sha256: str) -> dict:
+    """The training of a zoo entry a run started from (``--init-from NAME``), as the shipped results record
+    it: the folders it was trained in need not exist any more. Refused when the zoo now ships other weights."""
+    results = json.loads((CARDS / "results.json").read_text())
+    entry = results["zoo"].get(zoo_name)
+    if entry is None or entry["sha256"] != weights_sha256:
+        raise SystemExit(f"--init-from {zoo_name}: the shipped zoo has " + (
+            f"other weights under that name ({entry['sha256'][:12]}, the run started from {weights_sha256[:12]})"
+            if entry else "no such entry") + "; the training the run continued is not on record")
+    return {"from": zoo_name, "weights_sha256": weights_sha256,
+            "corpus": entry.get("train_corpus", results["train_corpus"]),
+            **results["family"][entry["source"]]["training"]}
 
 
 def read_shipped(replacing: str | None = None) -> tuple[dict, dict]:

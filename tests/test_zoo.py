@@ -100,6 +100,26 @@ def test_a_warm_started_entry_counts_every_training_run_in_its_card():
     assert f"Every run together: {(training['seconds_total'] + 4920.0) / 60:.1f} min." in text
 
 
+def test_a_run_started_from_a_zoo_entry_counts_that_entrys_recorded_training():
+    """``--init-from NAME`` continues shipped weights whose training folders may be gone: build_zoo.py takes
+    their training from the shipped results, and refuses when the zoo now ships other weights under NAME."""
+    from script_loader import load_script
+
+    build_zoo = load_script("scripts/build_zoo.py")
+    results = json.loads(RESULTS.read_text())
+    name = next(n for n, e in results["zoo"].items() if "warm_start" in results["family"][e["source"]]["training"])
+    entry = results["zoo"][name]
+    summary = build_zoo.zoo_training_summary(name, entry["sha256"])
+    assert summary["from"] == name and summary["weights_sha256"] == entry["sha256"]
+    assert summary["corpus"] == entry.get("train_corpus", results["train_corpus"])
+    recorded = results["family"][entry["source"]]["training"]
+    assert {k: summary[k] for k in recorded} == recorded  # its own warm start, too: every earlier run counts
+    with pytest.raises(SystemExit, match=f"other weights under that name.*{'0' * 12}"):
+        build_zoo.zoo_training_summary(name, "0" * 64)
+    with pytest.raises(SystemExit, match="no such entry"):
+        build_zoo.zoo_training_summary("no-such-model", entry["sha256"])
+
+
 def test_joint_training_narrows_the_gap_to_the_black_box():
     """The paper's finding on the held-out corpus: joint training beats the sequential two-stage model.
 
