@@ -337,8 +337,7 @@ def render_card(name: str, results: dict[str, Any]) -> str:
     t = fam["training"]
     out += ["### Training cost (CPU, 2 cores)", "",
             f"{t['epochs']} epochs (best {t['best_epoch']}), {t['seconds_per_epoch']:.1f} s per epoch on average "
-            f"(fastest {t['seconds_fastest_epoch']:.1f} s; the machine was shared with other jobs, which slows "
-            f"epochs), {t['seconds_total'] / 60:.1f} min in all"
+            f"(fastest {t['seconds_fastest_epoch']:.1f} s), {t['seconds_total'] / 60:.1f} min in all"
             + (" (the concept model's training; the head is then fitted in seconds)"
                if info["source"].startswith(("a2mid2e", "independent")) else "") + ".", ""]
     if t.get("trainable"):
