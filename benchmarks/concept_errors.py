@@ -33,11 +33,13 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 
 import midlevel
 from midlevel.datasets.controlled.ratings import INGREDIENTS
-from midlevel.ioutil import write_report
 from midlevel.model import TwoStageModel
 from midlevel.training.cache import cached_log_spectrograms
 from midlevel.training.data import load_splits
 from midlevel.training.loops import ArraySet, network_outputs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, also when a test loads this file
+from report_cli import report_parser, run_and_report  # noqa: E402
 
 FOLDS = 5
 
@@ -131,18 +133,10 @@ def markdown(s: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = report_parser(__doc__, "concept_errors")
     p.add_argument("--model", required=True, help="two-stage model: zoo name or folder")
     p.add_argument("--heldout", required=True, help="controlled corpus whose test split holds unseen pieces")
-    p.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    p.add_argument("--stem", default="concept_errors", help="results file name, without suffix")
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    summary = run(args)
-    write_report(args.out, args.stem, summary, markdown(summary))
-    print(markdown(summary))
-    return 0
+    return run_and_report(p.parse_args(argv), run, markdown)
 
 
 if __name__ == "__main__":

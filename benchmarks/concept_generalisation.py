@@ -39,7 +39,6 @@ import torch
 
 import midlevel
 from midlevel.datasets.controlled.rolls import corpus_rolls
-from midlevel.ioutil import write_report
 from midlevel.model import TwoStageModel
 from midlevel.training.cache import cached_log_spectrograms
 from midlevel.training.data import clip_pieces, load_splits
@@ -47,6 +46,9 @@ from midlevel.training.loops import ArraySet, network_outputs
 from midlevel.training.metrics import mean_r, paired_bootstrap_mean_r, pearson_per_column
 from midlevel.training.recipes import transcription_scores
 from midlevel.zoo import weights_sha256
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, also when a test loads this file
+from report_cli import report_parser, run_and_report  # noqa: E402
 
 SPLITS = ("train", "val", "test")
 
@@ -165,19 +167,11 @@ def markdown(summary: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = report_parser(__doc__, "concept_generalisation")
     p.add_argument("--model", type=parse_model, action="append", required=True, metavar="LABEL=NAME_OR_DIR@CORPUS")
     p.add_argument("--heldout", required=True, help="corpus whose test split holds only unseen pieces")
-    p.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    p.add_argument("--stem", default="concept_generalisation", help="results file name, without suffix")
     p.add_argument("--bootstrap", type=int, default=2000)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    summary = run(args)
-    write_report(args.out, args.stem, summary, markdown(summary))
-    print(markdown(summary))
-    return 0
+    return run_and_report(p.parse_args(argv), run, markdown)
 
 
 if __name__ == "__main__":

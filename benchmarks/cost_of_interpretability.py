@@ -28,13 +28,15 @@ import torch
 from sklearn.linear_model import LinearRegression
 
 import midlevel
-from midlevel.ioutil import write_report
 from midlevel.model import BlackBoxModel, TwoStageModel
 from midlevel.training.cache import cached_log_spectrograms
 from midlevel.training.data import clip_pieces, load_splits
 from midlevel.training.loops import ArraySet, predict_targets
 from midlevel.training.metrics import mean_r, paired_bootstrap_mean_r, pearson_per_column
 from midlevel.zoo import weights_sha256
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, also when a test loads this file
+from report_cli import report_parser, run_and_report  # noqa: E402
 
 
 def parse_model(spec: str) -> tuple[str, str]:
@@ -129,21 +131,13 @@ def markdown(summary: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = report_parser(__doc__, "cost_of_interpretability")
     p.add_argument("--black-box", required=True, help="the A2E counterpart (zoo name or folder)")
     p.add_argument("--model", type=parse_model, action="append", required=True, metavar="LABEL=NAME_OR_DIR")
     p.add_argument("--train-corpus", required=True, help="corpus the models were trained on (for the ceilings)")
     p.add_argument("--heldout", required=True, help="corpus whose test split holds only unseen pieces")
-    p.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    p.add_argument("--stem", default="cost_of_interpretability", help="output file name without extension")
     p.add_argument("--bootstrap", type=int, default=2000)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    summary = run(args)
-    write_report(args.out, args.stem, summary, markdown(summary))
-    print(markdown(summary))
-    return 0
+    return run_and_report(p.parse_args(argv), run, markdown)
 
 
 if __name__ == "__main__":

@@ -36,12 +36,12 @@ from tqdm import tqdm
 import midlevel
 from midlevel.datasets.controlled.build import make_clip
 from midlevel.datasets.controlled.factors import KIND_DETUNED, KIND_DRUM, KIND_SCORE
-from midlevel.ioutil import write_report
 from midlevel.training.cache import cached_log_spectrograms
 from midlevel.training.data import load_splits
 from midlevel.training.loops import ArraySet, network_outputs
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark, also when a test loads this file
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, also when a test loads this file
+from report_cli import report_parser, run_and_report  # noqa: E402
 from concept_errors import factor_rows, number, pearson  # noqa: E402
 
 OFF_BEAT = 0.15  # an onset further than this (in beats) from the beat before it is off the beat
@@ -148,18 +148,10 @@ def markdown(s: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = report_parser(__doc__, "syncopation_from_onsets")
     p.add_argument("--heldout", required=True, help="controlled corpus whose test split holds unseen pieces")
     p.add_argument("--model", default="transcribe-measures-linear-10", help="two-stage model with a rhythm_complexity concept")
-    p.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    p.add_argument("--stem", default="syncopation_from_onsets", help="results file name, without suffix")
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    summary = run(args)
-    write_report(args.out, args.stem, summary, markdown(summary))
-    print(markdown(summary))
-    return 0
+    return run_and_report(p.parse_args(argv), run, markdown)
 
 
 if __name__ == "__main__":

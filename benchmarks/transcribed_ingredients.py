@@ -37,14 +37,14 @@ import midlevel
 from midlevel.datasets.controlled.ratings import SINGABILITY
 from midlevel.datasets.controlled.rolls import ROLL_LOW, corpus_rolls
 from midlevel.datasets.controlled.theory import key_correlations
-from midlevel.ioutil import write_report
 from midlevel.model import TwoStageModel
 from midlevel.training.cache import cached_log_spectrograms
 from midlevel.training.data import load_splits
 from midlevel.training.loops import ArraySet, network_outputs
 from midlevel.training.recipes import transcribed_rolls
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark, also when a test loads this file
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, also when a test loads this file
+from report_cli import report_parser, run_and_report  # noqa: E402
 from concept_errors import cross_validated_r, factor_rows, number, pearson  # noqa: E402
 
 #: measurement -> the concept whose formula uses it (``docs/controlled_corpus.md``)
@@ -175,18 +175,10 @@ def markdown(s: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = report_parser(__doc__, "transcribed_ingredients")
     p.add_argument("--model", required=True, help="two-stage model with a transcribing backbone: zoo name or folder")
     p.add_argument("--heldout", required=True, help="controlled corpus whose test split holds unseen pieces")
-    p.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    p.add_argument("--stem", default="transcribed_ingredients", help="results file name, without suffix")
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    summary = run(args)
-    write_report(args.out, args.stem, summary, markdown(summary))
-    print(markdown(summary))
-    return 0
+    return run_and_report(p.parse_args(argv), run, markdown)
 
 
 if __name__ == "__main__":

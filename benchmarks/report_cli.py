@@ -1,0 +1,28 @@
+"""The command line the held-out benchmarks share: where results and cached spectrograms go, how many
+threads, and how a run ends (JSON and Markdown written atomically, the Markdown printed)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable
+
+from midlevel.ioutil import write_report
+
+
+def report_parser(doc: str, stem: str) -> argparse.ArgumentParser:
+    """A parser described by the first line of ``doc`` with ``--cache-dir``, ``--out``, ``--stem``, ``--threads``."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    p.add_argument("--stem", default=stem, help="results file name, without suffix")
+    p.add_argument("--threads", type=int, default=1)
+    return p
+
+
+def run_and_report(args: argparse.Namespace, run: Callable[[argparse.Namespace], dict],
+                   markdown: Callable[[dict], str]) -> int:
+    summary = run(args)
+    write_report(args.out, args.stem, summary, markdown(summary))
+    print(markdown(summary))
+    return 0
