@@ -24,7 +24,6 @@ Writes ``<--stem>.json`` and ``.md`` under ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -34,8 +33,8 @@ import torch
 from tqdm import tqdm
 
 import midlevel
-from midlevel.datasets.controlled.build import make_clip
 from midlevel.datasets.controlled.factors import KIND_DETUNED, KIND_DRUM, KIND_SCORE
+from midlevel.datasets.controlled.rolls import corpus_settings, realised_clip
 from midlevel.training.cache import cached_log_spectrograms
 from midlevel.training.data import load_splits
 from midlevel.training.loops import ArraySet, network_outputs
@@ -57,7 +56,12 @@ COUNTS = {
 
 
 def off_beat(onsets: np.ndarray, beats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(off the beat, next beat held) per onset, both in seconds; beats past the last are extrapolated."""
+    """(off the beat, next beat held) per distinct onset (to 10 ms), both in seconds; beats past the last
+    are extrapolated. Empty without onsets or without two beats to measure a period from."""
+    onsets = np.unique(np.round(np.asarray(onsets, dtype=float), 2))
+    beats = np.asarray(beats, dtype=float)
+    if len(beats) < 2 or not len(onsets):
+        return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
     period = float(np.median(np.diff(beats)))
     grid = np.concatenate([beats, beats[-1] + period * np.arange(1, 4)])
     nxt = np.minimum(np.searchsorted(grid, onsets + 0.05 * period), len(grid) - 1)
@@ -66,20 +70,20 @@ def off_beat(onsets: np.ndarray, beats: np.ndarray) -> tuple[np.ndarray, np.ndar
     return (phase > OFF_BEAT) & (phase < 1.0 - OFF_BEAT), held
 
 
+def counts_of(off: np.ndarray, held: np.ndarray, n_beats: int) -> tuple[float, float]:
+    """(syncopation: off-beat onsets whose next beat has no onset, per beat, at most 1 -- the corpus's rule on
+    performed times; the share of onsets off the beat) from ``off_beat``'s masks."""
+    if not len(off):
+        return 0.0, 0.0
+    return float(min(1.0, np.sum(off & ~held) / n_beats)), float(np.mean(off))
+
+
 def syncopation_count(onsets: np.ndarray, beats: np.ndarray) -> float:
-    """Off-beat onsets whose next beat has no onset, per beat (the corpus's rule, on performed times)."""
-    onsets = np.unique(np.round(np.sort(np.asarray(onsets, dtype=float)), 2))
-    if len(beats) < 2 or not len(onsets):
-        return 0.0
-    off, held = off_beat(onsets, np.asarray(beats, dtype=float))
-    return float(min(1.0, np.sum(off & ~held) / len(beats)))
+    return counts_of(*off_beat(onsets, beats), len(beats))[0]
 
 
 def off_beat_share(onsets: np.ndarray, beats: np.ndarray) -> float:
-    onsets = np.unique(np.round(np.sort(np.asarray(onsets, dtype=float)), 2))
-    if len(beats) < 2 or not len(onsets):
-        return 0.0
-    return float(np.mean(off_beat(onsets, np.asarray(beats, dtype=float))[0]))
+    return counts_of(*off_beat(onsets, beats), len(beats))[1]
 
 
 def performed_beats(clip) -> np.ndarray:
@@ -107,12 +111,14 @@ def clip_counts(clip) -> dict[str, float]:
     layers = [clip.onset[(clip.kind == KIND_SCORE) & (clip.part == p)] for p in np.unique(clip.part[clip.kind == KIND_SCORE])]
     layers += [clip.onset[(clip.kind == KIND_DRUM) & (clip.pitch == d)] for d in np.unique(clip.pitch[clip.kind == KIND_DRUM])]
     true_grid, tracked = performed_beats(clip), tracked_beats(pooled, clip.seconds)
+    pooled_true = counts_of(*off_beat(pooled, true_grid), len(true_grid))
+    pooled_tracked = counts_of(*off_beat(pooled, tracked), len(tracked))
     return {
         "per_layer_true_grid": max((syncopation_count(layer, true_grid) for layer in layers), default=0.0),
-        "pooled_true_grid": syncopation_count(pooled, true_grid),
-        "pooled_tracked_grid": syncopation_count(pooled, tracked),
-        "off_beat_share_true_grid": off_beat_share(pooled, true_grid),
-        "off_beat_share_tracked_grid": off_beat_share(pooled, tracked),
+        "pooled_true_grid": pooled_true[0],
+        "pooled_tracked_grid": pooled_tracked[0],
+        "off_beat_share_true_grid": pooled_true[1],
+        "off_beat_share_tracked_grid": pooled_tracked[1],
     }
 
 
@@ -120,11 +126,8 @@ def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     model = midlevel.load(args.model)
     test = load_splits(args.heldout, concepts=model.config.concept_names)["test"]
-    settings = json.loads((Path(args.heldout) / "corpus.json").read_text())["settings"]
-    counts = [clip_counts(make_clip(int(settings["seed"]), int(i) - 1, float(settings["seconds"]),
-                                    clips_per_piece=int(settings["clips_per_piece"]),
-                                    only_split=settings.get("only_split"))[2])
-              for i in tqdm(test.ids, desc="re-realising clips", unit="clip")]
+    settings = corpus_settings(Path(args.heldout))  # refuses a corpus this music21 cannot re-realise exactly
+    counts = [clip_counts(realised_clip(settings, i)) for i in tqdm(test.ids, desc="re-realising clips", unit="clip")]
     recorded = factor_rows(args.heldout, test.ids)["m_syncopation"].to_numpy(dtype=float)
     arrays = ArraySet(cached_log_spectrograms(test.paths, model.frontend, model.config.window_samples, args.cache_dir),
                       test.concepts, test.targets)

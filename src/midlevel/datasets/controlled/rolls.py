@@ -78,15 +78,20 @@ def corpus_settings(root: Path) -> dict:
     return settings
 
 
-def _realised_rolls(settings: dict, ids: Sequence[int], times: np.ndarray) -> np.ndarray:
-    """(len(ids), channels, pitches, frames) rolls of clips ``ids`` re-realised from the corpus settings."""
+def realised_clip(settings: dict, song: int):
+    """Clip ``song`` (its 1-based song id) of a corpus, re-realised from the corpus settings
+    (``corpus_settings``): every note as it was performed, with its part, kind and score position."""
     from .build import make_clip
 
+    return make_clip(int(settings["seed"]), int(song) - 1, float(settings["seconds"]),
+                     clips_per_piece=int(settings["clips_per_piece"]), only_split=settings.get("only_split"))[2]
+
+
+def _realised_rolls(settings: dict, ids: Sequence[int], times: np.ndarray) -> np.ndarray:
+    """(len(ids), channels, pitches, frames) rolls of clips ``ids`` re-realised from the corpus settings."""
     out = np.zeros((len(ids), len(ROLL_CHANNELS), ROLL_PITCHES, len(times)), dtype=np.uint8)
     for n, song in enumerate(ids):
-        _, _, clip = make_clip(int(settings["seed"]), song - 1, float(settings["seconds"]),
-                               clips_per_piece=int(settings["clips_per_piece"]), only_split=settings.get("only_split"))
-        out[n] = clip_roll(clip, times)
+        out[n] = clip_roll(realised_clip(settings, song), times)
     return out
 
 
