@@ -20,7 +20,8 @@ Writes ``<--stem>.json`` and ``.md`` under ``--out``. The committed results:
 distinct pieces, ``--clips-per-piece 1``) and ``concept_generalisation_outside`` (the shipped joint
 model vs the joint model trained with the outside concepts), ``concept_generalisation_transcribe``
 (the transcribing backbone vs the descriptors alone), ``concept_generalisation_clips`` and
-``concept_generalisation_clips12k`` (the transcribing recipe on 3000 vs 6000 vs 12000 clips) and
+``concept_generalisation_clips12k`` (the transcribing recipe on 3000 vs 6000 vs 12000 clips),
+``concept_generalisation_clips24k`` (the note-formula model on 12000 vs 24000 clips) and
 ``concept_generalisation_context`` (the transcriber with and without a second of context) and
 ``concept_generalisation_pulse`` (with and without ``PulseFeatures``) and
 ``concept_generalisation_ingredients`` (with and without the auxiliary loss on the ratings'

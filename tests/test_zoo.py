@@ -120,6 +120,26 @@ def test_a_run_started_from_a_zoo_entry_counts_that_entrys_recorded_training():
         build_zoo.zoo_training_summary("no-such-model", entry["sha256"])
 
 
+def test_a_model_added_later_never_takes_another_models_row_of_the_family_table():
+    """Two entries of one setup, backbone and concept count (e.g. trained on 12000 and on 24000 clips) get
+    two rows: the later one's name carries its clip count, so its numbers never overwrite the earlier's."""
+    from script_loader import load_script
+
+    build_zoo = load_script("scripts/build_zoo.py")
+    ten = [f"c{k}" for k in range(10)]
+    args = ("joint-linear", ten, "compact_transcribe_measures")
+    assert build_zoo.family_key(*args, train_clips=24000, taken={"a2e"}) == "joint-linear-10-transcribe_measures"
+    assert build_zoo.family_key(*args, train_clips=24000, taken={"joint-linear-10-transcribe_measures"}) \
+        == "joint-linear-10-transcribe_measures-24000"
+    assert build_zoo.family_key("a2e", None, "compact_music", train_clips=3000, taken=set()) == "a2e"
+    with pytest.raises(SystemExit, match="joint-linear-10-transcribe_measures-24000"):
+        build_zoo.family_key(*args, train_clips=24000, taken={"joint-linear-10-transcribe_measures",
+                                                              "joint-linear-10-transcribe_measures-24000"})
+    results = json.loads(RESULTS.read_text())
+    sources = [e["source"] for e in results["zoo"].values()]
+    assert len(set(sources)) == len(sources)  # the shipped zoo: one row per entry
+
+
 def test_joint_training_narrows_the_gap_to_the_black_box():
     """The paper's finding on the held-out corpus: joint training beats the sequential two-stage model.
 
@@ -281,10 +301,17 @@ def test_a_cost_against_an_a2e_trained_otherwise_is_flagged():
     assert f"mean r of `{box}` minus this model's" in render_card(name, results)
     assert "Not like for like" not in render_card(name, results)
     entry = results["zoo"][name]
+    clips = results["zoo"][next(n for n, e in results["zoo"].items() if e["source"] == box)].get(
+        "train_corpus", results["train_corpus"])["n"]
     entry["train_corpus"] = {**entry.get("train_corpus", results["train_corpus"]), "n": 10 ** 6}
     assert matched_black_box(name, results) is None
+    # the nearest comparison left: the A2E of the same backbone, with the difference in data named
+    assert f"mean r of `{box}` minus this model's" in render_card(name, results)
+    assert f"**Not like for like**: `{box}`" in render_card(name, results)
+    assert f"trained on {clips} clips, this model on 1000000" in render_card(name, results)
+    entry["backbone"] = "compact_elsewhere"
     assert "mean r of `a2e` minus this model's" in render_card(name, results)
-    assert "**Not like for like**" in render_card(name, results)
+    assert "**Not like for like**: the zoo has no A2E" in render_card(name, results)
 
 
 TRANSCRIBING_ENTRIES = [n for n in list_models() if REGISTRY[n].backbone.startswith("compact_transcribe")]

@@ -239,8 +239,17 @@ def matched_black_box(name: str, results: dict[str, Any]) -> str | None:
                  if not e["explainable"] and _recipe(e, results) == mine), None)
 
 
+def same_backbone_black_box(name: str, results: dict[str, Any]) -> str | None:
+    """The family row of the zoo's A2E with entry ``name``'s backbone and note-roll loss but another training
+    corpus (the next best comparison where ``matched_black_box`` finds none); None if the zoo has none."""
+    backbone, _, roll = _recipe(results["zoo"][name], results)
+    return next((e["source"] for e in results["zoo"].values() if not e["explainable"]
+                 and _recipe(e, results)[::2] == (backbone, roll)), None)
+
+
 def _cost_line(name: str, results: dict[str, Any]) -> str:
-    """The cost of interpretability against the matched A2E, or against the family's `a2e` with a warning."""
+    """The cost of interpretability against the matched A2E, or with a warning against the A2E of the same
+    backbone trained on another corpus, or else the family's `a2e`."""
     info = results["zoo"][name]
     own = results["family"][info["source"]]["heldout_test"]
     if not info["explainable"]:
@@ -249,7 +258,8 @@ def _cost_line(name: str, results: dict[str, Any]) -> str:
                 "and note-roll loss) measure their cost of interpretability against: "
                 + (", ".join(f"`{n}`" for n in users) if users else "none in the zoo today") + ".")
     matched = matched_black_box(name, results)
-    box = matched or "a2e"
+    near = None if matched else same_backbone_black_box(name, results)
+    box = matched or near or "a2e"
     cost = results["family"][box]["heldout_test"]["targets"]["mean"]["r"] - own["targets"]["mean"]["r"]
     text = (f"Cost of interpretability (mean r of `{box}` minus this model's): **{cost:+.3f}** "
             "(the 2019 paper: 0.05 separate, 0.01 joint).")
@@ -258,6 +268,12 @@ def _cost_line(name: str, results: dict[str, Any]) -> str:
         return text + (f" `{box}` (zoo entry `{entry}`) is the A2E trained as this model was (backbone "
                        f"`{_recipe(info, results)[0]}`, same corpus"
                        + (", same note-roll loss" if info.get("roll_weight") else "") + ").")
+    if near:
+        entry = next(n for n, e in results["zoo"].items() if e["source"] == near)
+        clips = [_recipe(e, results)[1]["n"] for e in (results["zoo"][entry], info)]
+        return text + (f" **Not like for like**: `{box}` (zoo entry `{entry}`) has this model's backbone "
+                       f"(`{_recipe(info, results)[0]}`) but was trained on {clips[0]} clips, this model on "
+                       f"{clips[1]}, so this number mixes the cost of the bottleneck with the effect of the data.")
     return text + (" **Not like for like**: the zoo has no A2E trained with this model's backbone, corpus and "
                    "note-roll loss, and `a2e` differs in at least one of them, so this number mixes the cost of the "
                    "bottleneck with the effect of the rest.")
