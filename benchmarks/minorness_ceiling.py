@@ -101,6 +101,21 @@ def split_table(corpus: Path, split: str) -> tuple[LabelledClips, pd.DataFrame, 
     return clips, table.loc[list(clips.ids)], clips.concepts[:, 0]
 
 
+def training_draw(n_clips: int, size: int) -> np.ndarray:
+    """Sorted indices of the training clips whose note rolls the ceilings re-realise (the same draw for every
+    ceiling benchmark, so they share the cached rolls)."""
+    return np.sort(np.random.default_rng(SEED).choice(n_clips, size=min(size, n_clips), replace=False))
+
+
+def concept_prediction(name: str, concept: str, clips: LabelledClips, cache_dir: Path) -> np.ndarray:
+    """Model ``name``'s (zoo name or folder) prediction of ``concept`` for ``clips``; refused if it has none."""
+    model = midlevel.load(name)
+    if concept not in getattr(model.config, "concept_names", ()):
+        raise SystemExit(f"--model {name}: it predicts no {concept}")
+    spec = cached_log_spectrograms(clips.paths, model.frontend, model.config.window_samples, cache_dir, progress=False)
+    return network_outputs(model, ArraySet(spec))[:, list(model.config.concept_names).index(concept)]
+
+
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     frontend = FrontendConfig()
@@ -112,8 +127,7 @@ def run(args: argparse.Namespace) -> dict:
         raise SystemExit(f"--heldout {args.heldout}: its test split is empty")
     label_train, label_held = train[MODE_LABEL].to_numpy(), held[MODE_LABEL].to_numpy()
 
-    rng = np.random.default_rng(SEED)
-    pick = np.sort(rng.choice(len(train_ids), size=min(args.train_clips, len(train_ids)), replace=False))
+    pick = training_draw(len(train_ids), args.train_clips)
     prof_train = pitch_class_profiles(corpus_rolls(args.train, [train_ids[i] for i in pick], n_frames,
                                                    frontend.hop_length, cache_dir=args.cache_dir))
     prof_held = pitch_class_profiles(corpus_rolls(args.heldout, held_ids, n_frames, frontend.hop_length,
@@ -134,15 +148,9 @@ def run(args: argparse.Namespace) -> dict:
                            "minor_share": float(np.mean(label_held))},
                "mode_from_true_notes": mode, "minorness_from_measurements": rating}
     if args.model:
-        model = midlevel.load(args.model)
-        if "minorness" not in getattr(model.config, "concept_names", ()):
-            raise SystemExit(f"--model {args.model}: it predicts no minorness")
-        spec = cached_log_spectrograms(held_clips.paths, model.frontend, model.config.window_samples, args.cache_dir,
-                                       progress=False)
-        pred = network_outputs(model, ArraySet(spec))
-        j = list(model.config.concept_names).index("minorness")
-        summary["model"] = {"name": str(args.model), "minorness_r": pearson(pred[:, j], y_held),
-                            "mode_label_r": pearson(pred[:, j], label_held)}
+        pred = concept_prediction(args.model, "minorness", held_clips, args.cache_dir)
+        summary["model"] = {"name": str(args.model), "minorness_r": pearson(pred, y_held),
+                            "mode_label_r": pearson(pred, label_held)}
     return summary
 
 

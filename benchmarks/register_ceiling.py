@@ -28,16 +28,13 @@ import numpy as np
 import torch
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-import midlevel
 from midlevel.config import FrontendConfig
 from midlevel.datasets.controlled.rolls import ROLL_LOW, ROLL_PITCHES, corpus_rolls
 from midlevel.frontend import LogFrequencySpectrogram
-from midlevel.training.cache import cached_log_spectrograms
 from midlevel.training.data import load_splits
-from midlevel.training.loops import ArraySet, network_outputs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, also when a test loads this file
-from minorness_ceiling import SEED, number, pearson  # noqa: E402
+from minorness_ceiling import SEED, concept_prediction, number, pearson, training_draw  # noqa: E402
 from report_cli import report_parser, run_and_report  # noqa: E402
 
 PERCENTILES = (10, 50, 90)
@@ -78,8 +75,7 @@ def run(args) -> dict:
     held = load_splits(args.heldout, concepts=["register"])["test"]
     if not len(held.ids):
         raise SystemExit(f"--heldout {args.heldout}: its test split is empty")
-    rng = np.random.default_rng(SEED)  # the draw minorness_ceiling.py makes, so the cached rolls are shared
-    pick = np.sort(rng.choice(len(train.ids), size=min(args.train_clips, len(train.ids)), replace=False))
+    pick = training_draw(len(train.ids), args.train_clips)  # minorness_ceiling.py's draw: shared cached rolls
     roll_train = corpus_rolls(args.train, [train.ids[i] for i in pick], n_frames, frontend.hop_length,
                               cache_dir=args.cache_dir)
     roll_held = corpus_rolls(args.heldout, list(held.ids), n_frames, frontend.hop_length, cache_dir=args.cache_dir)
@@ -95,12 +91,7 @@ def run(args) -> dict:
                "boosted_r": pearson(boosted.predict(x_held), y_held),
                "boosted_train_r": pearson(boosted.predict(x_train), y_train)}
     if args.model:
-        model = midlevel.load(args.model)
-        if "register" not in getattr(model.config, "concept_names", ()):
-            raise SystemExit(f"--model {args.model}: it predicts no register")
-        spec = cached_log_spectrograms(held.paths, model.frontend, model.config.window_samples, args.cache_dir,
-                                       progress=False)
-        pred = network_outputs(model, ArraySet(spec))[:, list(model.config.concept_names).index("register")]
+        pred = concept_prediction(args.model, "register", held, args.cache_dir)
         summary["model"] = {"name": str(args.model), "register_r": pearson(pred, y_held)}
     return summary
 
