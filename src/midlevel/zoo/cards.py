@@ -231,20 +231,28 @@ def _recipe(entry: dict[str, Any], results: dict[str, Any]) -> tuple:
             entry.get("roll_weight", 0.0))
 
 
+def _black_box_sharing(name: str, results: dict[str, Any], part) -> str | None:
+    """The family row of the first zoo A2E whose ``part(_recipe(...))`` equals entry ``name``'s; None if none."""
+    mine = part(_recipe(results["zoo"][name], results))
+    return next((e["source"] for e in results["zoo"].values()
+                 if not e["explainable"] and part(_recipe(e, results)) == mine), None)
+
+
 def matched_black_box(name: str, results: dict[str, Any]) -> str | None:
     """The family row of the zoo's A2E trained as entry ``name`` was (same backbone, corpus and note-roll loss),
     so that its cost of interpretability measures the bottleneck and nothing else; None if the zoo has none."""
-    mine = _recipe(results["zoo"][name], results)
-    return next((e["source"] for e in results["zoo"].values()
-                 if not e["explainable"] and _recipe(e, results) == mine), None)
+    return _black_box_sharing(name, results, lambda recipe: recipe)
 
 
 def same_backbone_black_box(name: str, results: dict[str, Any]) -> str | None:
     """The family row of the zoo's A2E with entry ``name``'s backbone and note-roll loss but another training
     corpus (the next best comparison where ``matched_black_box`` finds none); None if the zoo has none."""
-    backbone, _, roll = _recipe(results["zoo"][name], results)
-    return next((e["source"] for e in results["zoo"].values() if not e["explainable"]
-                 and _recipe(e, results)[::2] == (backbone, roll)), None)
+    return _black_box_sharing(name, results, lambda recipe: (recipe[0], recipe[2]))
+
+
+def _entry_of(source: str, results: dict[str, Any]) -> str:
+    """The zoo name of the entry that reports family row ``source``."""
+    return next(n for n, e in results["zoo"].items() if e["source"] == source)
 
 
 def _cost_line(name: str, results: dict[str, Any]) -> str:
@@ -264,12 +272,11 @@ def _cost_line(name: str, results: dict[str, Any]) -> str:
     text = (f"Cost of interpretability (mean r of `{box}` minus this model's): **{cost:+.3f}** "
             "(the 2019 paper: 0.05 separate, 0.01 joint).")
     if matched:
-        entry = next(n for n, e in results["zoo"].items() if e["source"] == matched)
-        return text + (f" `{box}` (zoo entry `{entry}`) is the A2E trained as this model was (backbone "
+        return text + (f" `{box}` (zoo entry `{_entry_of(box, results)}`) is the A2E trained as this model was (backbone "
                        f"`{_recipe(info, results)[0]}`, same corpus"
                        + (", same note-roll loss" if info.get("roll_weight") else "") + ").")
     if near:
-        entry = next(n for n, e in results["zoo"].items() if e["source"] == near)
+        entry = _entry_of(box, results)
         clips = [_recipe(e, results)[1]["n"] for e in (results["zoo"][entry], info)]
         return text + (f" **Not like for like**: `{box}` (zoo entry `{entry}`) has this model's backbone "
                        f"(`{_recipe(info, results)[0]}`) but was trained on {clips[0]} clips, this model on "
