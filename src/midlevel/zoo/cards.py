@@ -255,13 +255,47 @@ def _entry_of(source: str, results: dict[str, Any]) -> str:
     return next(n for n, e in results["zoo"].items() if e["source"] == source)
 
 
+def _explainable_twins(name: str, results: dict[str, Any]) -> list[str]:
+    """The explainable zoo entries whose matched black box is entry ``name``."""
+    source = results["zoo"][name]["source"]
+    return [n for n, e in results["zoo"].items() if e["explainable"] and matched_black_box(n, results) == source]
+
+
+def _finetune_section(name: str, info: dict[str, Any], results: dict[str, Any], outside: list[str]) -> list[str]:
+    """How to adapt the entry to the real Mid-level dataset. ``midlevel finetune`` refuses a black box (it
+    re-fits a concept layer the black box does not have), so a black box's card points to its explainable
+    twin and to training the black box anew on real emotion ratings instead of a command that would fail."""
+    command = ("midlevel finetune --base {} --annotations mid_level/metadata_annotations/annotations.csv "
+               "--audio-dir mid_level/audio --out my-model")
+    out = ["## Fine-tuning on the real Mid-level dataset", ""]
+    if not info["explainable"]:
+        twins = _explainable_twins(name, results)
+        out += ["`midlevel finetune` adapts a two-stage model's concept layer to new mid-level ratings, so it refuses "
+                "this black box, which has none. "
+                + (f"Fine-tune its explainable twin `{twins[0]}` (trained as this model was) instead: download the "
+                   "Mid-level Perceptual Features dataset (osf.io/5aupt) and run:" if twins else
+                   "Fine-tune an explainable entry instead (`midlevel models` lists them)."), ""]
+        if twins:
+            out += ["```bash", command.format(twins[0]), "```", ""]
+        return out + [f"To compare it with a black box on real emotion ratings, train one anew: `midlevel train --corpus "
+                      f"DIR --backbone {_recipe(info, results)[0]} --heads \"\" --joint-heads \"\" --out my-a2e`, "
+                      "where DIR is a Mid-level-layout folder whose `mean_ratings_set1.csv` rates every clip's "
+                      "emotions (the Soundtracks subset; `docs/datasets.md`).", ""]
+    return out + [("The real dataset rates the seven mid-level concepts only: fine-tuned on it, this model gets a "
+                   "seven-concept layer (started as a ridge probe on its backbone). To keep all "
+                   f"{len(info.get('concepts', []))}, add columns for {', '.join(outside)} (1-10) to the annotations "
+                   "CSV. " if outside else "")
+                  + "Download the Mid-level Perceptual Features dataset (osf.io/5aupt) and run:", "",
+                  "```bash", command.format(name), "```", ""]
+
+
 def _cost_line(name: str, results: dict[str, Any]) -> str:
     """The cost of interpretability against the matched A2E, or with a warning against the A2E of the same
     backbone trained on another corpus, or else the family's `a2e`."""
     info = results["zoo"][name]
     own = results["family"][info["source"]]["heldout_test"]
     if not info["explainable"]:
-        users = [n for n, e in results["zoo"].items() if e["explainable"] and matched_black_box(n, results) == info["source"]]
+        users = _explainable_twins(name, results)
         return ("This black box is the A2E that the explainable entries trained as it was (same backbone, corpus "
                 "and note-roll loss) measure their cost of interpretability against: "
                 + (", ".join(f"`{n}`" for n in users) if users else "none in the zoo today") + ".")
@@ -390,18 +424,12 @@ def render_card(name: str, results: dict[str, Any]) -> str:
             "about what makes music sound minor, dissonant or melodious.",
             "- The emotion labels are synthetic by design (the corpus knows their true drivers); scores here say how "
             "well the model recovers that construction, not how people feel.",
-            "- Intrinsic explanations are exact for the head; they explain the concepts' effect, not how the network "
-            "arrived at the concept values (see the attribution views for that).", "",
-            "## Fine-tuning on the real Mid-level dataset", "",
-            ("The real dataset rates the seven mid-level concepts only: fine-tuned on it, this model gets a "
-             "seven-concept layer (started as a ridge probe on its backbone). To keep all "
-             f"{len(concepts)}, add columns for {', '.join(outside)} (1-10) to the annotations CSV. " if outside else "")
-            + "Download the Mid-level Perceptual Features dataset (osf.io/5aupt) and run:", "",
-            "```bash",
-            f"midlevel finetune --base {name} --annotations mid_level/metadata_annotations/annotations.csv "
-            "--audio-dir mid_level/audio --out my-model",
-            "```", "",
-            "## Citation", "", "```bibtex", CITATION, "```", ""]
+            ("- Intrinsic explanations are exact for the head; they explain the concepts' effect, not how the network "
+             "arrived at the concept values (see the attribution views for that)." if info["explainable"] else
+             "- A black box: any explanation of it is post-hoc (SHAP), an estimate whose faithfulness and cost are "
+             "measured against the intrinsic explanations in `benchmarks/results/intrinsic_vs_shap.md`."), ""]
+    out += _finetune_section(name, info, results, outside)
+    out += ["## Citation", "", "```bibtex", CITATION, "```", ""]
     return "\n".join(out)
 
 
