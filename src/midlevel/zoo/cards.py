@@ -165,9 +165,11 @@ def _shap_section(name: str, info: dict[str, Any], results: dict[str, Any]) -> l
            "clip's mean spectrum as baseline; concept-level SHAP explains an MLP head on the same predicted concepts.",
            ""]
     if name not in bench["models"] and name not in bench["black_boxes"]:
-        out += [f"This model was added to the zoo after that run and is not in it yet; "
-                f"`benchmarks/intrinsic_vs_shap.py --models {','.join(list(bench['weights_sha256']) + [name])}` "
-                "measures it with the others.", ""]
+        unmeasured = [n for n in results["zoo"] if n not in bench["models"] and n not in bench["black_boxes"]]
+        out += [f"This model was added to the zoo after that run and is not in it yet; `python "
+                f"benchmarks/intrinsic_vs_shap.py --corpus {st['corpus']} --background-corpus {st['background_corpus']} "
+                f"--models {','.join(unmeasured)} --n {n} --threads {st['threads']} --merge` measures the entries "
+                "the run lacks on the same clips with the same settings and keeps the others' results.", ""]
     elif name in bench["models"]:
         m = bench["models"][name]
         bb = bench["black_boxes"][m["counterpart"]]
