@@ -317,7 +317,6 @@ def test_a_cost_against_an_a2e_trained_otherwise_is_flagged():
     assert "**Not like for like**: the zoo has no A2E" in render_card(name, results)
 
 
-
 @pytest.mark.parametrize("name", [n for n in list_models() if not REGISTRY[n].explainable])
 def test_a_black_box_card_gives_a_fine_tuning_command_that_runs(name, tmp_path):
     """`midlevel finetune` refuses a black box (it has no concept layer), so its card must not offer one; it
@@ -334,6 +333,7 @@ def test_a_black_box_card_gives_a_fine_tuning_command_that_runs(name, tmp_path):
         assert REGISTRY[base].explainable and matched_black_box(base, results) == results["zoo"][name]["source"]
         assert isinstance(midlevel.load(base), TwoStageModel)
     assert f'--backbone {REGISTRY[name].backbone} --heads "" --joint-heads ""' in text
+
 
 TRANSCRIBING_ENTRIES = [n for n in list_models() if REGISTRY[n].backbone.startswith("compact_transcribe")]
 

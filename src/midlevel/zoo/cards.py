@@ -164,8 +164,9 @@ def _shap_section(name: str, info: dict[str, Any], results: dict[str, Any]) -> l
            f"are in `{bench['file']}`. Input-space SHAP works over {st['segments']} time x frequency segments with the "
            "clip's mean spectrum as baseline; concept-level SHAP explains an MLP head on the same predicted concepts.",
            ""]
-    if name not in bench["models"] and name not in bench["black_boxes"]:
-        unmeasured = [n for n in results["zoo"] if n not in bench["models"] and n not in bench["black_boxes"]]
+    measured = set(bench["models"]) | set(bench["black_boxes"])
+    if name not in measured:
+        unmeasured = [n for n in results["zoo"] if n not in measured]
         out += [f"This model was added to the zoo after that run and is not in it yet; `python "
                 f"benchmarks/intrinsic_vs_shap.py --corpus {st['corpus']} --background-corpus {st['background_corpus']} "
                 f"--models {','.join(unmeasured)} --n {n} --threads {st['threads']} --merge` measures the entries "
