@@ -11,7 +11,8 @@ from midlevel.checkpoint import ModelLoadError
 from midlevel.ioutil import sha256_file
 from midlevel.model import BlackBoxModel, TwoStageModel
 from midlevel.zoo import REGISTRY, card, get_entry, list_models
-from midlevel.zoo.cards import matched_black_box, render_card, render_recipe_card, split_front_matter
+from midlevel.zoo.cards import (matched_black_box, render_card, render_recipe_card, same_backbone_black_box,
+                                 split_front_matter)
 from midlevel.zoo.explain_head import SIGN_THRESHOLD, head_slopes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -315,6 +316,28 @@ def test_a_cost_against_an_a2e_trained_otherwise_is_flagged():
     entry["backbone"] = "compact_elsewhere"
     assert "mean r of `a2e` minus this model's" in render_card(name, results)
     assert "**Not like for like**: the zoo has no A2E" in render_card(name, results)
+
+
+def test_a_cost_against_another_corpus_uses_the_a2e_nearest_in_clips():
+    """Where no A2E was trained as an entry was, its card measures against the same-backbone A2E whose corpus is
+    nearest in size: the comparison that mixes in the least effect of the data."""
+    results = json.loads(RESULTS.read_text())
+
+    def clips(entry):
+        return entry.get("train_corpus", results["train_corpus"])["n"]
+
+    by_backbone = {}
+    for box in (e for e in results["zoo"].values() if not e["explainable"]):
+        by_backbone.setdefault((box.get("backbone"), box.get("roll_weight")), []).append(box)
+    boxes = next(b for b in by_backbone.values() if len({clips(e) for e in b}) >= 2)
+    small, large = min(boxes, key=clips), max(boxes, key=clips)
+    name = next(n for n, e in results["zoo"].items() if e["explainable"] and matched_black_box(n, results) == small["source"])
+    entry = results["zoo"][name]
+    for n, nearest in ((clips(small) // 2, small), (clips(large) * 2, large)):
+        entry["train_corpus"] = {**entry.get("train_corpus", results["train_corpus"]), "n": n}
+        assert matched_black_box(name, results) is None
+        assert same_backbone_black_box(name, results) == nearest["source"]
+        assert f"**Not like for like**: `{nearest['source']}`" in render_card(name, results)
 
 
 @pytest.mark.parametrize("name", [n for n in list_models() if not REGISTRY[n].explainable])

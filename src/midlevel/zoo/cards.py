@@ -7,11 +7,12 @@ is read from the results file the evaluation script wrote.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from ..concepts import EMOTIONS, OUTSIDE_CONCEPTS
-
 import yaml
+
+from ..concepts import EMOTIONS, OUTSIDE_CONCEPTS
 
 CITATION = """@inproceedings{chowdhury2019midlevel,
   title     = {Towards Explainable Music Emotion Recognition: The Route via Mid-level Features},
@@ -234,23 +235,28 @@ def _recipe(entry: dict[str, Any], results: dict[str, Any]) -> tuple:
             entry.get("roll_weight", 0.0))
 
 
-def _black_box_sharing(name: str, results: dict[str, Any], part) -> str | None:
-    """The family row of the first zoo A2E whose ``part(_recipe(...))`` equals entry ``name``'s; None if none."""
+def _black_boxes_sharing(name: str, results: dict[str, Any], part) -> list[dict[str, Any]]:
+    """The zoo's A2E entries whose ``part(_recipe(...))`` equals entry ``name``'s, in registry order."""
     mine = part(_recipe(results["zoo"][name], results))
-    return next((e["source"] for e in results["zoo"].values()
-                 if not e["explainable"] and part(_recipe(e, results)) == mine), None)
+    return [e for e in results["zoo"].values() if not e["explainable"] and part(_recipe(e, results)) == mine]
 
 
 def matched_black_box(name: str, results: dict[str, Any]) -> str | None:
     """The family row of the zoo's A2E trained as entry ``name`` was (same backbone, corpus and note-roll loss),
     so that its cost of interpretability measures the bottleneck and nothing else; None if the zoo has none."""
-    return _black_box_sharing(name, results, lambda recipe: recipe)
+    boxes = _black_boxes_sharing(name, results, lambda recipe: recipe)
+    return boxes[0]["source"] if boxes else None
 
 
 def same_backbone_black_box(name: str, results: dict[str, Any]) -> str | None:
     """The family row of the zoo's A2E with entry ``name``'s backbone and note-roll loss but another training
-    corpus (the next best comparison where ``matched_black_box`` finds none); None if the zoo has none."""
-    return _black_box_sharing(name, results, lambda recipe: (recipe[0], recipe[2]))
+    corpus (the next best comparison where ``matched_black_box`` finds none), the one trained on the number of
+    clips nearest to this entry's (by ratio, so 24000 is nearer 48000 than 12000 is); None if the zoo has none."""
+    clips = _recipe(results["zoo"][name], results)[1]["n"]
+    boxes = _black_boxes_sharing(name, results, lambda recipe: (recipe[0], recipe[2]))
+    if not boxes:
+        return None
+    return min(boxes, key=lambda e: abs(math.log(_recipe(e, results)[1]["n"] / clips)))["source"]
 
 
 def _entry_of(source: str, results: dict[str, Any]) -> str:
