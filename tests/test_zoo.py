@@ -8,6 +8,7 @@ import pytest
 
 import midlevel
 from midlevel.checkpoint import ModelLoadError
+from midlevel.concepts import MIDLEVEL_FEATURES
 from midlevel.ioutil import sha256_file
 from midlevel.model import BlackBoxModel, TwoStageModel
 from midlevel.zoo import REGISTRY, card, get_entry, list_models
@@ -60,6 +61,12 @@ def test_card_numbers_equal_the_results_file(name):
             assert f"| {target} | {row['r']:.3f} | {row['r2']:.3f} |" in body
     if "concepts" in held:
         assert metrics["mean concept r"] == round(held["concepts"]["mean"]["r"], 4)
+        rows = {k: v for k, v in held["concepts"].items() if k != "mean"}
+        assert np.isclose(held["concepts"]["mean"]["r"], np.mean([v["r"] for v in rows.values()]))
+        seven = [v["r"] for k, v in rows.items() if k in MIDLEVEL_FEATURES]
+        if len(seven) < len(rows):  # outside concepts lift the mean: the card also gives the seven's own
+            assert f"Mean over the {len(seven)} mid-level concepts alone" in body
+            assert f"r **{np.mean(seven):.3f}**" in body
     assert "No human ratings were used" in body and results["zoo"][name]["sha256"] == get_entry(name).sha256
 
 

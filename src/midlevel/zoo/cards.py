@@ -329,6 +329,15 @@ def _cost_line(name: str, results: dict[str, Any]) -> str:
                    "bottleneck with the effect of the rest.")
 
 
+def _seven_concept_mean(concepts: dict[str, dict[str, float]], outside: list[str]) -> str:
+    """The mean over the seven mid-level concepts alone, beside the table's mean over all of the model's
+    concepts: the outside ones (loudness above all) are easier to hear, so they lift the overall mean."""
+    seven = [v for k, v in concepts.items() if k != "mean" and k not in outside]
+    r, r2 = (sum(v[key] for v in seven) / len(seven) for key in ("r", "r2"))
+    return (f"Mean over the {len(seven)} mid-level concepts alone (without {', '.join(outside)}): "
+            f"r **{r:.3f}**, R^2 {r2:.3f}; the mean row above covers all {len(concepts) - 1}.")
+
+
 def render_card(name: str, results: dict[str, Any]) -> str:
     """The whole card for zoo entry ``name`` from ``results`` (model_cards/results.json)."""
     info = results["zoo"][name]
@@ -388,6 +397,8 @@ def render_card(name: str, results: dict[str, Any]) -> str:
             "stored in `model_cards/results.json`.", ""]
     if "concepts" in held:
         out += ["### Concepts", "", metric_rows(held["concepts"]), ""]
+        if outside:
+            out += [_seven_concept_mean(held["concepts"], outside), ""]
     if "transcription" in fam:
         out += ["### Note transcription (the backbone's auxiliary output)", "",
                 "Frame-level scores of its note probabilities above 0.5 against the held-out clips' note rolls "
