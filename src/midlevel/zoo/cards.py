@@ -229,10 +229,14 @@ def _corpus_difference(mine: dict[str, Any], zoo: dict[str, Any]) -> str:
     return text
 
 
+def _train_corpus(entry: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    """The corpus a zoo entry was trained on: its own (``build_zoo.py --add`` records it) or the zoo's."""
+    return entry.get("train_corpus", results["train_corpus"])
+
+
 def _recipe(entry: dict[str, Any], results: dict[str, Any]) -> tuple:
     """What a zoo entry was trained with, bottleneck aside: backbone, training corpus, note-roll loss weight."""
-    return (entry.get("backbone", "compact_music"), entry.get("train_corpus", results["train_corpus"]),
-            entry.get("roll_weight", 0.0))
+    return entry.get("backbone", "compact_music"), _train_corpus(entry, results), entry.get("roll_weight", 0.0)
 
 
 def _black_boxes_sharing(name: str, results: dict[str, Any], part) -> list[dict[str, Any]]:
@@ -252,11 +256,11 @@ def same_backbone_black_box(name: str, results: dict[str, Any]) -> str | None:
     """The family row of the zoo's A2E with entry ``name``'s backbone and note-roll loss but another training
     corpus (the next best comparison where ``matched_black_box`` finds none), the one trained on the number of
     clips nearest to this entry's (by ratio, so 24000 is nearer 48000 than 12000 is); None if the zoo has none."""
-    clips = _recipe(results["zoo"][name], results)[1]["n"]
+    clips = _train_corpus(results["zoo"][name], results)["n"]
     boxes = _black_boxes_sharing(name, results, lambda recipe: (recipe[0], recipe[2]))
     if not boxes:
         return None
-    return min(boxes, key=lambda e: abs(math.log(_recipe(e, results)[1]["n"] / clips)))["source"]
+    return min(boxes, key=lambda e: abs(math.log(_train_corpus(e, results)["n"] / clips)))["source"]
 
 
 def _entry_of(source: str, results: dict[str, Any]) -> str:
@@ -320,7 +324,7 @@ def _cost_line(name: str, results: dict[str, Any]) -> str:
                        + (", same note-roll loss" if info.get("roll_weight") else "") + ").")
     if near:
         entry = _entry_of(box, results)
-        clips = [_recipe(e, results)[1]["n"] for e in (results["zoo"][entry], info)]
+        clips = [_train_corpus(e, results)["n"] for e in (results["zoo"][entry], info)]
         return text + (f" **Not like for like**: `{box}` (zoo entry `{entry}`) has this model's backbone "
                        f"(`{_recipe(info, results)[0]}`) but was trained on {clips[0]} clips, this model on "
                        f"{clips[1]}, so this number mixes the cost of the bottleneck with the effect of the data.")
@@ -343,7 +347,7 @@ def render_card(name: str, results: dict[str, Any]) -> str:
     info = results["zoo"][name]
     fam = results["family"][info["source"]]
     held = fam["heldout_test"]
-    ev, tr = results["eval_corpus"], info.get("train_corpus", results["train_corpus"])
+    ev, tr = results["eval_corpus"], _train_corpus(info, results)
     concepts = info.get("concepts", [])
     outside = [c for c in concepts if c in OUTSIDE_CONCEPTS]  # extra concepts beyond the seven
     meta = front_matter(name, {"explainable": info["explainable"], "eval_seed": ev.get("seed")}, held)
