@@ -1,37 +1,43 @@
 #!/usr/bin/env python
-"""Evaluate a trained family on a held-out corpus, ship the chosen models, write their cards.
+"""Build the zoo from its manifest: evaluate, ship, write the registry and the cards.
 
-    python scripts/build_zoo.py --family runs/compact --eval-corpus corpora/eval-seed2
+    python scripts/build_zoo.py --registry                 # registry.json, cards, README table, pruned weights
+    python scripts/build_zoo.py --entry NAME [--train]     # re-evaluate (and with --train rebuild) one entry
+    python scripts/build_zoo.py --family runs/music --eval-corpus corpora/heldout   # a whole trained family
+    python scripts/build_zoo.py --add NAME=runs/x/models/joint-linear --eval-corpus corpora/heldout
     python scripts/build_zoo.py --shap-benchmark benchmarks/results/intrinsic_vs_shap.json  # re-quote only
-    python scripts/build_zoo.py --cards-only          # render the cards again from results.json
-    python scripts/build_zoo.py --add compact-linear-10=runs/outside/models/joint-linear \
-        --eval-corpus corpora/heldout --description "..."                        # one more entry
 
-The first form replaces the whole zoo (entries added with ``--add`` must be added again). The third
-form evaluates one more model (e.g. trained with ``--outside-concepts``) on the same
-held-out corpus the zoo was evaluated on (checked), ships it beside the pinned entries without
-touching them, and renders every card again (their comparison tables gain its row). Its training
-corpus may differ from the zoo's (e.g. more clips of the same seed; never the held-out corpus's
-seed): the entry records it and its card says so.
+``scripts/zoo_manifest.toml`` is the one list of entries: name (the naming rule is at its top), deprecated
+aliases, status (current, baseline, superseded), what each is for, its corpus recipe, training commands,
+``--init-from`` chain, model folder and evaluation corpus. ``--entry NAME`` evaluates the entry's model
+folder on the held-out corpus (building that corpus first when it is missing); with ``--train`` it first
+runs whatever of the corpus recipes, the init-from chain and the training commands has no output yet.
+Every mode ends by writing the registry from the manifest and ``model_cards/results.json``: entries with
+``ship = false`` leave the package's weights (their numbers, sha256 and cards stay), and the default is
+not chosen here but by ``midlevel.zoo.registry.default_name`` from the recorded scores.
 
-The second form leaves the shipped weights and every other number alone: it replaces the SHAP
-section of ``model_cards/results.json`` with the benchmark's (which must have been measured on the
-weights the registry pins) and renders the cards again.
+``--family`` replaces the family rows of the results; ``--add`` evaluates one more model on the same
+held-out corpus the zoo was evaluated on (checked) and ships it beside the pinned entries; its training
+corpus may differ from the zoo's (more clips of the same seed; never the held-out corpus's seed): the entry
+records it and its card says so. ``--shap-benchmark`` leaves weights and other numbers alone and replaces
+the SHAP section of the results with the benchmark's (measured on the pinned weights).
 
 Writes (all generated; never edit by hand):
-- ``src/midlevel/zoo/weights/<name>/`` model folders and ``src/midlevel/zoo/registry.json``
-  (sha256 pinned per entry);
+- ``src/midlevel/zoo/weights/<name>/`` for shipped entries, ``src/midlevel/zoo/registry.json``;
 - ``model_cards/results.json``: every number the cards quote;
-- ``model_cards/<name>.md`` (+ a copy in ``src/midlevel/zoo/cards/`` for installed packages) and
-  ``model_cards/figures/``.
+- ``model_cards/<name>.md`` (+ a copy in ``src/midlevel/zoo/cards/`` for installed packages),
+  ``model_cards/figures/``, and the zoo table between the README's ``zoo-table`` markers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
+import subprocess
 import time
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,21 +53,24 @@ from midlevel.training.data import load_splits
 from midlevel.config import ModelConfig
 from midlevel.training.loops import ArraySet, TrainSettings, batch_loss, network_outputs
 from midlevel.training.recipes import evaluate, transcription_scores
-from midlevel.zoo.cards import render_card, render_recipe_card
+from midlevel.zoo.cards import render_card, render_recipe_card, zoo_table_markdown
+from midlevel.zoo.registry import ModelEntry, default_name, parse_name
 from midlevel.zoo.explain_head import head_directions, plot_shape_functions
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "src" / "midlevel" / "zoo"
 CARDS = ROOT / "model_cards"
+MANIFEST = ROOT / "scripts" / "zoo_manifest.toml"
+README = ROOT / "README.md"
+TABLE_MARKERS = ("<!-- zoo-table:start -->", "<!-- zoo-table:end -->")
 
 # zoo name -> (family models to ship, first one present wins; one-line description)
 DEFAULT_SHIP = {
-    "compact-linear": (("joint-linear",), "Compact CNN + music descriptors -> 7 mid-level concepts -> sparse linear head -> 8 emotions (A2Mid2E-Joint)"),
-    "compact-gam": (("joint-gam", "a2mid2e-gam"), "Compact CNN + music descriptors -> 7 mid-level concepts -> GAM head (one curve per concept and emotion)"),
-    "compact-linear-sequential": (("a2mid2e-linear",), "Compact CNN + music descriptors -> 7 mid-level concepts; sparse linear head fitted afterwards (A2Mid2E)"),
-    "compact-a2e": (("a2e",), "Black-box baseline: compact CNN + music descriptors -> 8 emotions directly (A2E), for SHAP comparisons"),
+    "emotion-compact-linear-mid7-ctrl3k": (("joint-linear",), "Compact CNN + music descriptors -> 7 mid-level concepts -> sparse linear head -> 8 emotions (A2Mid2E-Joint)"),
+    "emotion-compact-gam-mid7-ctrl3k-seq": (("joint-gam", "a2mid2e-gam"), "Compact CNN + music descriptors -> 7 mid-level concepts -> GAM head (one curve per concept and emotion)"),
+    "emotion-compact-linear-mid7-ctrl3k-seq": (("a2mid2e-linear",), "Compact CNN + music descriptors -> 7 mid-level concepts; sparse linear head fitted afterwards (A2Mid2E)"),
+    "emotion-compact-a2e-ctrl3k": (("a2e",), "Black-box baseline: compact CNN + music descriptors -> 8 emotions directly (A2E), for SHAP comparisons"),
 }
-DEFAULT_MODEL = "compact-linear"
 SETUP_NAMES = {"joint": "A2Mid2E-Joint", "a2mid2e": "A2Mid2E", "a2e": "A2E", "independent": "A2Mid2E (independent)"}
 
 
@@ -78,9 +87,19 @@ def main() -> None:
     ap.add_argument("--shap-benchmark", type=Path,
                     help="intrinsic_vs_shap.json of benchmarks/intrinsic_vs_shap.py run on the shipped models "
                          "(--models with their zoo names); its numbers go into the cards")
+    ap.add_argument("--registry", action="store_true",
+                    help="write registry.json, the cards and the README's zoo table from the manifest and "
+                         "results.json, and drop the weights of entries the manifest does not ship")
+    ap.add_argument("--entry", metavar="NAME", help="re-evaluate one manifest entry from its model folder")
+    ap.add_argument("--train", action="store_true",
+                    help="with --entry: first build its corpora and run its training (and its --init-from "
+                         "chain's) where their outputs are missing")
     args = ap.parse_args()
-    if args.cards_only:
+    if args.cards_only or args.registry:
         write_results_and_cards(json.loads((CARDS / "results.json").read_text()))
+        return
+    if args.entry:
+        rebuild_entry(args.entry, train=args.train)
         return
     if args.add:
         if args.family or args.shap_benchmark or not args.eval_corpus or not args.description:
@@ -123,26 +142,25 @@ def main() -> None:
             "training": training_summary(family, trained),
             "corpus_test": family["models"][name]["test"],
         }
-    registry = {"default": DEFAULT_MODEL, "models": []}
     shutil.rmtree(ZOO / "weights", ignore_errors=True)
     (ZOO / "cards").mkdir(exist_ok=True)
     for zoo_name, (candidates, description) in DEFAULT_SHIP.items():
         source = next(c for c in candidates if c in models)
         ship(zoo_name, models[source], source, description, results["family"][source]["setup"], arrays, truth,
-             results, registry)
+             results)
     if args.shap_benchmark:
         results["shap_benchmark"] = shap_benchmark_summary(json.loads(args.shap_benchmark.read_text()),
                                                            {n: e["sha256"] for n, e in results["zoo"].items()},
                                                            args.shap_benchmark)
     train_clips = len(load_splits(family_corpus(args.family))["train"])
     results["recipes"] = {"vgg-linear": vgg_recipe(family, arrays, train_clips)}
-    atomic_write_text(ZOO / "registry.json", json.dumps(registry, indent=1) + "\n")
     write_results_and_cards(results)
 
 
 def ship(zoo_name: str, model: AudioModel, source: str, description: str, setup: str, arrays: ArraySet,
-         truth: dict, results: dict, registry: dict) -> None:
-    """Save ``model`` as zoo entry ``zoo_name``; its explanation and pinned sha256 go into results and registry."""
+         truth: dict, results: dict) -> None:
+    """Save ``model`` as zoo entry ``zoo_name``; its explanation and pinned sha256 go into the results (the
+    registry is written from them and the manifest by ``write_registry``)."""
     entry_info = {"source": source, "setup": setup, "description": description,
                   "explainable": isinstance(model, TwoStageModel),
                   "parameters": sum(p.numel() for p in model.parameters()), "backbone": model.config.backbone}
@@ -165,15 +183,9 @@ def ship(zoo_name: str, model: AudioModel, source: str, description: str, setup:
     folder = model.save_pretrained(ZOO / "weights" / zoo_name)
     entry_info["sha256"] = sha256_file(folder / "model.safetensors")
     entry_info["size_bytes"] = (folder / "model.safetensors").stat().st_size
+    entry_info["sample_rate"] = model.config.sample_rate
+    entry_info["target_names"] = list(model.config.target_names)
     results["zoo"][zoo_name] = entry_info
-    cfg = model.config
-    registry["models"] = [m for m in registry["models"] if m["name"] != zoo_name] + [{
-        "name": zoo_name, "description": description, "backbone": cfg.backbone,
-        "head": cfg.head if entry_info["explainable"] else "none", "setup": setup,
-        "concept_names": cfg.concept_names if entry_info["explainable"] else [],
-        "target_names": cfg.target_names, "sample_rate": cfg.sample_rate, "sha256": entry_info["sha256"],
-        "card": f"{zoo_name}.md", "explainable": entry_info["explainable"],
-    }]
 
 
 def training_summary(family: dict, trained: str, model: AudioModel | None = None) -> dict:
@@ -226,7 +238,9 @@ def read_shipped(replacing: str | None = None) -> tuple[dict, dict]:
 
 def add_entry(zoo_name: str, model_dir: Path, eval_corpus: Path, description: str, cache_dir: Path | None) -> None:
     """Evaluate one more model on the zoo's held-out corpus and ship it beside the pinned entries."""
-    results, registry = read_shipped(replacing=zoo_name)
+    if zoo_name not in manifest_entries():
+        raise SystemExit(f"{zoo_name}: not in {MANIFEST}; add its entry (name, status, purpose, recipe) first")
+    results, _ = read_shipped(replacing=zoo_name)
     corpus_info = json.loads((eval_corpus / "corpus.json").read_text())
     if summarise_corpus(corpus_info, results["eval_corpus"]["n_test"]) != results["eval_corpus"]:
         raise SystemExit(f"{eval_corpus}: is not the corpus the zoo was evaluated on "
@@ -261,11 +275,10 @@ def add_entry(zoo_name: str, model_dir: Path, eval_corpus: Path, description: st
                              cache_dir=cache_dir or family_dir / "cache")
         results["family"][key]["transcription"] = transcription_scores(model, arrays, rolls)
     truth = json.loads((eval_corpus / "ground_truth.json").read_text())
-    ship(zoo_name, model, key, description, results["family"][key]["setup"], arrays, truth, results, registry)
+    ship(zoo_name, model, key, description, results["family"][key]["setup"], arrays, truth, results)
     results["zoo"][zoo_name]["trained_as"] = source
     if trained_on != results["train_corpus"]:  # e.g. a larger build of the same seed; the card says so
         results["zoo"][zoo_name]["train_corpus"] = trained_on
-    atomic_write_text(ZOO / "registry.json", json.dumps(registry, indent=1) + "\n")
     write_results_and_cards(results)
 
 
@@ -286,23 +299,173 @@ def family_key(source: str, concepts: list[str] | None, backbone: str, *, train_
 
 
 def write_results_and_cards(results: dict) -> None:
-    """``results.json``, then every card rendered from the file as re-read (a card is a function of it)."""
+    """``results.json`` (with each entry's manifest metadata), the registry, then every card rendered from the
+    file as re-read (a card is a function of it), and the README's zoo table."""
+    manifest = manifest_entries()
+    for name, info in results["zoo"].items():
+        if name not in manifest:
+            raise SystemExit(f"{name}: has results but no entry in {MANIFEST}")
+        m = manifest[name]
+        info.update(status=m["status"], purpose=" ".join(m["purpose"].split()), shipped=bool(m["ship"]),
+                    aliases=list(m.get("aliases", [])), superseded_by=m.get("superseded_by"), twin=m.get("twin"))
     # insertion order kept (tables list concepts and emotions in their usual order)
     atomic_write_text(CARDS / "results.json", json.dumps(results, indent=1) + "\n")
     results = json.loads((CARDS / "results.json").read_text())
+    entries = write_registry(results, manifest)
+    (ZOO / "cards").mkdir(exist_ok=True)
+    for stale in [*(ZOO / "cards").glob("*.md"), *CARDS.glob("*.md")]:
+        if stale.stem not in results["zoo"] and stale.stem not in results["recipes"]:
+            stale.unlink()
     for zoo_name in results["zoo"]:
         text = render_card(zoo_name, results)
         atomic_write_text(CARDS / f"{zoo_name}.md", text)
         atomic_write_text(ZOO / "cards" / f"{zoo_name}.md", text)
     for recipe_name, recipe in results["recipes"].items():
         atomic_write_text(CARDS / f"{recipe_name}.md", render_recipe_card(recipe_name, recipe, results))
+    write_readme_table(entries)
     print(f"cards of {', '.join(results['zoo'])} written to {CARDS}")
+
+
+def manifest_entries() -> dict[str, dict]:
+    """The manifest's entries by name, in its order."""
+    return {e["name"]: e for e in read_manifest()["entry"]}
+
+
+def read_manifest() -> dict:
+    data = tomllib.loads(MANIFEST.read_text(encoding="utf-8"))
+    for e in data["entry"]:
+        parse_name(e["name"])  # the naming rule, or a clear refusal
+        if e.get("twin") and e["twin"] not in {x["name"] for x in data["entry"]}:
+            raise SystemExit(f"{MANIFEST}: {e['name']}: twin {e['twin']!r} is not an entry")
+        if e["status"] == "superseded" and (e["ship"] or not e.get("superseded_by")):
+            raise SystemExit(f"{MANIFEST}: {e['name']} is superseded: ship = false and superseded_by are required")
+    return data
+
+
+def registry_metrics(heldout: dict, concepts: list[str]) -> dict:
+    """The headline held-out scores a user chooses by, read from the results (never typed)."""
+    out = {"emotion_r": heldout["targets"]["mean"]["r"], "n_eval": heldout.get("n")}
+    if "concepts" in heldout:
+        out["concept_r"] = heldout["concepts"]["mean"]["r"]
+        seven = [heldout["concepts"][c]["r"] for c in concepts[:7]]
+        out["concept_r_mid7"] = sum(seven) / len(seven)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def write_registry(results: dict, manifest: dict[str, dict]) -> dict[str, ModelEntry]:
+    """registry.json from the manifest (status, purpose, aliases) and the results (scores, sha256, size);
+    weights of entries not shipped are removed from the package. Each name is checked against the entry it
+    names (backbone, head, concept count, training clips, setup)."""
+    models, entries = [], {}
+    for name, m in manifest.items():
+        info = results["zoo"].get(name)
+        if info is None:
+            print(f"{name}: in the manifest but not evaluated yet; build it with --entry {name}")
+            continue
+        held = results["family"][info["source"]]["heldout_test"]
+        concepts = [c for c in held.get("concepts", {}) if c != "mean"] if info["explainable"] else []
+        clips = info.get("train_corpus", results["train_corpus"])["n"]
+        head = info["source"].split("-")[1] if info["explainable"] else "none"
+        parsed = parse_name(name)
+        wanted = {"backbone": info["backbone"], "head": "a2e" if head == "none" else head,
+                  "n_concepts": len(concepts), "train_clips": clips,
+                  "sequential": info["setup"].startswith("A2Mid2E") and "Joint" not in info["setup"]}
+        wrong = {k: (parsed[k], v) for k, v in wanted.items() if parsed[k] != v}
+        if wrong:
+            raise SystemExit(f"{name}: the name says {', '.join(f'{k}={a}' for k, (a, _) in wrong.items())} but the "
+                             f"entry has {', '.join(f'{k}={b}' for k, (_, b) in wrong.items())}")
+        raw = {"name": name, "task": parsed["task"], "description": info["description"],
+               "purpose": info["purpose"], "backbone": info["backbone"], "head": head, "setup": info["setup"],
+               "concept_names": concepts,
+               "target_names": info.get("target_names") or [t for t in held["targets"] if t != "mean"],
+               "sample_rate": info.get("sample_rate", 22050), "sha256": info["sha256"],
+               "size_bytes": info["size_bytes"], "train_clips": clips, "card": f"{name}.md",
+               "status": m["status"], "shipped": bool(m["ship"]), "explainable": info["explainable"],
+               "superseded_by": m.get("superseded_by"), "aliases": list(m.get("aliases", [])),
+               "twin": m.get("twin"),
+               "metrics": registry_metrics(held, concepts)}
+        weights = ZOO / "weights" / name
+        if raw["shipped"] and sha256_file(weights / "model.safetensors") != raw["sha256"]:
+            raise SystemExit(f"{weights}: missing or other weights than results.json records; "
+                             f"rebuild with --entry {name}")
+        if not raw["shipped"]:
+            shutil.rmtree(weights, ignore_errors=True)
+        models.append(raw)
+        entries[name] = ModelEntry(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    for folder in (ZOO / "weights").iterdir():
+        if folder.name not in entries or not entries[folder.name].shipped:
+            shutil.rmtree(folder)
+    atomic_write_text(ZOO / "registry.json", json.dumps({"models": models}, indent=1) + "\n")
+    print(f"registry: {len(models)} entries, {sum(e.shipped for e in entries.values())} shipped; "
+          f"default by recorded emotion r: {default_name(entries)}")
+    return entries
+
+
+def write_readme_table(entries: dict[str, ModelEntry]) -> None:
+    """The zoo table between the README's markers (left alone when the markers are absent)."""
+    text = README.read_text(encoding="utf-8")
+    start, end = TABLE_MARKERS
+    if start not in text or end not in text:
+        return
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    atomic_write_text(README, head + start + "\n" + zoo_table_markdown(entries) + "\n" + end + tail)
+
+
+def rebuild_entry(name: str, *, train: bool) -> None:
+    """Re-evaluate (with ``train``: first rebuild) one manifest entry, then write registry and cards."""
+    manifest = read_manifest()
+    entries = {e["name"]: e for e in manifest["entry"]}
+    if name not in entries:
+        raise SystemExit(f"{name}: not in {MANIFEST} (entries: {', '.join(entries)})")
+    eval_corpus = _ensure_corpus(manifest, manifest["eval_corpus"], run=True)
+    _ensure_model(manifest, entries, name, train=train)
+    m = entries[name]
+    if m.get("family"):
+        print(f"{name} belongs to a family run: re-evaluated with the whole family "
+              f"(--family {Path(m['model_dir']).parent.parent})")
+    add_entry(name, ROOT / m["model_dir"], eval_corpus, " ".join(m["description"].split()),
+              ROOT / m["cache_dir"] if m.get("cache_dir") else None)
+
+
+def _run(command: str) -> None:
+    print(f"$ {command}", flush=True)
+    subprocess.run(shlex.split(command), cwd=ROOT, check=True)
+
+
+def _ensure_corpus(manifest: dict, key: str, *, run: bool) -> Path:
+    recipe = manifest["corpus"][key]
+    path = ROOT / recipe["path"]
+    if (path / "corpus.json").is_file():
+        return path
+    if not run:
+        raise SystemExit(f"{path}: missing; build it with: " + " && ".join(recipe["build"]))
+    if "needs" in recipe:
+        _ensure_corpus(manifest, recipe["needs"], run=True)
+    for command in recipe["build"]:
+        if command.startswith("cp ") and path.exists():
+            continue  # a resumed build: the copy was made before
+        _run(command)
+    return path
+
+
+def _ensure_model(manifest: dict, entries: dict, name: str, *, train: bool) -> None:
+    m = entries[name]
+    if (ROOT / m["model_dir"] / "config.json").is_file():
+        return
+    if not train:
+        raise SystemExit(f"{ROOT / m['model_dir']}: missing; pass --train to run: " + " && ".join(m["train"]))
+    if m.get("init_from"):
+        _ensure_model(manifest, entries, m["init_from"], train=True)
+    _ensure_corpus(manifest, m["corpus"], run=True)
+    for command in m["train"]:
+        _run(" ".join(command.split()))  # re-running `midlevel train` resumes from its checkpoints
 
 
 def requote_shap_benchmark(path: Path) -> None:
     """Replace the SHAP numbers of the shipped zoo's results with a new benchmark run on the same weights."""
     results, registry = read_shipped()
-    pinned = {m["name"]: m["sha256"] for m in registry["models"]}
+    pinned = {m["name"]: m["sha256"] for m in registry["models"] if m.get("shipped", True)}
     results["shap_benchmark"] = shap_benchmark_summary(json.loads(path.read_text()), pinned, path)
     write_results_and_cards(results)
     print(f"re-quoted {path} in {CARDS / 'results.json'} and the cards")

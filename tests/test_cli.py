@@ -3,13 +3,14 @@ import json
 import numpy as np
 import soundfile as sf
 
+import midlevel
 from midlevel.cli import main
 
 
 def test_explain_bundled_clip_prints_concepts_and_contributions(capsys, tmp_path):
     assert main(["explain", "--plot", str(tmp_path / "e.png")]) == 0
     out = capsys.readouterr().out
-    assert "example.flac" in out and "model: compact-linear" in out
+    assert "example.flac" in out and f"model: {midlevel.zoo.DEFAULT_MODEL}" in out
     assert "melodiousness" in out and "contributions" in out and "intercept" in out
     assert (tmp_path / "e.png").stat().st_size > 1000
 

@@ -17,7 +17,8 @@ from torch import nn
 
 from midlevel import ModelConfig, TwoStageModel, example_clip, load_audio
 from midlevel.checkpoint import ModelLoadError, read_config
-from midlevel.export import ExportError, add_export_parser, export_onnx, read_onnx_metadata, window_batch
+from midlevel.export import ExportError, add_export_parser, export_onnx, read_onnx_metadata
+from midlevel.model import gather_windows, window_starts
 from midlevel.model import BlackBoxModel, window_starts
 
 SR = 22050
@@ -109,11 +110,18 @@ def clip(source, seconds, real):
 
 @pytest.mark.parametrize("n_samples", [1, 7, 8, 9, 11, 12, 13, 14, 30])
 @pytest.mark.parametrize("window,hop", [(8, 3), (8, 4), (5, 5)])
-def test_window_batch_picks_the_windows_explain_picks(n_samples, window, hop):
+def test_the_graphs_windows_are_the_documented_ones(n_samples, window, hop):
+    """The one window rule (symbolic, so the exported graph shares it) against a plain reading of the docs:
+    every hop-th start, plus one end-aligned window where the hops leave a tail; a short track: one window."""
+    reference = [0] if n_samples <= window else list(range(0, n_samples - window + 1, hop))
+    if reference[-1] + window < n_samples:
+        reference.append(n_samples - window)
+    assert window_starts(n_samples, window, hop) == reference
     wave = torch.arange(1, n_samples + 1, dtype=torch.float32)
-    padded = np.pad(wave.numpy(), (0, max(0, window - n_samples)))
-    expected = np.stack([padded[s:s + window] for s in window_starts(len(padded), window, hop)])
-    np.testing.assert_array_equal(window_batch(wave[None], window, hop)[0].numpy(), expected)
+    padded = np.pad(wave.numpy(), (0, window))
+    expected = np.stack([padded[s:s + window] for s in reference])
+    got = gather_windows(torch.nn.functional.pad(wave[None], (0, window)), torch.tensor(reference), window)
+    np.testing.assert_array_equal(got[0].numpy(), expected)
 
 
 def test_graph_is_checked_and_dynamic_in_batch_and_length(exported):

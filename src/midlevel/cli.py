@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -18,6 +21,7 @@ from .backbones import BACKBONES
 from .checkpoint import ModelLoadError
 from .concepts import MIDLEVEL_FEATURES, OUTSIDE_CONCEPTS
 from .config import ConfigError
+from .errors import MidlevelError
 from .datasets import DatasetError
 from .datasets.controlled import CorpusBuildError, RenderDependencyError
 from .explain.report import add_report_arguments, report_options, write_report
@@ -26,7 +30,7 @@ from .export import ExportError, add_export_parser
 from .training.finetune import FinetuneError, add_finetune_parser
 
 #: errors caused by what the user gave us; anything else is a bug and keeps its traceback
-USER_ERRORS: tuple[type[BaseException], ...] = (AudioError, ModelLoadError, ConfigError, DatasetError,
+USER_ERRORS: tuple[type[BaseException], ...] = (MidlevelError, AudioError, ModelLoadError, ConfigError, DatasetError,
                                                ExportError, FinetuneError, CorpusBuildError,
                                                RenderDependencyError, FileNotFoundError)
 
@@ -39,7 +43,8 @@ def _format_explanation(expl, *, with_contributions: bool, top: int) -> str:
         lines.append(f"   flags: {', '.join(expl.flags())}")
     with pd.option_context("display.width", 200, "display.max_columns", 50,
                            "display.float_format", "{:.2f}".format):
-        lines += ["", "concepts:", expl.concept_series().to_frame().T.to_string(index=False)]
+        if expl.concept_names:  # a black box has none
+            lines += ["", "concepts:", expl.concept_series().to_frame().T.to_string(index=False)]
         if with_contributions:
             lines += ["", "contributions (target = intercept + sum of concept terms):", expl.to_frame().to_string()]
             if top:
@@ -78,7 +83,7 @@ def cmd_predict_or_explain(args: argparse.Namespace, *, explain: bool) -> int:
                 print(format_side_by_side(side, top=args.top or 3))
                 print()
             continue
-        expl = model.explain(src)
+        expl = model.explain(src) if explain else model.predict(src)
         if explain and args.plot:
             expl.plot(_plot_path(args.plot, src, len(sources)))
         if args.json:
@@ -96,19 +101,28 @@ def cmd_predict_or_explain(args: argparse.Namespace, *, explain: bool) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .zoo import REGISTRY
+    from .zoo import DEFAULT_MODEL, REGISTRY, list_models
 
-    entries = [REGISTRY[n] for n in sorted(REGISTRY)]
+    entries = [REGISTRY[n] for n in list_models(all=args.all)]
     if args.json:
-        print(json.dumps([{"name": e.name, "description": e.description, "explainable": e.explainable}
-                          for e in entries], indent=2))
-    elif not entries:
+        print(json.dumps([{**asdict(e), "default": e.name == DEFAULT_MODEL} for e in entries], indent=2))
+        return 0
+    if not entries:
         print("The zoo holds no trained checkpoints yet (see the README for the training recipes).")
-    else:
-        width = max(len(e.name) for e in entries)
-        for e in entries:
-            kind = "" if e.explainable else " [baseline, black box]"
-            print(f"{e.name:<{width}}  {e.description}{kind}")
+        return 0
+    rows = [{"": "*" if e.name == DEFAULT_MODEL else "", "name": e.name, "task": e.task,
+             "concepts": len(e.concept_names) or "-",
+             "concept r": f"{e.metrics['concept_r']:.3f}" if "concept_r" in e.metrics else "-",
+             "emotion r": f"{e.metrics['emotion_r']:.3f}", "size": f"{e.size_bytes / 1e6:.1f} MB",
+             "status": e.status + (f" by {e.superseded_by}" if e.superseded_by else "")
+             + ("" if e.shipped else " (not installed)")} for e in entries]
+    widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in rows[0]}
+    for row in [{k: k for k in rows[0]}, *rows]:
+        print("  ".join(f"{row[k]!s:<{w}}" for k, w in widths.items()).rstrip())
+    hidden = len(REGISTRY) - len(entries)
+    print(f"\n* default (the current explainable entry with the best held-out emotion r). Scores: mean Pearson r "
+          f"on the held-out controlled corpus (unseen pieces; `midlevel.zoo.card(NAME)` has the details)."
+          + (f" {hidden} superseded entries hidden: --all lists them." if hidden else ""))
     return 0
 
 
@@ -213,10 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_corpus_build)
     add_export_parser(sub)
     add_finetune_parser(sub)
-    p = sub.add_parser("models", help="list the zoo's checkpoints")
+    p = sub.add_parser("models", help="list the zoo's checkpoints with their held-out scores; * marks the default")
+    p.add_argument("--all", action="store_true", help="also list superseded entries (not installed)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
     return parser
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings to the user (deprecated names, superseded entries) as one line, not a source excerpt."""
+    print(f"midlevel: warning: {message}", file=file or sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -231,10 +251,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         # (training.loops.flush_denormals covers the calling thread alone)
         torch.set_flush_denormal(True)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():  # restored afterwards: a caller's own warning display is theirs
+            warnings.showwarning = _warning_line
+            return args.func(args)
     except USER_ERRORS as exc:
         print(f"midlevel: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`midlevel models | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print("midlevel: interrupted (work already written is kept; rerun the same command to resume where "
+              "it supports resuming)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

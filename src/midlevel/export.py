@@ -51,22 +51,6 @@ class ExportError(ValueError):
     """The model cannot be exported to the given path; the message names the path."""
 
 
-def window_batch(wave: torch.Tensor, window: int, hop: int) -> torch.Tensor:
-    """(B, S) -> (B, n_windows, window): the windows ``model.window_starts`` picks, as tensor ops.
-
-    Written with symbolic sizes only (no Python branch on the length), so one exported graph
-    serves every length: n = 1 + ceil(max(S - window, 0) / hop), start_i = min(i * hop, S - window)
-    clamped at 0, and zero padding supplies what a short track lacks.
-    """
-    n_samples = wave.shape[-1]
-    n_windows = 1 + (torch.sym_max(n_samples - window, 0) + hop - 1) // hop
-    starts = (torch.arange(n_windows, device=wave.device) * hop).clamp(max=n_samples - window).clamp(min=0)
-    index = (starts[:, None] + torch.arange(window, device=wave.device)[None, :]).reshape(-1)
-    # index_select exports as Gather, which onnxruntime runs faster than GatherND (what [:, index] gives)
-    windows = nn.functional.pad(wave, (0, window)).index_select(1, index)
-    return windows.reshape(wave.shape[0], n_windows, window)
-
-
 class TrackGraph(nn.Module):
     """What gets exported: waveforms -> track-level outputs of ``model`` (see module docstring)."""
 
@@ -77,22 +61,14 @@ class TrackGraph(nn.Module):
 
     @property
     def output_names(self) -> list[str]:
+        """Names of ``model.track_outputs``'s outputs, in its order."""
         if self.explainable:
             return ["concepts", "targets", "contributions", "window_concepts"]
         return ["targets", "window_targets"]
 
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        cfg = self.model.config
-        windows = window_batch(wave, cfg.window_samples, cfg.hop_samples)
-        batch, n_windows, window = windows.shape
-        spec = self.model.frontend(windows.reshape(batch * n_windows, window))
-        per_window = self.model.outputs_from_spectrogram(spec).reshape(batch, n_windows, -1)
-        track = per_window.mean(dim=1)
-        if not self.explainable:
-            return track, per_window
-        contributions = self.model.head.contributions(track)
-        targets = contributions.sum(dim=-1) + self.model.head.intercept
-        return track, targets, contributions, per_window
+        # the model's own track algorithm, all windows at once (symbolic shapes only)
+        return self.model.track_outputs(wave)
 
 
 def weights_sha256(model: AudioModel) -> str:

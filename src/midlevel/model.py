@@ -20,6 +20,7 @@ from .audio import Audio, is_silent, load_audio, pad_to_length
 from .backbones import build_backbone
 from .checkpoint import ModelLoadError, read_config, read_weights, save_model_dir
 from .config import ConfigError, ModelConfig
+from .errors import MidlevelError
 from .explain.explanation import Explanation, Prediction
 from .frontend import LogFrequencySpectrogram
 from .heads import AdditiveHead, build_head
@@ -27,22 +28,41 @@ from .ioutil import release_freed_memory
 from .numerics import flush_denormals
 
 
+class NoConceptsError(MidlevelError, ValueError):
+    """A call that needs concepts (``explain``) was made on a black box; the message names its twin."""
+
+
+def window_starts_tensor(n_samples: int | torch.SymInt, window: int, hop: int,
+                         device: torch.device | None = None) -> torch.Tensor:
+    """Start sample of each window (the one definition every path uses, exported graph included).
+
+    Written with symbolic sizes only (no Python branch on the length), so one exported graph serves
+    every length: n = 1 + ceil(max(S - window, 0) / hop), start_i = min(i * hop, S - window) clamped at
+    0; the last window is end-aligned so the whole track is covered, and a short track has one window
+    at 0 (zero padding supplies what it lacks).
+    """
+    n_windows = 1 + (torch.sym_max(n_samples - window, 0) + hop - 1) // hop
+    return (torch.arange(n_windows, device=device) * hop).clamp(max=n_samples - window).clamp(min=0)
+
+
+def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
+    """``window_starts_tensor`` as a list of ints."""
+    return window_starts_tensor(n_samples, window, hop).tolist()
+
+
+def gather_windows(padded: torch.Tensor, starts: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, S') waveforms, padded to at least one window, -> (B, len(starts), window)."""
+    index = (starts[:, None] + torch.arange(window, device=padded.device)[None, :]).reshape(-1)
+    # index_select exports as Gather, which onnxruntime runs faster than GatherND (what [:, index] gives)
+    return padded.index_select(1, index).reshape(padded.shape[0], starts.shape[0], window)
+
+
 def stream_windows(samples: np.ndarray, window: int, hop: int, batch_size: int) -> Iterator[np.ndarray]:
-    """(B, window) float32 batches covering the track (end-aligned last window, short tracks padded)."""
+    """(B, window) float32 batches covering the track, in ``window_starts`` order (short tracks padded)."""
     samples, _ = pad_to_length(samples, window)
     starts = window_starts(len(samples), window, hop)
     for i in range(0, len(starts), batch_size):
         yield np.stack([samples[s:s + window] for s in starts[i:i + batch_size]])
-
-
-def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
-    """Start sample of each window; the last one is end-aligned so the whole track is covered."""
-    if n_samples <= window:
-        return [0]
-    starts = list(range(0, n_samples - window + 1, hop))
-    if starts[-1] + window < n_samples:
-        starts.append(n_samples - window)
-    return starts
 
 
 class AudioModel(nn.Module):
@@ -77,32 +97,67 @@ class AudioModel(nn.Module):
         """(B, 1, bands, frames) -> (B, D): what is averaged over a track's windows."""
         raise NotImplementedError
 
-    @torch.inference_mode()
-    def per_window(self, samples: np.ndarray, *, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
-        """``outputs_from_spectrogram`` for each window, (W, D), and window starts in seconds.
+    def window_outputs(self, wave: torch.Tensor, *, chunk: int | None = None, window: int | None = None,
+                       hop: int | None = None) -> torch.Tensor:
+        """(B, S) waveforms -> (B, W, D): ``outputs_from_spectrogram`` of each window (the model's own
+        windowing unless ``window``/``hop`` are given). ``chunk`` windows go through the network at a time,
+        so memory does not grow with the track beyond the audio itself; ``None`` (the exported graph) runs
+        all at once, with symbolic shapes only."""
+        window = window or self.config.window_samples
+        hop = hop or self.config.hop_samples
+        n_samples = wave.shape[-1]
+        starts = window_starts_tensor(n_samples, window, hop, wave.device)
+        if chunk is None:
+            windows = gather_windows(nn.functional.pad(wave, (0, window)), starts, window)
+            batch, n_windows, _ = windows.shape
+            spec = self.frontend(windows.reshape(batch * n_windows, window))
+            return self.outputs_from_spectrogram(spec).reshape(batch, n_windows, -1)
+        padded = wave if n_samples >= window else nn.functional.pad(wave, (0, window - n_samples))
+        parts = []
+        for i in range(0, len(starts), chunk):
+            windows = gather_windows(padded, starts[i:i + chunk], window)
+            spec = self.frontend(windows.reshape(-1, window))
+            parts.append(self.outputs_from_spectrogram(spec).reshape(wave.shape[0], windows.shape[1], -1))
+            release_freed_memory()
+        return torch.cat(parts, dim=1)
 
-        Windows go through the network ``batch_size`` at a time, so memory does not grow with
-        the track's length beyond the decoded audio itself.
-        """
-        window, hop = self.config.window_samples, self.config.hop_samples
-        starts = window_starts(max(len(samples), window), window, hop)
-        return self.outputs_per_window(samples, window, hop, batch_size=batch_size), \
-            np.asarray(starts) / self.config.sample_rate
+    def track_outputs(self, wave: torch.Tensor, *, chunk: int | None = None) -> tuple[torch.Tensor, ...]:
+        """THE track algorithm, shared by ``predict``, ``explain`` and the ONNX graph: (B, S) waveforms ->
+        the track's outputs (``TrackGraph.output_names`` order; see the subclasses)."""
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    @flush_denormals()
+    def _run_track(self, samples: np.ndarray, batch_size: int) -> tuple[np.ndarray, ...]:
+        """``track_outputs`` of one decoded track, in eval mode, as float64 numpy arrays without the batch axis."""
+        was_training = self.training
+        self.eval()
+        try:
+            outputs = self.track_outputs(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None],
+                                         chunk=batch_size)
+        finally:
+            self.train(was_training)
+        return tuple(o[0].double().numpy() for o in outputs)
 
     @torch.inference_mode()
     @flush_denormals()
     def outputs_per_window(self, samples: np.ndarray, window: int, hop: int, *, batch_size: int = 8) -> np.ndarray:
-        """``outputs_from_spectrogram`` of each window of any length and hop, (W, D), in eval mode."""
+        """``outputs_from_spectrogram`` of each window of any length and hop, (W, D), in eval mode (the views'
+        finer timelines)."""
         was_training = self.training
         self.eval()
         try:
-            out = []
-            for batch in stream_windows(samples, window, hop, batch_size):
-                out.append(self.outputs_from_spectrogram(self.frontend(torch.from_numpy(batch))).numpy())
-                release_freed_memory()
+            wave = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None]
+            return self.window_outputs(wave, chunk=batch_size, window=window, hop=hop)[0].double().numpy()
         finally:
             self.train(was_training)
-        return np.concatenate(out).astype(np.float64)
+
+    def _window_seconds(self, n_samples: int) -> np.ndarray:
+        cfg = self.config
+        return np.asarray(window_starts(n_samples, cfg.window_samples, cfg.hop_samples)) / cfg.sample_rate
+
+    def predict(self, audio: Any, *, sample_rate: int | None = None, batch_size: int = 8) -> Prediction:
+        raise NotImplementedError
 
     def export_onnx(self, path: str | Path, *, opset: int | None = None) -> Path:
         """ONNX graph of the whole track path, windowing and head included (``midlevel.export``)."""
@@ -171,24 +226,34 @@ class TwoStageModel(AudioModel):
         targets = contributions.sum(dim=-1) + self.head.intercept
         return concepts, targets, contributions
 
+    def track_outputs(self, wave: torch.Tensor, *, chunk: int | None = None) -> tuple[torch.Tensor, ...]:
+        """(B, S) -> concepts (B, K), targets (B, T), contributions (B, T, K), window_concepts (B, W, K).
+
+        A track's concepts are the mean of its windows' concepts and the head is applied to that mean,
+        so ``targets == intercept + contributions.sum(-1)`` holds for the whole track, for every head (a
+        GAM is not linear, so averaging per-window contributions would not be the track's contribution).
+        """
+        per_window = self.window_outputs(wave, chunk=chunk)
+        concepts = per_window.mean(dim=1)
+        contributions = self.head.contributions(concepts)
+        targets = contributions.sum(dim=-1) + self.head.intercept
+        return concepts, targets, contributions, per_window
+
     # -- audio in, results out ---------------------------------------------------------------
     def explain(self, audio: Any, *, sample_rate: int | None = None, batch_size: int = 8) -> Explanation:
         """Concepts, targets and each concept's exact contribution to each target."""
         clip = self.read_audio(audio, sample_rate=sample_rate)
-        per_window, starts = self.per_window(clip.samples, batch_size=batch_size)
-        concepts = per_window.mean(axis=0)
-        with torch.inference_mode():
-            c = torch.as_tensor(concepts[None], dtype=torch.float32)
-            contributions = self.head.contributions(c)[0].double().numpy()
-            intercept = self.head.intercept.double().numpy()
-        notes = list(self.config.metadata.get("notes", []))
+        concepts, _, contributions, per_window = self._run_track(clip.samples, batch_size)
+        intercept = self.head.intercept.detach().double().numpy()
         return Explanation(
             source=clip.source, concept_names=list(self.config.concept_names),
             target_names=list(self.config.target_names), concepts=concepts,
+            # summed in float64 from the reported terms, so the decomposition is exact to float64 rounding
             targets=contributions.sum(axis=1) + intercept, window_concepts=per_window,
-            window_starts=starts, duration=clip.duration,
+            window_starts=self._window_seconds(len(clip.samples)), duration=clip.duration,
             padded=len(clip.samples) < self.config.window_samples, silent=is_silent(clip.samples),
-            model_name=self.name, notes=notes, contributions=contributions, intercept=intercept,
+            model_name=self.name, notes=list(self.config.metadata.get("notes", [])),
+            contributions=contributions, intercept=intercept,
         )
 
     def predict(self, audio: Any, *, sample_rate: int | None = None, batch_size: int = 8) -> Prediction:
@@ -222,9 +287,35 @@ class BlackBoxModel(AudioModel):
         """(B, samples) -> targets (B, T)."""
         return self.outputs_from_spectrogram(self.frontend(wave))
 
-    def predict_targets(self, audio: Any, *, sample_rate: int | None = None, batch_size: int = 8) -> np.ndarray:
+    def track_outputs(self, wave: torch.Tensor, *, chunk: int | None = None) -> tuple[torch.Tensor, ...]:
+        """(B, S) -> targets (B, T), the mean of the windows' targets, and window_targets (B, W, T)."""
+        per_window = self.window_outputs(wave, chunk=chunk)
+        return per_window.mean(dim=1), per_window
+
+    def predict(self, audio: Any, *, sample_rate: int | None = None, batch_size: int = 8) -> Prediction:
+        """Track-level targets; a black box has no concepts, so ``concepts`` is empty."""
         clip = self.read_audio(audio, sample_rate=sample_rate)
-        return self.per_window(clip.samples, batch_size=batch_size)[0].mean(axis=0)
+        targets, per_window = self._run_track(clip.samples, batch_size)
+        return Prediction(
+            source=clip.source, concept_names=[], target_names=list(self.config.target_names),
+            concepts=np.zeros(0), targets=targets, window_concepts=np.zeros((len(per_window), 0)),
+            window_starts=self._window_seconds(len(clip.samples)), duration=clip.duration,
+            padded=len(clip.samples) < self.config.window_samples, silent=is_silent(clip.samples),
+            model_name=self.name, notes=list(self.config.metadata.get("notes", [])),
+        )
+
+    def predict_targets(self, audio: Any, *, sample_rate: int | None = None, batch_size: int = 8) -> np.ndarray:
+        """The track's targets, (T,)."""
+        return self.predict(audio, sample_rate=sample_rate, batch_size=batch_size).targets
+
+    def explain(self, audio: Any = None, **_: Any) -> Explanation:
+        """Refused: a black box has no concepts to decompose its output into."""
+        twin = self.config.metadata.get("explainable_twin")
+        raise NoConceptsError(
+            f"{self.name} is a black box: it has no concepts, so no intrinsic explanation; "
+            + (f"its explainable twin is {twin} (`midlevel explain --model {twin}`)" if twin else
+               "use an explainable model (`midlevel models`)")
+            + f", or explain it post hoc with `midlevel explain --baseline shap --baseline-model {self.name}`")
 
 
 MODEL_KINDS: dict[str, type[AudioModel]] = {"two_stage": TwoStageModel, "black_box": BlackBoxModel}

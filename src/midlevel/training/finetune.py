@@ -51,13 +51,13 @@ import numpy as np
 import torch
 from sklearn.linear_model import RidgeCV
 
-from ..checkpoint import ModelLoadError, read_config
+from ..checkpoint import ModelLoadError
 from ..config import ModelConfig
 from ..datasets import DatasetError
 from ..heads import HEADS
 from ..ioutil import atomic_write_text, sha256_file
 from ..model import TwoStageModel
-from ..zoo import get_entry, load
+from ..zoo import load, weights_sha256
 from .annotations import Annotations, check_audio, read_finetune_annotations
 from .cache import cache_key, cached_log_spectrograms
 from .data import LabelledClips
@@ -222,12 +222,11 @@ def publish(folder: Path, out: Path) -> None:
 
 
 def _base_identity(base: str | Path) -> dict[str, str]:
-    directory = Path(base) if Path(base).is_dir() else get_entry(str(base)).weights_dir
-    return {"name": str(base), "weights_sha256": str(read_config(directory)[1].get("weights_sha256"))}
+    return {"name": str(base), "weights_sha256": str(weights_sha256(base))}
 
 
 def _load_base(base: str | Path) -> TwoStageModel:
-    model = load(base)
+    model = load(base, replace_superseded=False)  # fine-tune exactly the weights named, or refuse
     if not isinstance(model, TwoStageModel):
         raise ModelLoadError(f"{base}: is a {model.config.kind} model; fine-tuning needs a two-stage model "
                              "(audio -> concepts -> head)")

@@ -186,7 +186,7 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
     metadata: dict[str, Any] = {"corpus": str(corpus), "settings": asdict(settings)}
     init = None
     if init_from is not None:
-        init = load(init_from)
+        init = load(init_from, replace_superseded=False)  # exactly those weights, or a refusal
         metadata["init_from"] = {"model": str(init_from), "weights_sha256": weights_sha256(init_from)}
     base = ModelConfig(backbone=backbone, concept_names=splits["train"].concept_names, metadata=metadata)
     torch.manual_seed(settings.seed)

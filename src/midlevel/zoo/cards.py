@@ -167,7 +167,8 @@ def _shap_section(name: str, info: dict[str, Any], results: dict[str, Any]) -> l
            ""]
     measured = set(bench["models"]) | set(bench["black_boxes"])
     if name not in measured:
-        unmeasured = [n for n in results["zoo"] if n not in measured]
+        # installed entries only: the benchmark loads models by name
+        unmeasured = [n for n, e in results["zoo"].items() if n not in measured and e.get("shipped", True)] or [name]
         out += [f"This model was added to the zoo after that run and is not in it yet; `python "
                 f"benchmarks/intrinsic_vs_shap.py --corpus {st['corpus']} --background-corpus {st['background_corpus']} "
                 f"--models {','.join(unmeasured)} --n {n} --threads {st['threads']} --merge` measures the entries "
@@ -282,10 +283,12 @@ def _finetune_section(name: str, info: dict[str, Any], results: dict[str, Any], 
                "--audio-dir mid_level/audio --out my-model")
     out = ["## Fine-tuning on the real Mid-level dataset", ""]
     if not info["explainable"]:
-        twins = _explainable_twins(name, results)
+        # a twin the user has installed: the one trained as this black box was, else the manifest's choice
+        twins = [n for n in _explainable_twins(name, results) if results["zoo"][n].get("shipped", True)]
+        twins = twins or ([info["twin"]] if info.get("twin") else [])
         out += ["`midlevel finetune` adapts a two-stage model's concept layer to new mid-level ratings, so it refuses "
                 "this black box, which has none. "
-                + (f"Fine-tune its explainable twin `{twins[0]}` (trained as this model was) instead: download the "
+                + (f"Fine-tune its explainable twin `{twins[0]}` instead: download the "
                    "Mid-level Perceptual Features dataset (osf.io/5aupt) and run:" if twins else
                    "Fine-tune an explainable entry instead (`midlevel models` lists them)."), ""]
         if twins:
@@ -342,6 +345,46 @@ def _seven_concept_mean(concepts: dict[str, dict[str, float]], outside: list[str
             f"r **{r:.3f}**, R^2 {r2:.3f}; the mean row above covers all {len(concepts) - 1}.")
 
 
+def _status_section(name: str, info: dict[str, Any]) -> list[str]:
+    """What the entry is for, its status, and where it is (the manifest's words; see scripts/zoo_manifest.toml)."""
+    if "status" not in info:
+        return []
+    status = {"current": "current", "baseline": "baseline (a black box kept for comparisons)",
+              "superseded": f"superseded by `{info.get('superseded_by')}`"}[info["status"]]
+    where = ("installed with the package: `midlevel.load(\"" + name + "\")`" if info.get("shipped") else
+             "**not installed** with the package (its weights left the wheel); rebuild it with "
+             f"`python scripts/build_zoo.py --entry {name} --train`")
+    out = ["## Status and when to pick it", "", f"- Status: **{status}**; {where}."]
+    if info.get("aliases"):
+        out.append("- Former name" + ("s" if len(info["aliases"]) > 1 else "") + ": "
+                   + ", ".join(f"`{a}`" for a in info["aliases"]) + " (still loads, with a deprecation warning).")
+    out += [f"- {info['purpose']}", ""]
+    return out
+
+
+def zoo_table_markdown(entries: dict[str, Any]) -> str:
+    """The README's zoo table: installed entries, best first, the default marked (``entries``: name ->
+    ``ModelEntry``; the default is chosen from their recorded scores, not here)."""
+    from .registry import default_name
+
+    default = default_name(entries)
+    shown = sorted((e for e in entries.values() if e.shipped),
+                   key=lambda e: (e.name != default, e.status != "current", -e.metrics.get("emotion_r", 0), e.name))
+    lines = ["| model | status | concepts | concept r | emotion r | weights | card |",
+             "|---|---|---|---|---|---|---|"]
+    for e in shown:
+        concept_r = (f"{e.metrics['concept_r']:.3f}" + (f" ({e.metrics['concept_r_mid7']:.3f} over 7)"
+                                                        if len(e.concept_names) > 7 else "")
+                     if "concept_r" in e.metrics else "-")
+        lines.append(f"| `{e.name}`{' (default)' if e.name == default else ''} | {e.status} | "
+                     f"{len(e.concept_names) or '-'} | {concept_r} | {e.metrics['emotion_r']:.3f} | "
+                     f"{e.size_bytes / 1e6:.1f} MB | [card](model_cards/{e.card}) |")
+    superseded = sum(not e.shipped for e in entries.values())
+    lines += ["", f"Held-out controlled corpus (seed 2, {next(iter(entries.values())).metrics.get('n_eval', 300)} "
+                  f"clips of unseen pieces); {superseded} superseded entries are listed by `midlevel models --all`."]
+    return "\n".join(lines)
+
+
 def render_card(name: str, results: dict[str, Any]) -> str:
     """The whole card for zoo entry ``name`` from ``results`` (model_cards/results.json)."""
     info = results["zoo"][name]
@@ -352,6 +395,7 @@ def render_card(name: str, results: dict[str, Any]) -> str:
     outside = [c for c in concepts if c in OUTSIDE_CONCEPTS]  # extra concepts beyond the seven
     meta = front_matter(name, {"explainable": info["explainable"], "eval_seed": ev.get("seed")}, held)
     out = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "", f"# {name}", "", info["description"] + ".", ""]
+    out += _status_section(name, info)
     out += ["## Model details", "",
             f"- Setup: **{info['setup']}** (Chowdhury et al. 2019 naming); trained as `{info.get('trained_as', info['source'])}` by "
             "`midlevel train` (`src/midlevel/training/recipes.py`).",

@@ -1,0 +1,173 @@
+"""Choosing from the zoo: typed metadata, one naming rule, aliases, the default from the numbers, names
+that never shadow paths, and one contract (predict for every entry; explain refused by black boxes)."""
+
+import json
+import subprocess
+import sys
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import midlevel
+from midlevel.checkpoint import ModelLoadError
+from midlevel.cli import main
+from midlevel.model import BlackBoxModel, NoConceptsError, TwoStageModel
+from midlevel.zoo import (ALIASES, DEFAULT_MODEL, REGISTRY, ZooNameWarning, card, installed_entry, list_models, load,
+                          resolve)
+from midlevel.zoo.registry import default_name, parse_name
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = json.loads((ROOT / "model_cards" / "results.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_name_follows_the_rule_and_says_what_the_entry_is(name):
+    entry, parsed = REGISTRY[name], parse_name(name)
+    assert parsed["task"] == entry.task and parsed["backbone"] == entry.backbone
+    assert parsed["n_concepts"] == len(entry.concept_names) and parsed["train_clips"] == entry.train_clips
+    assert (parsed["head"] == "a2e") == (not entry.explainable)
+    assert parsed["sequential"] == (entry.setup == "A2Mid2E")
+    # the metrics a user chooses by are the results file's, not typed
+    held = RESULTS["family"][RESULTS["zoo"][name]["source"]]["heldout_test"]
+    assert entry.metrics["emotion_r"] == held["targets"]["mean"]["r"]
+    if entry.explainable:
+        assert entry.metrics["concept_r"] == held["concepts"]["mean"]["r"]
+    assert entry.status in ("current", "baseline", "superseded") and entry.purpose
+    assert (entry.status == "superseded") == (not entry.shipped) == (entry.superseded_by is not None)
+    assert card(name).startswith("---\n") and entry.purpose in " ".join(card(name).split())
+
+
+@pytest.mark.parametrize("bad", ["compact-linear", "emotion-compact-linear-ctrl3k", "emotion-compact-a2e-mid7-ctrl3k",
+                                 "emotion-vgg-linear-mid7-ctrl3k", "emotion-compact-linear-mid7-3k"])
+def test_names_off_the_rule_are_refused(bad):
+    with pytest.raises(ValueError, match="does not follow|concept set"):
+        parse_name(bad)
+
+
+def test_the_default_is_the_best_current_explainable_entry_by_recorded_emotion_r():
+    current = [e for e in REGISTRY.values() if e.status == "current" and e.explainable and e.shipped]
+    assert DEFAULT_MODEL == max(current, key=lambda e: e.metrics["emotion_r"]).name
+    assert load().name == DEFAULT_MODEL and list_models()[0] == DEFAULT_MODEL
+    # chosen from the numbers: raise another entry's score and it becomes the default
+    other = next(e for e in current if e.name != DEFAULT_MODEL)
+    boosted = {**REGISTRY, other.name: replace(other, metrics={**other.metrics, "emotion_r": 0.99})}
+    assert default_name(boosted) == other.name
+    # a black box or a superseded entry never is, however it scores
+    for e in REGISTRY.values():
+        if not e.explainable or e.status == "superseded":
+            assert default_name({**REGISTRY, e.name: replace(e, metrics={**e.metrics, "emotion_r": 0.99})}) == DEFAULT_MODEL
+
+
+def test_the_package_ships_only_the_entries_in_use():
+    weights = Path(REGISTRY[DEFAULT_MODEL].weights_dir).parent
+    assert sorted(p.name for p in weights.iterdir()) == sorted(n for n, e in REGISTRY.items() if e.shipped)
+    assert sorted(list_models()) == sorted(n for n, e in REGISTRY.items() if e.shipped)
+    assert set(list_models(all=True)) == set(REGISTRY)
+
+
+def test_old_names_load_with_a_deprecation_warning_naming_the_new_one():
+    shipped = next(a for a, n in ALIASES.items() if REGISTRY[n].shipped)
+    with pytest.warns(ZooNameWarning, match=f"{shipped!r} is deprecated; it is now {ALIASES[shipped]!r}"):
+        assert load(shipped).name == ALIASES[shipped]
+    gone = next(a for a, n in ALIASES.items() if not REGISTRY[n].shipped)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = load(gone)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "deprecated" in messages and "superseded" in messages and model.name in messages
+    with pytest.raises(ModelLoadError, match="superseded by .* no longer installed"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        load(gone, replace_superseded=False)  # training and fine-tuning continue exactly the named weights
+
+
+def test_a_folder_never_silently_shadows_a_zoo_entry(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = TwoStageModel(midlevel.ModelConfig(name="my-local-model"))
+    model.save_pretrained(tmp_path / DEFAULT_MODEL)
+    with pytest.raises(ModelLoadError, match=f"both a zoo entry and a folder.*./{DEFAULT_MODEL}.*zoo:{DEFAULT_MODEL}"):
+        load(DEFAULT_MODEL)
+    assert load(f"./{DEFAULT_MODEL}").name == "my-local-model"
+    assert load(f"zoo:{DEFAULT_MODEL}").name == DEFAULT_MODEL
+    model.save_pretrained(tmp_path / "mine")
+    assert load("mine").name == "my-local-model"  # a bare name the zoo does not know: the folder
+    assert isinstance(resolve(Path(DEFAULT_MODEL)), Path)
+    with pytest.raises(ModelLoadError, match=f"did you mean {DEFAULT_MODEL[:-1]!r}|did you mean"):
+        load(DEFAULT_MODEL[:-1] + "x")
+
+
+def test_models_lists_scores_marks_the_default_and_hides_superseded(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert f"*  {DEFAULT_MODEL}" in out and "emotion r" in out and "status" in out
+    superseded = [n for n, e in REGISTRY.items() if not e.shipped]
+    assert superseded and not any(n in out for n in superseded) and "--all" in out
+    assert f"{REGISTRY[DEFAULT_MODEL].metrics['emotion_r']:.3f}" in out
+    assert main(["models", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert all(n in out for n in superseded)
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == list_models() and [r["name"] for r in rows if r["default"]] == [DEFAULT_MODEL]
+    assert {"task", "metrics", "status", "size_bytes", "concept_names", "superseded_by"} <= set(rows[0])
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY) + sorted(ALIASES)[:2])
+def test_every_entry_predicts_and_explain_ends_in_a_result_or_one_line(name, capsys):
+    """Superseded entries and old names included (they load their successor, with a warning line)."""
+    assert main(["predict", "--json", "--model", name]) == 0
+    predicted = capsys.readouterr()
+    record = json.loads(predicted.out)
+    assert len(record["targets"]) == 8
+    assert all(line.startswith("midlevel: warning: ") for line in predicted.err.splitlines())
+    code = main(["explain", "--model", name])
+    explained = capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        entry = installed_entry(REGISTRY.get(name) or REGISTRY[ALIASES[name]])
+    if entry.explainable:
+        assert code == 0 and "contributions" in explained.out
+    else:
+        assert code == 2 and record["concepts"] == {}
+        lines = [line for line in explained.err.splitlines() if not line.startswith("midlevel: warning: ")]
+        assert len(lines) == 1 and lines[0].startswith("midlevel: error: ") and "no concepts" in lines[0]
+        assert entry.twin in lines[0]
+
+
+def test_the_console_script_prints_no_traceback_for_a_black_box():
+    box = next(n for n, e in REGISTRY.items() if e.shipped and not e.explainable)
+    done = subprocess.run([sys.executable, "-m", "midlevel.cli", "explain", "--model", box],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_a_black_box_predicts_targets_and_refuses_to_explain():
+    box = next(n for n, e in REGISTRY.items() if e.shipped and not e.explainable)
+    model = load(box)
+    assert isinstance(model, BlackBoxModel)
+    pred = model.predict(midlevel.example_clip())
+    assert pred.concept_names == [] and pred.targets.shape == (8,) and pred.window_concepts.shape == (2, 0)
+    np.testing.assert_array_equal(pred.targets, model.predict_targets(midlevel.example_clip()))
+    with pytest.raises(NoConceptsError, match=f"no concepts.*{REGISTRY[box].twin}"):
+        model.explain(midlevel.example_clip())
+
+
+@pytest.mark.parametrize("seconds", [3.0, 10.0, 23.7])
+def test_one_track_algorithm_chunked_or_not(seconds):
+    """explain/predict run the windows a few at a time, the ONNX graph all at once: the same function
+    (``track_outputs``) with the same windows and the same numbers."""
+    torch.manual_seed(0)
+    model = TwoStageModel(midlevel.ModelConfig(backbone="compact", head="gam")).eval()
+    wave = torch.randn(2, int(seconds * model.config.sample_rate)) * 0.1
+    with torch.no_grad():
+        whole = model.track_outputs(wave)
+        chunked = model.track_outputs(wave, chunk=1)
+    for a, b in zip(whole, chunked):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    expl = model.explain(wave[0].numpy(), sample_rate=model.config.sample_rate)
+    np.testing.assert_allclose(expl.concepts, whole[0][0].numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(expl.targets, whole[1][0].numpy(), rtol=1e-5, atol=1e-5)
+    assert np.abs(expl.contributions.sum(1) + expl.intercept - expl.targets).max() <= 1e-9
