@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Debian packages the tests and the corpus builder need: FluidSynth and the FluidR3 GM soundfont.
+# Debian packages the tests and the corpus builder need: FluidSynth and General MIDI soundfonts (FluidR3 for
+# the dry corpus; MuseScore General, TimGM6mb and the OPL-3 bank too for randomised recording conditions).
 # Installs only what is missing (apt-get needs root, as on the project's machines).
 set -euo pipefail
 missing=()
 command -v fluidsynth >/dev/null 2>&1 || missing+=(fluidsynth)
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || missing+=(fluid-soundfont-gm)
+[ -f /usr/share/sounds/sf3/MuseScore_General.sf3 ] || missing+=(musescore-general-soundfont)
+[ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] || missing+=(timgm6mb-soundfont)
+[ -f /usr/share/sounds/sf2/OPL-3_FM_128M.sf2 ] || missing+=(opl3-soundfont)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} with apt-get"
   apt-get update -qq

@@ -29,19 +29,19 @@ def test_reports_every_split_per_style_and_a_piece_bootstrap(tmp_path):
     meta.write_text("\n".join(rows) + "\n")
     bench = benchmark_module()
     out = tmp_path / "results"
-    assert bench.main(["--model", f"seq=compact-linear-sequential@{tmp_path / 'data'}",
-                       "--model", f"joint=compact-linear@{tmp_path / 'data'}",
+    assert bench.main(["--model", f"seq=emotion-compact-gam-mid7-ctrl3k-seq@{tmp_path / 'data'}",
+                       "--model", f"joint=emotion-compact-gam-mid7-ctrl3k-seq@{tmp_path / 'data'}",
                        "--heldout", str(tmp_path / "held"), "--cache-dir", str(tmp_path / "cache"),
                        "--out", str(out), "--bootstrap", "200"]) == 0
     summary = json.loads((out / "concept_generalisation.json").read_text())
     assert summary["heldout"] == {"corpus": str(tmp_path / "held"), "clips": 5, "pieces": 3}  # clips 26-30
     seq, joint = summary["models"]["seq"], summary["models"]["joint"]
-    assert seq["weights_sha256"] == get_entry("compact-linear-sequential").sha256
+    assert seq["weights_sha256"] == get_entry("emotion-compact-gam-mid7-ctrl3k-seq").sha256
     assert set(seq["r"]) == {"train", "val", "test", "heldout"} and seq["pieces"]["train"] == 20
     # the held-out r is the plain Pearson r of the model's concepts on those clips (the benchmark reads
     # float16-cached spectrograms, hence the tolerance on 5 clips)
     held = load_splits(tmp_path / "held")["test"]
-    pred = np.stack([load("compact-linear").predict(p).concepts for p in held.paths])
+    pred = np.stack([load("emotion-compact-gam-mid7-ctrl3k-seq").predict(p).concepts for p in held.paths])
     np.testing.assert_allclose([joint["r"]["heldout"][n] for n in joint["concepts"]],
                                pearson_per_column(held.concepts, pred), atol=0.01)
     assert set(joint["heldout_by_style"]) == {"chorale", "folk"}
@@ -56,6 +56,6 @@ def test_reports_every_split_per_style_and_a_piece_bootstrap(tmp_path):
 def test_model_spec_must_name_label_model_and_corpus():
     bench = benchmark_module()
     assert bench.parse_model("a=runs/x/models/a2mid@corpora/train") == ("a", "runs/x/models/a2mid", "corpora/train")
-    for bad in ("compact-linear@corpora/train", "a=compact-linear", "=m@c", "a=@c"):
+    for bad in ("emotion-compact-gam-mid7-ctrl3k-seq@corpora/train", "a=emotion-compact-gam-mid7-ctrl3k-seq", "=m@c", "a=@c"):
         with pytest.raises(argparse.ArgumentTypeError, match="LABEL=NAME_OR_DIR@CORPUS"):
             bench.parse_model(bad)

@@ -13,12 +13,12 @@ def test_both_settings_are_timed_and_agree(tmp_path):
     bench = load_script("benchmarks/denormals.py")
     threads = torch.get_num_threads()
     try:
-        assert bench.main(["--models", "compact-a2e,compact-linear-10", "--reps", "2", "--batch", "2",
+        assert bench.main(["--models", "emotion-measures-a2e-ctrl24k,emotion-compact-gam-mid7-ctrl3k-seq", "--reps", "2", "--batch", "2",
                            "--out", str(tmp_path)]) == 0
     finally:
         torch.set_num_threads(threads)
     summary = json.loads((tmp_path / "denormals.json").read_text())
-    assert (tmp_path / "denormals.md").read_text().count("| compact-") == 6
+    assert (tmp_path / "denormals.md").read_text().count("| emotion-") == 6
     for cases in summary["models"].values():
         assert set(cases) == {"forward", "backward", "explain"}
         for v in cases.values():

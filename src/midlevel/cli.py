@@ -141,7 +141,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     concepts = [*MIDLEVEL_FEATURES, *OUTSIDE_CONCEPTS] if args.outside_concepts else None
     results = train_family(args.corpus, args.out, backbone=args.backbone, heads=args.heads.split(","),
                            joint_heads=joint, settings=settings, cache_dir=args.cache_dir, concepts=concepts,
-                           black_box=not args.no_a2e, init_from=args.init_from)
+                           black_box=not args.no_a2e, init_from=args.init_from,
+                           level_target_dbfs=args.level_normalize)
     names = [n for n in results["models"] if n != "a2mid"]
     print(target_table(results, names))
     print(f"models and results.json written to {args.out}")
@@ -152,7 +153,8 @@ def cmd_corpus_build(args: argparse.Namespace) -> int:
     from .datasets.controlled import build_corpus
 
     summary = build_corpus(args.out, args.n, seconds=args.seconds, seed=args.seed, workers=args.workers,
-                           audio_format=args.format, only_split=args.only_split, clips_per_piece=args.clips_per_piece)
+                           audio_format=args.format, only_split=args.only_split, clips_per_piece=args.clips_per_piece,
+                           conditions=args.conditions)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -204,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(e.g. backbone.note_measures_in,concept_layer,head with --init-from); the rest stays "
                         "frozen in eval mode (default: train everything)")
     p.add_argument("--cache-dir", help="spectrogram cache folder (default: OUT/cache)")
+    p.add_argument("--level-normalize", type=float, metavar="DBFS",
+                   help="scale every window to this RMS level (dBFS) inside the front-end, so the file's gain "
+                        "cannot reach the concepts (e.g. -32, the dry corpus's median); also allowed with --init-from")
     p.add_argument("--outside-concepts", action="store_true",
                    help="add loudness, tempo and register (from the controlled corpus's factors.csv) to the seven "
                         "concepts: the corpus's emotions depend on them, so the bottleneck can carry them by name")
@@ -224,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw clips only from this split's pieces (a held-out corpus built with another seed)")
     p.add_argument("--clips-per-piece", type=int, default=3,
                    help="consecutive clips drawn from one piece (1: as many distinct pieces as the catalogue allows)")
+    p.add_argument("--conditions", choices=["dry", "randomised"], default="dry",
+                   help="recording conditions: dry (one soundfont, no room, fixed gain, lossless) or randomised "
+                        "(soundfont, room, EQ, compression, level, noise and codec drawn per clip; same clips and "
+                        "labels as the dry build of the seed; datasets.controlled.conditions)")
     p.set_defaults(func=cmd_corpus_build)
     add_export_parser(sub)
     add_finetune_parser(sub)

@@ -35,6 +35,12 @@ class FrontendConfig:
     bands_per_octave: int = 24
     fmin: float = 20.0
     fmax: float = 16000.0
+    #: per-window level normalisation: each window is scaled to this RMS level (dBFS) before the STFT, so
+    #: the file's gain cannot reach the concepts (None: off, as in the models trained before it). Windows
+    #: quieter than ``level_floor_dbfs`` are raised only as far as a window at the floor would be, so
+    #: near-silence stays quiet instead of becoming amplified noise.
+    level_target_dbfs: float | None = None
+    level_floor_dbfs: float = -70.0
 
 
 @dataclass

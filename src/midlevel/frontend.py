@@ -80,9 +80,20 @@ class LogFrequencySpectrogram(nn.Module):
     def n_bands(self) -> int:
         return int(self.filterbank.shape[1])
 
+    def level_normalize(self, wave: torch.Tensor) -> torch.Tensor:
+        """Each row scaled to ``level_target_dbfs`` RMS (identity when the config has none).
+
+        Inside the network rather than in a data loader, so the ONNX graph and every caller get it:
+        a model that should not hear the file's gain must not depend on its users to remove it."""
+        if self.cfg.level_target_dbfs is None:
+            return wave
+        rms = wave.pow(2).mean(dim=-1, keepdim=True).sqrt()
+        floor = 10.0 ** (self.cfg.level_floor_dbfs / 20.0)
+        return wave * (10.0 ** (self.cfg.level_target_dbfs / 20.0) / rms.clamp_min(floor))
+
     def log_spectrogram(self, wave: torch.Tensor) -> torch.Tensor:
         """Un-normalised log10(1 + filtered magnitude), shape (batch, bands, frames)."""
-        mag = self.stft(wave)  # (batch, n_fft//2+1, frames)
+        mag = self.stft(self.level_normalize(wave))  # (batch, n_fft//2+1, frames)
         filtered = torch.matmul(mag.transpose(1, 2), self.filterbank).transpose(1, 2)
         return torch.log10(1.0 + filtered)
 

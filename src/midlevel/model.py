@@ -159,12 +159,6 @@ class AudioModel(nn.Module):
     def predict(self, audio: Any, *, sample_rate: int | None = None, batch_size: int = 8) -> Prediction:
         raise NotImplementedError
 
-    def export_onnx(self, path: str | Path, *, opset: int | None = None) -> Path:
-        """ONNX graph of the whole track path, windowing and head included (``midlevel.export``)."""
-        from .export import export_onnx
-
-        return export_onnx(self, path, opset=opset)
-
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (atomically; sha256 recorded)."""
         return save_model_dir(directory, self.config, self.state_dict())

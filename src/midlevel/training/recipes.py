@@ -29,7 +29,7 @@ import torch
 from sklearn.metrics import precision_recall_fscore_support
 
 from ..backbones import EXTENDS
-from ..config import ModelConfig
+from ..config import FrontendConfig, ModelConfig
 from ..datasets.controlled.ratings import INGREDIENT_COLUMNS
 from ..datasets.controlled.rolls import ROLL_CHANNELS, corpus_rolls
 from ..datasets.errors import DatasetError
@@ -141,7 +141,10 @@ def warm_start(model: AudioModel, init: AudioModel) -> AudioModel:
     for field in ("kind", "backbone", "concept_names", "concept_scale", "target_names", "frontend"):
         if field == "backbone" and extended:
             continue
-        if getattr(cfg, field) != getattr(ref, field):
+        mine, theirs = getattr(cfg, field), getattr(ref, field)
+        if field == "frontend":  # switching level normalisation on is a warm start too (same filterbank)
+            mine, theirs = (replace(f, level_target_dbfs=None, level_floor_dbfs=0.0) for f in (mine, theirs))
+        if mine != theirs:
             raise ValueError(f"cannot warm-start from {ref.name or 'the given model'}: its {field} is "
                              f"{getattr(ref, field)!r}, the network to train has {getattr(cfg, field)!r}")
     if cfg.kind == "black_box":
@@ -162,7 +165,8 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
                  settings: TrainSettings | None = None,
                  head_params: dict[str, dict] | None = None, cache_dir: str | Path | None = None,
                  concepts: Sequence[str] | None = None, black_box: bool = True,
-                 init_from: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+                 init_from: str | Path | None = None, level_target_dbfs: float | None = None,
+                 progress: bool = True) -> dict[str, Any]:
     """Train and evaluate the whole family; resumable (finished stages are skipped).
 
     ``heads`` get sequential and independent fits on the concept model (none: no concept model is
@@ -175,7 +179,8 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
 
     ``init_from`` (a model folder or zoo name) warm-starts every network from a trained model's weights
     instead of a random start: continuing a model on a larger corpus costs a fraction of training
-    it again. See ``warm_start`` for what must match and what is kept.
+    it again. See ``warm_start`` for what must match and what is kept. ``level_target_dbfs`` turns on the
+    front-end's per-window level normalisation (``FrontendConfig.level_target_dbfs``).
     """
     out_dir, settings = Path(out_dir), settings or TrainSettings()
     head_params = head_params or {}
@@ -188,7 +193,8 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
     if init_from is not None:
         init = load(init_from, replace_superseded=False)  # exactly those weights, or a refusal
         metadata["init_from"] = {"model": str(init_from), "weights_sha256": weights_sha256(init_from)}
-    base = ModelConfig(backbone=backbone, concept_names=splits["train"].concept_names, metadata=metadata)
+    base = ModelConfig(backbone=backbone, concept_names=splits["train"].concept_names, metadata=metadata,
+                       frontend=FrontendConfig(level_target_dbfs=level_target_dbfs))
     torch.manual_seed(settings.seed)
     frontend = TwoStageModel(base).frontend
     arrays = _arrays(splits, frontend, base.window_samples, cache_dir, progress,

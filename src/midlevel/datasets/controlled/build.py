@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ...concepts import EMOTIONS, MIDLEVEL_FEATURES
+from . import conditions as C
 from . import emotions as E
 from . import ratings as R
 from . import render as RD
@@ -85,9 +86,13 @@ class BuildSettings:
     clips_per_piece: int = 3
     gain: float = RD.GAIN
     only_split: str | None = None  # draw clips only from pieces of this split (held-out test corpora)
+    #: "dry" (one soundfont, no room, fixed gain, lossless: the corpora built before) or "randomised"
+    #: (``conditions``: soundfont, room, EQ, compression, level, noise and codec drawn per clip)
+    conditions: str = "dry"
 
     def key(self) -> dict:
-        return {
+        extra = {} if self.conditions == "dry" else {"conditions": self.conditions}  # dry digests unchanged
+        return {**extra,
             "format_version": CORPUS_FORMAT_VERSION,
             "music21": music21_version(),
             "seed": int(self.seed),
@@ -215,7 +220,17 @@ def _build_clip(out: Path, settings: BuildSettings, index: int, cache_dir, sound
         only_split=settings.only_split,
     )
     rec = clip_labels(settings.seed, index, piece, factors, clip)
-    audio, info = RD.render_clip(clip, soundfont=soundfont, sample_rate=settings.sample_rate, gain=settings.gain, workdir=workdir)
+    if settings.conditions == "randomised":
+        # a stream of its own, so the clip, its factors and its labels are the dry build's
+        rng = np.random.default_rng([int(settings.seed), int(index), 3])
+        cond = C.sample_conditions(rng)
+        audio, info = RD.render_clip(clip, soundfont=C.SOUNDFONTS[cond.soundfont], sample_rate=settings.sample_rate,
+                                     gain=settings.gain, workdir=workdir)
+        audio = C.apply_conditions(audio, settings.sample_rate, cond, rng)
+        rec["conditions"] = cond.to_record()
+    else:
+        audio, info = RD.render_clip(clip, soundfont=soundfont, sample_rate=settings.sample_rate, gain=settings.gain,
+                                     workdir=workdir)
     RD.write_audio(_audio_path(out, rec["song_id"], settings.audio_format), audio, settings.sample_rate, settings.audio_format)
     rec["audio"] = {"file": f"audio/{rec['song_id']}.{settings.audio_format}", **info}
     rec["settings"] = settings.digest()
@@ -292,7 +307,13 @@ def _tables(records: list[dict], settings: BuildSettings) -> dict[str, str]:
         a = r.get("audio", {})
         row += [_fmt(float(a.get("peak", float("nan")))), _fmt(float(a.get("rms_dbfs", float("nan")))), _fmt(float(a.get("limiter_gain", 1.0)))]
         fac.append(",".join(row))
+    tables = {}
+    if records and "conditions" in records[0]:
+        names = list(records[0]["conditions"])
+        tables["conditions.csv"] = "\n".join(["song_id," + ",".join(names)] + [
+            f"{r['song_id']}," + ",".join(_clean(_fmt(r["conditions"][k]), ",") for k in names) for r in records]) + "\n"
     return {
+        **tables,
         "metadata_annotations/annotations.csv": "\n".join(ann) + "\n",
         "metadata_annotations/metadata.csv": "\n".join(meta) + "\n",
         "mean_ratings_set1.csv": "\n".join(emo) + "\n",
@@ -327,6 +348,7 @@ def build_corpus(
     cache_dir=None,
     progress: bool = True,
     only_split: str | None = None,
+    conditions: str = "dry",
 ) -> dict:
     """Build (or finish) a controlled corpus of ``n`` clips of ``seconds`` s under ``out_dir``.
 
@@ -350,8 +372,13 @@ def build_corpus(
     RD.check_dependencies(soundfont)  # one clear message before any work
     if only_split is not None and only_split not in SPLIT_NAMES:
         raise ValueError(f"only_split must be one of {SPLIT_NAMES} or None, got {only_split!r}")
+    if conditions not in ("dry", "randomised"):
+        raise CorpusBuildError(f"conditions must be 'dry' or 'randomised', got {conditions!r}")
+    if conditions == "randomised" and not C.available_soundfonts():
+        raise CorpusBuildError("randomised conditions need the General MIDI soundfonts: apt-get install "
+                               + " ".join(C.DEBIAN_PACKAGES))
     settings = BuildSettings(int(seed), float(seconds), int(sample_rate), audio_format, int(clips_per_piece), float(gain),
-                             only_split)
+                             only_split, conditions)
     digest = settings.digest()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
