@@ -99,6 +99,17 @@ def load_audio(
     return Audio(mono, sample_rate, label, original_rate, channels)
 
 
+def file_sample_rate(path) -> int:
+    """The sample rate a sound file's header states, without decoding it; ``AudioError`` naming the file
+    when it cannot be read as audio."""
+    import soundfile as sf
+
+    try:
+        return int(sf.info(str(path)).samplerate)
+    except (sf.SoundFileError, RuntimeError) as exc:
+        raise AudioError(f"{path}: cannot decode audio ({getattr(exc, 'error_string', exc)})") from None
+
+
 def is_silent(samples: np.ndarray, threshold_db: float = -60.0) -> bool:
     """True if the RMS level of float samples in [-1, 1] is below `threshold_db` dBFS.
 

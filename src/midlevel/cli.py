@@ -139,10 +139,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                              trainable=tuple(m for m in (args.trainable or "").split(",") if m))
     joint = None if args.joint_heads is None else [h for h in args.joint_heads.split(",") if h]
     concepts = [*MIDLEVEL_FEATURES, *OUTSIDE_CONCEPTS] if args.outside_concepts else None
+    roll_source = None
+    if args.roll_weight:  # the generator re-realises the clips' notes; training itself never imports it
+        from .datasets.controlled.rolls import corpus_rolls as roll_source
     results = train_family(args.corpus, args.out, backbone=args.backbone, heads=args.heads.split(","),
                            joint_heads=joint, settings=settings, cache_dir=args.cache_dir, concepts=concepts,
                            black_box=not args.no_a2e, init_from=args.init_from,
-                           level_target_dbfs=args.level_normalize)
+                           level_target_dbfs=args.level_normalize, roll_source=roll_source)
     names = [n for n in results["models"] if n != "a2mid"]
     print(target_table(results, names))
     print(f"models and results.json written to {args.out}")
@@ -156,6 +159,23 @@ def cmd_corpus_build(args: argparse.Namespace) -> int:
                            audio_format=args.format, only_split=args.only_split, clips_per_piece=args.clips_per_piece,
                            conditions=args.conditions)
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate, format_result, load_model, to_json
+    from .ioutil import atomic_write_text
+
+    model, sha256 = load_model(args.model)
+    result = evaluate(model, args.data, audio_dir=args.audio_dir, split=args.split, path=args.path,
+                      cache_dir=args.cache_dir, resamples=args.resamples, progress=sys.stderr.isatty(),
+                      weights_sha256=sha256)
+    for bad in result["skipped"]:
+        print(f"midlevel: skipped {bad['file']}: {bad['reason']}", file=sys.stderr)
+    text = to_json(result)
+    if args.out:
+        atomic_write_text(args.out, text + "\n")
+    print(text if args.json else format_result(result))
     return 0
 
 
@@ -240,6 +260,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="also list superseded entries (not installed)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
+    p = sub.add_parser("evaluate", help="score a model on a labelled data set: r [95%% CI], r2 and n per concept "
+                                        "and target")
+    p.add_argument("--model", help="zoo name or model folder (default: the zoo's default model)")
+    p.add_argument("--data", required=True,
+                   help="a folder in the Mid-level layout (metadata_annotations/annotations.csv, audio/, targets "
+                        "from mean_ratings_set1.csv) or the Soundtracks layout (mean_ratings_set1.csv), or a CSV "
+                        "with a 'file' column and columns named like the model's concepts and/or targets")
+    p.add_argument("--audio-dir", help="where the audio is (default: the layout's audio folder; for a CSV, the "
+                                       "CSV's folder, which its paths are relative to)")
+    p.add_argument("--split", choices=["test", "val", "train", "all"],
+                   help="which clips (default: test where the data set records a split -- the controlled corpus's "
+                        "metadata.csv or a CSV's 'split' column -- as the model cards were scored; else all)")
+    p.add_argument("--path", choices=["auto", "window", "track"], default="auto",
+                   help="window: each clip's first window through the spectrogram cache, exactly as the cards were "
+                        "scored; track: the model's own predict() over every window; auto (default): window when "
+                        "every clip fits in one window, else track")
+    p.add_argument("--cache-dir", help="keep the spectrogram cache here (window path; default: a temporary folder)")
+    p.add_argument("--resamples", type=int, default=1000,
+                   help="bootstrap resamples for the 95%% intervals of r, by piece where the data set names "
+                        "pieces, else by clip (seed 0; 0: no intervals)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--out", help="also write the JSON result to this file")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -27,8 +27,8 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 
+from ..audio import AudioError, file_sample_rate
 from ..datasets import RAW_FEATURE_NAMES, DatasetError, MidlevelDataset, read_metadata
 from ..datasets.errors import Table, normalise_name, read_table
 from ..datasets.mid_level import _detect_ext
@@ -191,9 +191,9 @@ def check_audio(data: Annotations, sample_rate: int, *, allow_lower_rates: bool 
     unreadable = []
     for path, name in zip(data.paths, shown):
         try:
-            by_rate[sf.info(str(path)).samplerate].append(name)
-        except (sf.SoundFileError, RuntimeError) as exc:
-            unreadable.append(f"{name} ({getattr(exc, 'error_string', exc)})")
+            by_rate[file_sample_rate(path)].append(name)
+        except AudioError as exc:
+            unreadable.append(f"{name} ({str(exc).split('cannot decode audio (', 1)[-1].rstrip(')')})")
     if unreadable:
         raise DatasetError(data.audio_dir, f"{len(unreadable)} audio file(s) cannot be decoded "
                            "(expected WAV, FLAC, OGG/Vorbis or MP3): " + "; ".join(unreadable))

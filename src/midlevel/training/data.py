@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..concepts import EMOTIONS, MIDLEVEL_FEATURES, OUTSIDE_CONCEPTS
 from ..datasets import DatasetError, load_midlevel, read_soundtracks_ratings
-from ..datasets.controlled.emotions import outside_ratings
+from ..datasets.controlled_labels import outside_ratings
 
 TARGETS_FILE = "mean_ratings_set1.csv"
 FACTORS_FILE = "factors.csv"
@@ -30,7 +30,8 @@ class LabelledClips:
         return len(self.ids)
 
 
-def load_splits(root: str | Path, *, seed: int = 0, concepts: Sequence[str] | None = None) -> dict[str, LabelledClips]:
+def load_splits(root: str | Path, *, seed: int = 0, concepts: Sequence[str] | None = None,
+                require_audio: bool = True) -> dict[str, LabelledClips]:
     """train/val/test clips of a data set in the Mid-level layout.
 
     ``concepts`` (default: the seven mid-level features) may also name ``OUTSIDE_CONCEPTS``
@@ -39,10 +40,13 @@ def load_splits(root: str | Path, *, seed: int = 0, concepts: Sequence[str] | No
     Targets come from ``mean_ratings_set1.csv`` beside the annotations (clip ``number`` = song
     id) when present. The split is read from a ``split`` metadata column (the controlled corpus
     records its by-piece split there); otherwise songs are split by artist with ``seed``.
+
+    A song whose audio file is missing is an error unless ``require_audio`` is False (``midlevel evaluate``
+    skips and lists such clips; its paths are then those the layout names, present or not).
     """
     root = Path(root)
     ds = load_midlevel(root)
-    missing = ds.missing_audio()
+    missing = ds.missing_audio() if require_audio else []
     if missing:
         shown = ", ".join(missing[:20]) + (f" ... ({len(missing)} in all)" if len(missing) > 20 else "")
         raise DatasetError(ds.audio_dir, f"audio missing for {len(missing)} annotated song(s): {shown}")

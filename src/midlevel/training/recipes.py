@@ -21,7 +21,7 @@ import json
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,9 +30,9 @@ from sklearn.metrics import precision_recall_fscore_support
 
 from ..backbones import EXTENDS
 from ..config import FrontendConfig, ModelConfig
-from ..datasets.controlled.ratings import INGREDIENT_COLUMNS
-from ..datasets.controlled.rolls import ROLL_CHANNELS, corpus_rolls
+from ..datasets.controlled_labels import INGREDIENT_COLUMNS, ROLL_CHANNELS
 from ..datasets.errors import DatasetError
+from ..evaluation import score_outputs, spectrogram_predictions
 from ..ioutil import atomic_write_text
 from ..model import AudioModel, BlackBoxModel, TwoStageModel
 from ..numerics import flush_denormals
@@ -40,19 +40,19 @@ from ..zoo import load, weights_sha256
 from .cache import cached_log_spectrograms
 from .data import LabelledClips, load_splits
 from .loops import ArraySet, TrainSettings, network_outputs, train_network
-from .metrics import metric_table
 
 
 def evaluate(model: AudioModel, data: ArraySet, clips: LabelledClips) -> dict[str, Any]:
-    """Per-concept (two-stage models) and per-target r and R^2 on one split."""
-    out = network_outputs(model, data)
-    result: dict[str, Any] = {"n": len(clips)}
-    if isinstance(model, TwoStageModel):
-        result["concepts"] = metric_table(clips.concepts, out, clips.concept_names)
-        out = model.head.predict(out)
+    """Per-concept (two-stage models) and per-target r and R^2 on one split: ``midlevel evaluate``'s code
+    (``evaluation.spectrogram_predictions`` and ``score_outputs``) without its intervals, so what the
+    cards quote is what ``midlevel evaluate`` prints for the same clips."""
+    concepts, targets = spectrogram_predictions(model, data)
+    columns = {}
+    if concepts is not None:
+        columns["concepts"] = (clips.concepts, concepts, clips.concept_names)
     if clips.targets is not None:
-        result["targets"] = metric_table(clips.targets, out, clips.target_names)
-    return result
+        columns["targets"] = (clips.targets, targets, clips.target_names)
+    return {**score_outputs(columns), "n": len(clips)}
 
 
 @torch.no_grad()
@@ -82,7 +82,8 @@ def transcription_scores(model: AudioModel, arrays: ArraySet, rolls: np.ndarray)
 
 
 def _arrays(splits: dict[str, LabelledClips], frontend, n_samples: int, cache_dir: Path, progress: bool,
-            rolls_from: str | Path | None = None, ingredients_from: str | Path | None = None):
+            rolls_from: str | Path | None = None, ingredients_from: str | Path | None = None,
+            roll_source: Callable | None = None):
     """Cached spectrograms and labels per split; with ``rolls_from`` (a controlled corpus), note rolls too;
     with ``ingredients_from`` (a controlled corpus), the ratings' recorded ingredients too."""
     out = {}
@@ -94,8 +95,8 @@ def _arrays(splits: dict[str, LabelledClips], frontend, n_samples: int, cache_di
         logspec = cached_log_spectrograms(c.paths, frontend, n_samples, cache_dir, progress=progress)
         rolls = None
         if rolls_from is not None:
-            rolls = torch.from_numpy(corpus_rolls(rolls_from, c.ids, logspec.shape[-1], frontend.cfg.hop_length,
-                                                  cache_dir=cache_dir, progress=progress))
+            rolls = torch.from_numpy(roll_source(rolls_from, c.ids, logspec.shape[-1], frontend.cfg.hop_length,
+                                                 cache_dir=cache_dir, progress=progress))
         out[name] = ArraySet(logspec, c.concepts, c.targets, rolls, ingredients[k] if ingredients is not None else None)
     return out
 
@@ -166,15 +167,16 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
                  head_params: dict[str, dict] | None = None, cache_dir: str | Path | None = None,
                  concepts: Sequence[str] | None = None, black_box: bool = True,
                  init_from: str | Path | None = None, level_target_dbfs: float | None = None,
-                 progress: bool = True) -> dict[str, Any]:
+                 roll_source: Callable | None = None, progress: bool = True) -> dict[str, Any]:
     """Train and evaluate the whole family; resumable (finished stages are skipped).
 
     ``heads`` get sequential and independent fits on the concept model (none: no concept model is
     trained); ``joint_heads`` (default: all of ``heads``) get a jointly trained network each;
     ``black_box`` adds the A2E counterpart. ``concepts`` names the bottleneck (default: the seven
     mid-level features; ``load_splits`` says which others a corpus can supply). With
-    ``settings.roll_weight`` > 0 the corpus must be a controlled one: its note rolls are rebuilt
-    (``datasets.controlled.rolls``) and every network trains with the auxiliary transcription loss;
+    ``settings.roll_weight`` > 0 the corpus must be a controlled one: ``roll_source`` (the generator's
+    ``datasets.controlled.rolls.corpus_rolls``, passed in by the caller so that training never imports the
+    generator) rebuilds its note rolls and every network trains with the auxiliary transcription loss;
     likewise ``settings.ingredient_weight`` > 0 reads the ratings' ingredients from its ``factors.csv``.
 
     ``init_from`` (a model folder or zoo name) warm-starts every network from a trained model's weights
@@ -197,7 +199,10 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
                        frontend=FrontendConfig(level_target_dbfs=level_target_dbfs))
     torch.manual_seed(settings.seed)
     frontend = TwoStageModel(base).frontend
-    arrays = _arrays(splits, frontend, base.window_samples, cache_dir, progress,
+    if settings.roll_weight and roll_source is None:
+        raise ValueError("roll_weight > 0 needs roll_source: the controlled corpus's note rolls "
+                         "(midlevel.datasets.controlled.rolls.corpus_rolls)")
+    arrays = _arrays(splits, frontend, base.window_samples, cache_dir, progress, roll_source=roll_source,
                      rolls_from=corpus if settings.roll_weight else None,
                      ingredients_from=corpus if settings.ingredient_weight else None)
     spec = arrays["train"].logspec.float()

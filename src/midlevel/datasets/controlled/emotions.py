@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...concepts import EMOTIONS, MIDLEVEL_FEATURES
+from ..controlled_labels import OUTSIDE_RANGES, OUTSIDE_STANDARDISATION, outside_ratings
+from ..controlled_labels import transformed_factor as _transformed_factor
 
 PUBLISHED_WEIGHTS: dict[str, tuple[float, ...]] = {
     # valence energy tension anger fear happy sad tender
@@ -43,18 +45,6 @@ OUTSIDE_WEIGHTS: dict[str, tuple[float, ...]] = {
 }
 """Effects of the factors outside the bottleneck (per standard deviation of the factor)."""
 
-OUTSIDE_STANDARDISATION: dict[str, dict] = {
-    "loudness": {"factor": "velocity", "transform": "identity", "mean": 74.0, "sd": 25.4034},
-    "tempo": {"factor": "tempo_bpm", "transform": "log", "mean": 4.523583, "sd": 0.353333},
-    "register": {"factor": "transpose", "transform": "identity", "mean": 0.0, "sd": 7.211103},
-}
-
-OUTSIDE_RANGES: dict[str, tuple[float, float]] = {
-    "loudness": (30.0, 118.0),  # velocity ~ U(30, 118)
-    "tempo": (float(np.log(50.0)), float(np.log(170.0))),  # ln(tempo_bpm), tempo ~ log-U(50, 170)
-    "register": (-12.0, 12.0),  # transpose ~ U{-12..12}
-}
-"""Range of each outside factor (after its transform) that maps onto the 1-10 concept scale."""
 
 
 # Mean and sd of each rating over a 3000-clip calibration sample (fixed constants).
@@ -103,35 +93,10 @@ def standardise_ratings(ratings) -> np.ndarray:
     return (r - mean) / sd
 
 
-def _transformed_factor(factors, spec: dict) -> np.ndarray:
-    """One outside factor (``spec['factor']``) after its transform, from a Factors, mapping or DataFrame."""
-    if hasattr(factors, "__dataclass_fields__"):
-        v = getattr(factors, spec["factor"])
-    else:  # a mapping or a DataFrame
-        v = factors[spec["factor"]]
-    v = np.asarray(v, dtype=float)
-    return np.log(v) if spec["transform"] == "log" else v
-
-
 def standardise_outside(factors) -> np.ndarray:
     """x (loudness, tempo, register) for a Factors/dict, or (n, 3) from columns of a DataFrame."""
     return np.stack([(_transformed_factor(factors, spec) - spec["mean"]) / spec["sd"]
                      for spec in OUTSIDE_STANDARDISATION.values()], axis=-1)
-
-
-def outside_ratings(factors) -> np.ndarray:
-    """(n, 3) ratings on 1-10 of loudness, tempo and register (``concepts.OUTSIDE_CONCEPTS``) from the
-    factors table (a DataFrame or mapping with ``velocity``, ``tempo_bpm``, ``transpose``).
-
-    Each is an affine map of the factor the emotions use, so the emotion formula stays exactly linear
-    in these ratings: one rating point of ``o`` moves emotion ``k`` by ``B[o, k] * (hi - lo) / (9 * sd_o)``
-    points (``OUTSIDE_RANGES``, ``OUTSIDE_STANDARDISATION``).
-    """
-    out = []
-    for name, spec in OUTSIDE_STANDARDISATION.items():
-        lo, hi = OUTSIDE_RANGES[name]
-        out.append(1.0 + 9.0 * np.clip((_transformed_factor(factors, spec) - lo) / (hi - lo), 0.0, 1.0))
-    return np.stack(out, axis=-1)
 
 
 def emotion_targets(ratings: dict, factors, rng: np.random.Generator) -> tuple[dict[str, float], dict[str, float]]:

@@ -18,6 +18,7 @@ import numpy as np
 from ...concepts import MIDLEVEL_FEATURES
 from .factors import DECAY_S, KIND_DETUNED, KIND_DRUM, KIND_INJECTED, KIND_SCORE, TIMBRE_NOISE, Clip, Factors
 from .theory import key_correlations
+from ..controlled_labels import INGREDIENT_COLUMNS, INGREDIENTS  # noqa: F401 (re-exported)
 
 # (lo, hi) raw-score range mapped onto 1..10
 RATING_MAPS: dict[str, tuple[float, float]] = {
@@ -322,21 +323,6 @@ def raw_scores(clip: Clip, factors: Factors) -> tuple[dict[str, float], dict[str
         ),
     }
     return raw, meas
-
-
-#: the recorded inputs of each rating's raw score above, as ``factors.csv`` columns: measurements on the
-#: sounding notes (``m_*``) and the performance factors jitter and rubato
-INGREDIENTS: dict[str, tuple[str, ...]] = {
-    "melodiousness": ("m_singability", "m_repetition", "m_prominence", "m_range", "m_notes_per_s"),
-    "articulation": ("m_duration_ratio",),
-    "rhythm_stability": ("jitter", "rubato", "m_beat_coverage", "m_syncopation"),
-    "rhythm_complexity": ("m_syncopation", "m_ioi_entropy", "m_layers"),
-    "dissonance": ("m_interval_roughness", "m_timbre_noise"),
-    "tonal_stability": ("m_key_clarity", "m_local_key_clarity", "m_key_consistency"),
-    "minorness": ("m_minor_mode", "m_minor_chord_share", "m_minor_vs_major"),
-}
-#: every ingredient once, in the order above
-INGREDIENT_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(c for cols in INGREDIENTS.values() for c in cols))
 
 
 def compute_ratings(clip: Clip, factors: Factors) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:

@@ -25,6 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ...ioutil import atomic_path
+from ..controlled_labels import ROLL_CHANNELS
 from ..errors import DatasetError
 from .factors import KIND_DRUM, KIND_SCORE, Clip
 from .ratings import audible_end
@@ -33,7 +34,6 @@ from .ratings import audible_end
 ROLL_LOW = 24
 ROLL_PITCHES = 84
 #: roll channels: every pitched note; the melody (the top voice's highest sounding note)
-ROLL_CHANNELS = ("notes", "melody")
 
 
 class RollError(DatasetError):
