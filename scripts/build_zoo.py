@@ -367,8 +367,9 @@ def write_registry(results: dict, manifest: dict[str, dict]) -> dict[str, ModelE
         clips = info.get("train_corpus", results["train_corpus"])["n"]
         head = info["source"].split("-")[1] if info["explainable"] else "none"
         parsed = parse_name(name)
+        conditions = info.get("train_corpus", results["train_corpus"]).get("conditions", "dry")
         wanted = {"backbone": info["backbone"], "head": "a2e" if head == "none" else head,
-                  "n_concepts": len(concepts), "train_clips": clips,
+                  "n_concepts": len(concepts), "train_clips": clips, "conditions": conditions,
                   "sequential": info["setup"].startswith("A2Mid2E") and "Joint" not in info["setup"]}
         wrong = {k: (parsed[k], v) for k, v in wanted.items() if parsed[k] != v}
         if wrong:
@@ -534,6 +535,8 @@ def trained_corpus(model: AudioModel) -> dict:
 
 def summarise_corpus(info: dict, n_test: int | None) -> dict:
     keep = {k: info["settings"][k] for k in ("seed", "seconds", "only_split", "music21")}
+    if info["settings"].get("conditions", "dry") != "dry":  # dry corpora keep the summary they always had
+        keep["conditions"] = info["settings"]["conditions"]
     keep.update({k: info[k] for k in ("n", "clips_per_split", "pieces_per_split")})
     if n_test is not None:
         keep["n_test"] = n_test

@@ -437,6 +437,10 @@ def render_card(name: str, results: dict[str, Any]) -> str:
                "`datasets.controlled.rolls`), an auxiliary target the rendered corpus knows exactly; the model still "
                "hears audio only, and fine-tuning on data without rolls uses the concept loss alone."
                if info.get("roll_weight") else "")
+            + (" **Its last training corpus had randomised recording conditions** (`--conditions randomised`: "
+               "four General MIDI soundfonts, a mild room, EQ tilt, compression, the file's level drawn over 36 dB, "
+               "background noise and MP3/Vorbis codecs drawn per clip, with the dry build's clips and labels; "
+               "docs/recording_conditions.md)." if tr.get("conditions", "dry") != "dry" else "")
             + (f" **It was trained on another corpus than the zoo's other entries** ({_corpus_difference(tr, results['train_corpus'])}): "
                "comparisons with them mix the effect of the model with that of the data." if "train_corpus" in info else ""), "",
             "## Evaluation", "",

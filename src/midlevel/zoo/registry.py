@@ -14,7 +14,9 @@ Naming rule, ``<task>-<backbone>-<head>[-<concepts>]-<data>[-seq]``:
   (``compact_transcribe_measures``);
 - head: ``linear``, ``gam``, or ``a2e`` (a black box: audio straight to the targets, no concepts field);
 - concepts: ``mid7`` (the seven mid-level concepts) or ``mid10`` (plus loudness, tempo, register);
-- data: ``ctrl<N>k``, the controlled corpus with N thousand training clips;
+- data: ``ctrl<N>k``, the dry controlled corpus with N thousand training clips, or ``rand<N>k``, the
+  controlled corpus with randomised recording conditions (``corpus build --conditions randomised``), for
+  the corpus the weights were trained on last (a continued model's card gives the whole chain);
 - ``-seq``: the head was fitted after the concept network (A2Mid2E) instead of jointly.
 
 The default is not typed anywhere: it is the current explainable entry with the highest recorded
@@ -37,7 +39,7 @@ BACKBONE_CODES = {"compact": "compact_music", "transcribe": "compact_transcribe"
 CONCEPT_SETS = {"mid7": 7, "mid10": 10}
 NAME_PATTERN = re.compile(
     r"^(?P<task>[a-z]+)-(?P<backbone>[a-z]+)-(?P<head>linear|gam|a2e)(?:-(?P<concepts>mid\d+))?"
-    r"-ctrl(?P<clips>\d+)k(?P<seq>-seq)?$")
+    r"-(?P<corpus>ctrl|rand)(?P<clips>\d+)k(?P<seq>-seq)?$")
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ def parse_name(name: str) -> dict[str, object]:
         raise ValueError(f"{name!r}: explainable heads name a concept set (mid7, mid10), black boxes (a2e) none")
     return {"task": TASKS[m["task"]], "backbone": BACKBONE_CODES[m["backbone"]], "head": m["head"],
             "n_concepts": CONCEPT_SETS.get(m["concepts"] or "", 0), "train_clips": int(m["clips"]) * 1000,
+            "conditions": "randomised" if m["corpus"] == "rand" else "dry",
             "sequential": bool(m["seq"])}
 
 
