@@ -54,49 +54,81 @@ def _format_explanation(expl, *, with_contributions: bool, top: int) -> str:
     return "\n".join(lines)
 
 
-def _plot_path(plot: str, src: str, n_sources: int) -> Path:
-    """The PNG to write: ``plot`` itself, or ``plot/<stem>.png`` for several inputs or a folder."""
-    out = Path(plot)
-    if n_sources > 1 or out.is_dir():
-        out.mkdir(parents=True, exist_ok=True)
-        out = out / f"{Path(src).stem}.png"
-    return out
+def output_paths(out: str, sources: list[str], suffix: str) -> dict[str, Path]:
+    """Where each input's derived file goes: ``out`` itself for one input (unless it is a folder), else
+    ``out/<the input's path relative to the inputs' common folder>`` with ``suffix``, so ``d1/song.wav`` and
+    ``d2/song.wav`` never overwrite each other's result. Folders are created only when written to."""
+    target = Path(out)
+    if len(sources) == 1 and not target.is_dir():
+        return {sources[0]: target}
+    resolved = [Path(s).resolve() for s in sources]
+    common = Path(os.path.commonpath([str(p.parent) for p in resolved]))
+    paths = {s: target / p.relative_to(common).with_suffix(suffix) for s, p in zip(sources, resolved)}
+    if len(set(paths.values())) < len(paths):  # the same file named twice
+        seen: dict[Path, int] = {}
+        for s in sources:
+            k = seen[paths[s]] = seen.get(paths[s], 0) + 1
+            if k > 1:
+                paths[s] = paths[s].with_name(f"{paths[s].stem}-{k}{suffix}")
+    return paths
+
+
+def _one_input(model, src: str, args: argparse.Namespace, *, explain: bool, plots: dict, reports: dict):
+    """The record (JSON mode) or text of one input; a ``MidlevelError`` for a bad one."""
+    if explain and args.report:
+        reports[src].parent.mkdir(parents=True, exist_ok=True)
+        write_report(model, src, reports[src], **report_options(args))
+    if explain and args.baseline:
+        side = explain_from_args(model, src, args)
+        if args.plot:
+            plots[src].parent.mkdir(parents=True, exist_ok=True)
+            side.plot(plots[src])
+        return side.to_dict() if args.json else format_side_by_side(side, top=args.top or 3)
+    expl = model.explain(src) if explain else model.predict(src)
+    if explain and args.plot:
+        plots[src].parent.mkdir(parents=True, exist_ok=True)
+        expl.plot(plots[src])
+    if not args.json:
+        return _format_explanation(expl, with_contributions=explain, top=getattr(args, "top", 0))
+    data = expl.to_dict()
+    if not explain:
+        data.pop("contributions", None)
+        data.pop("intercepts", None)
+    return data
 
 
 def cmd_predict_or_explain(args: argparse.Namespace, *, explain: bool) -> int:
+    """Every input is processed: a bad one becomes an error record (JSON) or one line on stderr, and the
+    rest still run; exit 2 when any failed, with a one-line summary naming them."""
     from .zoo import load
 
     model = load(args.model)
     sources = args.audio or [str(example_clip())]
-    results = []
+    plots = output_paths(args.plot, sources, ".png") if explain and args.plot else {}
+    reports = output_paths(args.report, sources, ".html") if explain and args.report else {}
+    missing = {s for s in sources if not Path(s).exists()}  # found before any work, not after
+    records, failed = [], []
     for src in sources:
-        if explain and args.report:
-            write_report(model, src, _plot_path(args.report, src, len(sources)).with_suffix(".html"),
-                         **report_options(args))
-        if explain and args.baseline:
-            side = explain_from_args(model, src, args)
-            if args.plot:
-                side.plot(_plot_path(args.plot, src, len(sources)))
+        try:
+            if src in missing:
+                raise AudioError(f"{src}: no such file")
+            result = _one_input(model, src, args, explain=explain, plots=plots, reports=reports)
+        except USER_ERRORS as exc:
+            failed.append(src)
+            print(f"midlevel: error: {exc}", file=sys.stderr)
             if args.json:
-                results.append(side.to_dict())
-            else:
-                print(format_side_by_side(side, top=args.top or 3))
-                print()
+                records.append({"source": src, "error": str(exc)})
             continue
-        expl = model.explain(src) if explain else model.predict(src)
-        if explain and args.plot:
-            expl.plot(_plot_path(args.plot, src, len(sources)))
         if args.json:
-            data = expl.to_dict()
-            if not explain:
-                data.pop("contributions", None)
-                data.pop("intercepts", None)
-            results.append(data)
+            records.append(result)
         else:
-            print(_format_explanation(expl, with_contributions=explain, top=getattr(args, "top", 0)))
-            print()
+            print(result + "\n", flush=True)
     if args.json:
-        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
+        print(json.dumps(records if len(records) > 1 else records[0], indent=2))
+    if failed:
+        if len(sources) > 1:  # one input's own error line already says it all
+            print(f"midlevel: {len(failed)} of {len(sources)} input(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 2
     return 0
 
 
