@@ -1,5 +1,6 @@
-"""The command line the held-out benchmarks share: where results and cached spectrograms go, how many
-threads, and how a run ends (JSON and Markdown written atomically, the Markdown printed)."""
+"""The command line the held-out benchmarks (and the corpus studies in ``studies/``) share: where results
+and cached spectrograms go, how many threads, and how a run ends (JSON and Markdown written atomically, the
+Markdown printed). ``studies/*.py`` import it from here through ``sys.path``."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from typing import Callable
 from midlevel.ioutil import write_report
 
 
-def report_parser(doc: str, stem: str) -> argparse.ArgumentParser:
-    """A parser described by the first line of ``doc`` with ``--cache-dir``, ``--out``, ``--stem``, ``--threads``."""
+def report_parser(doc: str, stem: str, results: Path | None = None) -> argparse.ArgumentParser:
+    """A parser described by the first line of ``doc`` with ``--cache-dir``, ``--out``, ``--stem``, ``--threads``.
+
+    ``--out`` defaults to ``results``, or to ``benchmarks/results`` when it is not given."""
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    p.add_argument("--out", type=Path, default=results or Path(__file__).resolve().parent / "results")
     p.add_argument("--stem", default=stem, help="results file name, without suffix")
     p.add_argument("--threads", type=int, default=1)
     return p

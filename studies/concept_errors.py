@@ -1,7 +1,7 @@
 """Which ingredient of each concept's formula does a network fail to hear? A guide for issue 5's concept bar.
 
-    python benchmarks/concept_errors.py --model transcribe-linear-10 --heldout corpora/heldout \
-        [--cache-dir runs/cache] [--out benchmarks/results] [--stem concept_errors]
+    python studies/concept_errors.py --model emotion-transcribe-linear-mid10-ctrl12k --heldout corpora/heldout \
+        [--cache-dir runs/cache] [--out studies/results] [--stem concept_errors]
 
 The controlled corpus computes every mid-level rating from a few recorded ingredients: measurements
 on the sounding notes (``m_*`` in ``factors.csv``) and performance factors such as timing jitter and
@@ -39,6 +39,8 @@ from midlevel.training.data import load_splits
 from midlevel.training.loops import ArraySet, network_outputs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, also when a test loads this file
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # report_cli, shared with benchmarks/
+RESULTS = Path(__file__).resolve().parent / "results"
 from report_cli import report_parser, run_and_report  # noqa: E402
 
 FOLDS = 5
@@ -133,7 +135,7 @@ def markdown(s: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = report_parser(__doc__, "concept_errors")
+    p = report_parser(__doc__, "concept_errors", RESULTS)
     p.add_argument("--model", required=True, help="two-stage model: zoo name or folder")
     p.add_argument("--heldout", required=True, help="controlled corpus whose test split holds unseen pieces")
     return run_and_report(p.parse_args(argv), run, markdown)

@@ -1,9 +1,9 @@
 """How well do concept networks generalise to pieces they never heard? Train vs val vs held-out r.
 
-    python benchmarks/concept_generalisation.py \
-        --model shipped=compact-linear-sequential@corpora/train \
+    python studies/concept_generalisation.py \
+        --model shipped=emotion-compact-linear-mid7-ctrl3k-seq@corpora/train \
         --model diverse=runs/cpp1/models/a2mid@corpora/train-cpp1 \
-        --heldout corpora/heldout-seed2 [--cache-dir runs/cache] [--out benchmarks/results]
+        --heldout corpora/heldout-seed2 [--cache-dir runs/cache] [--out studies/results]
 
 Each ``--model LABEL=NAME_OR_DIR@CORPUS`` is a two-stage model (zoo name or folder) and the corpus it
 was trained on. For each, per-concept Pearson r on that corpus's train / val / test splits and on the
@@ -25,7 +25,7 @@ model vs the joint model trained with the outside concepts), ``concept_generalis
 ``concept_generalisation_context`` (the transcriber with and without a second of context) and
 ``concept_generalisation_pulse`` (with and without ``PulseFeatures``) and
 ``concept_generalisation_ingredients`` (with and without the auxiliary loss on the ratings'
-ingredients, ``--ingredient-weight``); see the README.
+ingredients, ``--ingredient-weight``); see ``docs/studies/README.md``.
 For a transcribing backbone and a controlled held-out corpus it also scores the notes it hears.
 """
 
@@ -49,6 +49,8 @@ from midlevel.training.recipes import transcription_scores
 from midlevel.zoo import weights_sha256
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, also when a test loads this file
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # report_cli, shared with benchmarks/
+RESULTS = Path(__file__).resolve().parent / "results"
 from report_cli import report_parser, run_and_report  # noqa: E402
 
 SPLITS = ("train", "val", "test")
@@ -168,7 +170,7 @@ def markdown(summary: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = report_parser(__doc__, "concept_generalisation")
+    p = report_parser(__doc__, "concept_generalisation", RESULTS)
     p.add_argument("--model", type=parse_model, action="append", required=True, metavar="LABEL=NAME_OR_DIR@CORPUS")
     p.add_argument("--heldout", required=True, help="corpus whose test split holds only unseen pieces")
     p.add_argument("--bootstrap", type=int, default=2000)

@@ -1,9 +1,9 @@
 """Benchmark: throughput of the controlled-corpus build, size on disk, and label statistics.
 
-    python benchmarks/corpus_build.py --n 300 --seconds 10 --workers 2 [--out DIR] [--cache DIR]
+    python studies/corpus_build.py --n 300 --seconds 10 --workers 2 [--out DIR] [--cache DIR]
 
 Builds a fresh corpus (cold music21 cache unless --cache points at a warm one), then writes
-benchmarks/results/corpus_build.json and corpus_build.md with clips/s, MB per 1000 clips, the
+studies/results/corpus_build.json and corpus_build.md with clips/s, MB per 1000 clips, the
 extrapolated time for 3000 clips, and the built corpus's rating spread, feature correlations and
 ground-truth recovery. Not a test: timings depend on the machine and on what else runs on it
 (the load average is recorded).
@@ -133,7 +133,7 @@ def _markdown(r: dict) -> str:
     lines = [
         "# Controlled corpus build benchmark",
         "",
-        f"`python benchmarks/corpus_build.py --n {r['n']} --seconds {r['seconds_per_clip']:g} --workers {r['workers']}"
+        f"`python studies/corpus_build.py --n {r['n']} --seconds {r['seconds_per_clip']:g} --workers {r['workers']}"
         f"{'' if r.get('tag', 'corpus_build') == 'corpus_build' else ' --tag ' + r['tag']}`"
         f" on {r['machine']['cpus']} CPUs ({r['machine']['platform']}); load average before/after:"
         f" {r['load_average_before'][0]} / {r['load_average_after'][0]} (other processes shared the CPUs)."

@@ -1,6 +1,6 @@
 """How much of the minorness rating can the audible notes support? A ceiling for issue 5's concept bar.
 
-    python benchmarks/minorness_ceiling.py --train corpora/train12k --heldout corpora/heldout \
+    python studies/minorness_ceiling.py --train corpora/train12k --heldout corpora/heldout \
         [--model runs/transcribe12k/models/joint-linear] [--train-clips 2000] [--cache-dir runs/cache]
 
 Minorness is the concept the shipped networks predict worst (held-out r 0.67). Its formula

@@ -1,7 +1,7 @@
 """How much of the register rating can the audible notes support? A second ceiling for issue 5's concept bar.
 
-    python benchmarks/register_ceiling.py --train corpora/train12k --heldout corpora/heldout \
-        [--model transcribe-measures-linear-10] [--train-clips 2000] [--cache-dir runs/cache]
+    python studies/register_ceiling.py --train corpora/train12k --heldout corpora/heldout \
+        [--model emotion-measures-linear-mid10-ctrl12k] [--train-clips 2000] [--cache-dir runs/cache]
 
 The register concept is an affine map of the clip's *transposition*: every note of the score moved by
 a whole number of semitones, uniform on -12..12 (``datasets.controlled.factors``). A listener hears the
@@ -34,6 +34,8 @@ from midlevel.frontend import LogFrequencySpectrogram
 from midlevel.training.data import load_splits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, also when a test loads this file
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # report_cli, shared with benchmarks/
+RESULTS = Path(__file__).resolve().parent / "results"
 from minorness_ceiling import SEED, concept_prediction, number, pearson, training_draw  # noqa: E402
 from report_cli import report_parser, run_and_report  # noqa: E402
 
@@ -112,7 +114,7 @@ def markdown(s: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = report_parser(__doc__, "register_ceiling")
+    p = report_parser(__doc__, "register_ceiling", RESULTS)
     p.add_argument("--train", type=Path, required=True, help="controlled corpus the models were trained on")
     p.add_argument("--heldout", type=Path, required=True, help="controlled corpus whose test split holds unseen pieces")
     p.add_argument("--model", help="optional: a two-stage model (zoo name or folder) to set beside the ceiling")

@@ -1,9 +1,9 @@
 """Can syncopation be read from when notes start, without the score? A route issue 5's concept bar rules out or in.
 
-    python benchmarks/syncopation_from_onsets.py --heldout corpora/heldout [--model transcribe-measures-linear-10] \
-        [--cache-dir runs/cache] [--out benchmarks/results] [--stem syncopation_from_onsets]
+    python studies/syncopation_from_onsets.py --heldout corpora/heldout [--model emotion-measures-linear-mid10-ctrl12k] \
+        [--cache-dir runs/cache] [--out studies/results] [--stem syncopation_from_onsets]
 
-Rhythm complexity's largest missing ingredient is syncopation (``benchmarks/results/concept_errors.md``:
+Rhythm complexity's largest missing ingredient is syncopation (``studies/results/concept_errors.md``:
 the network's prediction follows it at r 0.56, the rating at 0.85). The corpus counts it per rhythmic
 layer (each score part, each drum), from score positions and their metrical levels
 (``datasets.controlled.ratings.rhythm_measures``). A network hears performed onsets instead. This
@@ -40,6 +40,8 @@ from midlevel.training.data import load_splits
 from midlevel.training.loops import ArraySet, network_outputs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, also when a test loads this file
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # report_cli, shared with benchmarks/
+RESULTS = Path(__file__).resolve().parent / "results"
 from report_cli import report_parser, run_and_report  # noqa: E402
 from concept_errors import factor_rows, number, pearson  # noqa: E402
 
@@ -151,9 +153,9 @@ def markdown(s: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = report_parser(__doc__, "syncopation_from_onsets")
+    p = report_parser(__doc__, "syncopation_from_onsets", RESULTS)
     p.add_argument("--heldout", required=True, help="controlled corpus whose test split holds unseen pieces")
-    p.add_argument("--model", default="transcribe-measures-linear-10", help="two-stage model with a rhythm_complexity concept")
+    p.add_argument("--model", default="emotion-measures-linear-mid10-ctrl12k", help="two-stage model with a rhythm_complexity concept")
     return run_and_report(p.parse_args(argv), run, markdown)
 
 

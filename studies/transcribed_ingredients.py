@@ -1,7 +1,7 @@
 """Is it the transcriber or the reading? The concept formulas recomputed from a network's own notes.
 
-    python benchmarks/transcribed_ingredients.py --model transcribe-linear-10 --heldout corpora/heldout \
-        [--cache-dir runs/cache] [--out benchmarks/results] [--stem transcribed_ingredients]
+    python studies/transcribed_ingredients.py --model emotion-transcribe-linear-mid10-ctrl12k --heldout corpora/heldout \
+        [--cache-dir runs/cache] [--out studies/results] [--stem transcribed_ingredients]
 
 ``concept_errors.py`` found the ingredients a transcribing model under-reads most: the melody's
 singability (melodiousness) and key clarity and consistency (tonal stability). Those are formulas
@@ -44,6 +44,8 @@ from midlevel.training.loops import ArraySet, network_outputs
 from midlevel.training.recipes import transcribed_rolls
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, also when a test loads this file
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # report_cli, shared with benchmarks/
+RESULTS = Path(__file__).resolve().parent / "results"
 from report_cli import report_parser, run_and_report  # noqa: E402
 from concept_errors import cross_validated_r, factor_rows, number, pearson  # noqa: E402
 
@@ -175,7 +177,7 @@ def markdown(s: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = report_parser(__doc__, "transcribed_ingredients")
+    p = report_parser(__doc__, "transcribed_ingredients", RESULTS)
     p.add_argument("--model", required=True, help="two-stage model with a transcribing backbone: zoo name or folder")
     p.add_argument("--heldout", required=True, help="controlled corpus whose test split holds unseen pieces")
     return run_and_report(p.parse_args(argv), run, markdown)

@@ -14,7 +14,7 @@ from midlevel.datasets.controlled.ratings import INGREDIENT_COLUMNS, INGREDIENTS
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_script("benchmarks/concept_errors.py")
+    return load_script("studies/concept_errors.py")
 
 
 def test_ingredients_are_what_each_raw_score_is_made_of(tmp_path):

@@ -15,7 +15,7 @@ from midlevel.zoo import get_entry
 
 
 def benchmark_module():
-    return load_script("benchmarks/concept_generalisation.py")
+    return load_script("studies/concept_generalisation.py")
 
 
 def test_reports_every_split_per_style_and_a_piece_bootstrap(tmp_path):

@@ -10,7 +10,7 @@ from midlevel.datasets.controlled.theory import best_key, pc_profile
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_script("benchmarks/minorness_ceiling.py")
+    return load_script("studies/minorness_ceiling.py")
 
 
 def roll_of(notes: dict[int, int], frames: int = 8) -> np.ndarray:

@@ -9,7 +9,7 @@ from midlevel.datasets.controlled.rolls import ROLL_LOW, ROLL_PITCHES
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_script("benchmarks/register_ceiling.py")
+    return load_script("studies/register_ceiling.py")
 
 
 def roll_of(notes: dict[int, int], melody: dict[int, int] | None = None, frames: int = 10) -> np.ndarray:

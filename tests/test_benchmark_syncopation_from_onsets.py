@@ -14,7 +14,7 @@ BEATS = np.arange(8) * 0.5  # 120 beats/min
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_script("benchmarks/syncopation_from_onsets.py")
+    return load_script("studies/syncopation_from_onsets.py")
 
 
 def test_only_an_off_beat_onset_that_leaves_the_next_beat_empty_counts(bench):

@@ -16,7 +16,7 @@ HOP, SR, SECONDS = 704, 22050, 10.0
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_script("benchmarks/transcribed_ingredients.py")
+    return load_script("studies/transcribed_ingredients.py")
 
 
 def test_melody_notes_split_at_pitch_changes_and_rests_and_drop_flicker(bench):
