@@ -286,7 +286,7 @@ class NoteKeyMeasures(nn.Module):
 
     ``PitchClassFeatures`` learns its key templates and normalises every frame, so a chord weighs
     as much as a single note, and it compares windows with the whole input's profile rather than
-    with the whole input's key. ``benchmarks/transcribed_ingredients.py`` found that the rating
+    with the whole input's key. ``studies/transcribed_ingredients.py`` found that the rating
     formulas themselves, applied to the transcriber's notes (probability > 0.5), follow the recorded
     key clarity, local key clarity, key consistency and minor-vs-major at r 0.85-0.89, where the
     concept predictions reach 0.66-0.80. So this module computes exactly those formulas
@@ -339,7 +339,7 @@ class NoteMelodyMeasures(nn.Module):
     and a fast one as a leap over several notes; melodiousness rates the intervals between
     successive *notes* (``ratings.melody_measures``). Here the melody is the highest pitch above
     0.5 in each frame; a frame belongs to a note when its neighbour on either side has the same
-    pitch (runs of one frame are flicker, ``benchmarks/transcribed_ingredients.MIN_NOTE_FRAMES``),
+    pitch (runs of one frame are flicker, ``studies/transcribed_ingredients.MIN_NOTE_FRAMES``),
     a note starts where the pitch changes or after a rest, and its interval is taken to the last
     note frame before it. The singability table is ``ratings.SINGABILITY``. The "last note frame
     before t" is a maximum over a (t x t) triangular mask rather than a cumulative maximum, which
