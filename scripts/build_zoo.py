@@ -87,6 +87,9 @@ def main() -> None:
     ap.add_argument("--shap-benchmark", type=Path,
                     help="intrinsic_vs_shap.json of benchmarks/intrinsic_vs_shap.py run on the shipped models "
                          "(--models with their zoo names); its numbers go into the cards")
+    ap.add_argument("--real-recordings", type=Path,
+                    help="real_recordings.json of benchmarks/real_recordings.py run on the zoo's weights; its rows go "
+                         "into every card (with --registry or alone)")
     ap.add_argument("--registry", action="store_true",
                     help="write registry.json, the cards and the README's zoo table from the manifest and "
                          "results.json, and drop the weights of entries the manifest does not ship")
@@ -95,6 +98,12 @@ def main() -> None:
                     help="with --entry: first build its corpora and run its training (and its --init-from "
                          "chain's) where their outputs are missing")
     args = ap.parse_args()
+    if args.real_recordings:
+        results, _ = read_shipped()
+        results["real_recordings"] = real_recordings_summary(json.loads(args.real_recordings.read_text()), results,
+                                                             args.real_recordings)
+        write_results_and_cards(results)
+        return
     if args.cards_only or args.registry:
         write_results_and_cards(json.loads((CARDS / "results.json").read_text()))
         return
@@ -521,6 +530,26 @@ def shap_benchmark_summary(bench: dict, zoo_sha256: dict[str, str], path: Path) 
         if name in bench["models"]:
             keep["models"][name] = bench["models"][name]
     return keep
+
+
+def real_recordings_summary(bench: dict, results: dict, path: Path) -> dict:
+    """The real-recordings benchmark's rows for zoo entries, refused when measured on other weights than the
+    results record (a retrained entry must be measured again); the settings and peers' own agreement kept."""
+    rows = {}
+    for name, row in bench["models"].items():
+        entry = results["zoo"].get(name)
+        if entry is None:
+            continue  # a candidate measured beside the zoo (--model LABEL=DIR)
+        if row["weights_sha256"] != entry["sha256"]:
+            raise SystemExit(f"{path}: measured {name} on other weights ({row['weights_sha256'][:12]}); run "
+                             f"benchmarks/real_recordings.py --models {name} --merge again")
+        rows[name] = {k: row[k] for k in ("weights_sha256", "black_box", "gain", "codec", "reverb", "targets",
+                                          "transpose", "stretch", "clash", "agreement") if k in row}
+    settings = bench["settings"]
+    return {"file": "benchmarks/results/real_recordings.md", "n": settings["n"], "packages": bench["packages_found"],
+            "n_tracks": bench["n_tracks"], "mp3_kbps": settings["mp3_kbps"], "reverb": settings["reverb"],
+            "gain_db": settings["gain_db"], "shift_semitones": settings["shift_semitones"],
+            "peers_on_controlled": bench["peers_on_controlled"], "models": rows}
 
 
 def family_corpus(family_dir: Path) -> str:

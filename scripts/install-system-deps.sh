@@ -9,6 +9,9 @@ command -v fluidsynth >/dev/null 2>&1 || missing+=(fluidsynth)
 [ -f /usr/share/sounds/sf3/MuseScore_General.sf3 ] || missing+=(musescore-general-soundfont)
 [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] || missing+=(timgm6mb-soundfont)
 [ -f /usr/share/sounds/sf2/OPL-3_FM_128M.sf2 ] || missing+=(opl3-soundfont)
+# recorded music for benchmarks/real_recordings.py; its test needs one package (asc-music, 10 MB); the full
+# benchmark also reads ufoai-music, planetblupi-music-ogg and frozen-bubble-data where installed
+[ -f /usr/share/games/asc/music/frontiers.mp3 ] || missing+=(asc-music)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} with apt-get"
   apt-get update -qq

@@ -470,7 +470,7 @@ def test_generalisation_benchmark_scores_the_shipped_transcriber_on_a_controlled
     out, _ = corpus
     name = next(n for n in list_models()
                 if REGISTRY[n].explainable and REGISTRY[n].backbone.startswith("compact_transcribe"))
-    bench = load_script("benchmarks/concept_generalisation.py")
+    bench = load_script("studies/concept_generalisation.py")
     assert bench.main(["--model", f"t={name}@{out}", "--model", f"plain=emotion-compact-gam-mid7-ctrl3k-seq@{out}", "--heldout", str(out),
                        "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path), "--bootstrap", "50"]) == 0
     summary = json.loads((tmp_path / "concept_generalisation.json").read_text())

@@ -19,12 +19,13 @@ import torch
 
 from midlevel import ModelConfig, TwoStageModel, load
 from midlevel.checkpoint import ModelLoadError
+from midlevel.cli import add_finetune_parser
 from midlevel.concepts import MIDLEVEL_FEATURES
 from midlevel.config import FrontendConfig
 from midlevel.datasets import DatasetError
 from midlevel.model import BlackBoxModel
 from midlevel.training.annotations import read_finetune_annotations
-from midlevel.training.finetune import FinetuneError, add_finetune_parser, finetune
+from midlevel.training.finetune import FinetuneError, finetune
 
 NEW = ["flow", "pulse", "busyness", "darkness"]
 FAST = dict(epochs=2, batch_size=8, progress=False)

@@ -8,13 +8,14 @@
 
 from .audio import example_clip, load_audio
 from .config import FrontendConfig, ModelConfig
-from .explain.explanation import Explanation, Prediction
+from .errors import MidlevelError
 from .model import TwoStageModel
+from .results import Explanation, Prediction
 from .zoo import list_models, load
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Explanation", "FrontendConfig", "ModelConfig", "Prediction", "TwoStageModel",
+    "Explanation", "FrontendConfig", "MidlevelError", "ModelConfig", "Prediction", "TwoStageModel",
     "example_clip", "list_models", "load", "load_audio", "__version__",
 ]

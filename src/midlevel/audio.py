@@ -33,6 +33,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .errors import MidlevelError
+
 _INT_SCALES = {  # dtype -> (offset, scale) so that (x - offset) / scale lies in [-1, 1)
     np.dtype(np.int8): (0, 2.0**7),
     np.dtype(np.uint8): (128, 2.0**7),
@@ -41,7 +43,7 @@ _INT_SCALES = {  # dtype -> (offset, scale) so that (x - offset) / scale lies in
 }
 
 
-class AudioError(ValueError):
+class AudioError(MidlevelError, ValueError):
     """Audio that cannot be used as model input; the message starts with the source name."""
 
 
@@ -108,6 +110,29 @@ def file_sample_rate(path) -> int:
         return int(sf.info(str(path)).samplerate)
     except (sf.SoundFileError, RuntimeError) as exc:
         raise AudioError(f"{path}: cannot decode audio ({getattr(exc, 'error_string', exc)})") from None
+
+
+def file_length(path) -> tuple[int, int]:
+    """(frames, sample rate) as a sound file's header states them, without decoding it; ``AudioError``
+    naming the file when it is missing, empty or cannot be read as audio (``midlevel evaluate`` lists such
+    files and chooses how to run the model from the lengths)."""
+    import soundfile as sf
+
+    label = os.fspath(path)
+    if not os.path.exists(label):
+        raise AudioFileNotFoundError(f"{label}: no such file")
+    if os.path.isdir(label):
+        raise AudioError(f"{label}: is a directory, not an audio file")
+    if os.path.getsize(label) == 0:
+        raise AudioError(f"{label}: file is empty (0 bytes)")
+    try:
+        info = sf.info(label)
+    except (sf.SoundFileError, RuntimeError) as exc:
+        raise AudioError(f"{label}: cannot decode audio ({getattr(exc, 'error_string', exc)}); "
+                         "expected WAV, FLAC, OGG/Vorbis or MP3") from None
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise AudioError(f"{label}: file contains no audio")
+    return int(info.frames), int(info.samplerate)
 
 
 def is_silent(samples: np.ndarray, threshold_db: float = -60.0) -> bool:

@@ -18,13 +18,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import ConfigError, ModelConfig
+from .errors import MidlevelError
 from .ioutil import atomic_path, atomic_write_text, sha256_file
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(MidlevelError, ValueError):
     """A model folder cannot be loaded; the message names the file and the reason."""
 
 

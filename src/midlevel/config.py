@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .concepts import EMOTION_SCALE, EMOTIONS, MIDLEVEL_FEATURES, MIDLEVEL_SCALE
+from .errors import MidlevelError
 
 CONFIG_VERSION = 1
 
 
-class ConfigError(ValueError):
+class ConfigError(MidlevelError, ValueError):
     """A config (or config.json) is malformed; the message names the field."""
 
 

@@ -27,18 +27,21 @@ import argparse
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import onnx
 import torch
-from google.protobuf.message import DecodeError
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 from torch.export import Dim
 
 from . import __version__
+from ._extras import require
+from .errors import MidlevelError
 from .ioutil import atomic_path
 from .model import AudioModel, TwoStageModel
+
+if TYPE_CHECKING:
+    import onnx
 
 EXPORT_FORMAT = 1
 GRAPH_DOC = ("midlevel track graph. wave: (batch, samples) mono float32 at metadata sample_rate. Each track is "
@@ -47,7 +50,7 @@ GRAPH_DOC = ("midlevel track graph. wave: (batch, samples) mono float32 at metad
              "the head applied to that mean: targets = intercept + contributions.sum(-1)).")
 
 
-class ExportError(ValueError):
+class ExportError(MidlevelError, ValueError):
     """The model cannot be exported to the given path; the message names the path."""
 
 
@@ -121,6 +124,8 @@ def export_onnx(model: AudioModel, path: str | Path, *, opset: int | None = None
     """
     if not isinstance(model, AudioModel):
         raise TypeError(f"export_onnx needs a midlevel AudioModel, got {type(model).__name__}")
+    onnx = require("onnx", "onnx", "ONNX export")
+    require("onnxscript", "onnx", "ONNX export")  # torch's exporter writes the graph with it
     path = Path(path)
     if path.is_dir():
         raise ExportError(f"{path}: is a directory; give the path of the .onnx file to write")
@@ -142,6 +147,9 @@ def export_onnx(model: AudioModel, path: str | Path, *, opset: int | None = None
 
 def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
     """The metadata ``export_onnx`` stored, each value decoded from JSON."""
+    onnx = require("onnx", "onnx", "reading ONNX metadata")
+    from google.protobuf.message import DecodeError  # protobuf comes with onnx
+
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except FileNotFoundError:

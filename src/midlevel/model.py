@@ -21,11 +21,11 @@ from .backbones import build_backbone
 from .checkpoint import ModelLoadError, read_config, read_weights, save_model_dir
 from .config import ConfigError, ModelConfig
 from .errors import MidlevelError
-from .explain.explanation import Explanation, Prediction
 from .frontend import LogFrequencySpectrogram
 from .heads import AdditiveHead, build_head
 from .ioutil import release_freed_memory
 from .numerics import flush_denormals
+from .results import Explanation, Prediction
 
 
 class NoConceptsError(MidlevelError, ValueError):

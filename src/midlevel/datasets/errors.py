@@ -16,11 +16,13 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import MidlevelError
+
 SEPARATORS: dict[str, str] = {",": "comma", ";": "semicolon", "\t": "tab"}
 _MISSING = {"", "nan", "na", "n/a", "null", "none"}
 
 
-class DatasetError(ValueError):
+class DatasetError(MidlevelError, ValueError):
     """A dataset file that cannot be read as documented; the message says where and why."""
 
     def __init__(self, path, problem: str, *, line: int | None = None, column: str | None = None):

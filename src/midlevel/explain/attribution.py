@@ -28,9 +28,9 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from captum.attr import InputXGradient, IntegratedGradients
 from torch import nn
 
+from .._extras import require
 from ..audio import pad_to_length
 from ..model import AudioModel, TwoStageModel, window_starts
 from ..model import stream_windows
@@ -104,9 +104,15 @@ class AttributionMaps:
         return self.map(name).sum(axis=0)
 
     def plot(self, name: str, path: str | Path | None = None):
+        require("matplotlib", "report", "AttributionMaps.plot")
         from .views_plotting import plot_attribution
 
         return plot_attribution(self, name, path)
+
+
+def captum_attr() -> Any:
+    """``captum.attr``, imported when a map is computed (captum comes with the ``report`` extra)."""
+    return require("captum.attr", "report", "attribution maps")
 
 
 def band_frequencies(model: AudioModel) -> np.ndarray:
@@ -122,14 +128,14 @@ def silence(model: AudioModel, frames: int) -> torch.Tensor:
 
 def gradient_x_input(net: nn.Module, spec: torch.Tensor, baseline: torch.Tensor, index: int) -> torch.Tensor:
     """Gradient times (input - silence): one backward pass, first-order."""
-    return InputXGradient(lambda x: net(x + baseline)).attribute((spec - baseline).requires_grad_(), target=index)
+    return captum_attr().InputXGradient(lambda x: net(x + baseline)).attribute((spec - baseline).requires_grad_(), target=index)
 
 
 def integrated_gradients(net: nn.Module, spec: torch.Tensor, baseline: torch.Tensor, index: int,
                          *, n_steps: int = 32) -> torch.Tensor:
     """Integrated gradients from silence: sums to output - silence output (up to the quadrature)."""
-    return IntegratedGradients(net).attribute(spec, baselines=baseline, target=index, n_steps=n_steps,
-                                              internal_batch_size=max(n_steps, 32))
+    return captum_attr().IntegratedGradients(net).attribute(spec, baselines=baseline, target=index, n_steps=n_steps,
+                                                            internal_batch_size=max(n_steps, 32))
 
 
 METHODS: dict[str, AttributeFn] = {"integrated_gradients": integrated_gradients,
@@ -165,6 +171,7 @@ def track_maps(model: AudioModel, audio: Any, attribute: AttributeFn, *, outputs
     A window starting between two frames of the track's grid is split between them in
     proportion, which keeps each map's sum and its centre of mass in time.
     """
+    captum_attr()  # before any work: a missing extra is one line
     clip = model.read_audio(audio, sample_rate=sample_rate)
     cfg, frontend = model.config, model.frontend
     net = SpectrogramNet(model, outputs)

@@ -15,11 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import librosa
 import numpy as np
 import soundfile as sf
 import torch
 
+from .._extras import require
 from ..audio import Audio
 from ..ioutil import atomic_path
 from ..model import AudioModel
@@ -139,6 +139,7 @@ def split_time_frequency(samples: np.ndarray, sample_rate: int, band_map: np.nda
 def split_harmonic_percussive(samples: np.ndarray, sample_rate: int, *, n_fft: int, hop: int,
                               description: str = "") -> Listenable:
     """Harmonic part (HPSS soft mask) against the rest, which is the percussive part."""
+    librosa = require("librosa", "report", "the harmonic/percussive listening view")
     magnitude = _stft(samples, n_fft, hop).abs().numpy()
     harmonic_mask, _ = librosa.decompose.hpss(magnitude, mask=True)
     return split_spectral(samples, sample_rate, harmonic_mask, n_fft=n_fft, hop=hop, kind="harmonic-percussive",

@@ -25,26 +25,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from captum._utils.models.linear_model import SkLearnRidge
-from captum.attr import LRP, DeepLift, LayerAttribution, LayerGradCam, Lime, Occlusion, Saliency
-from captum.attr._core.lrp import SUPPORTED_LAYERS_WITH_RULES, SUPPORTED_NON_LINEAR_LAYERS
 from torch import nn
 
 from ..model import AudioModel, TwoStageModel
-from .attribution import METHODS, AttributeFn, AttributionMaps, SpectrogramNet, track_maps
+from .attribution import METHODS, AttributeFn, AttributionMaps, SpectrogramNet, captum_attr, track_maps
 
 
 def occlusion(net: nn.Module, spec: torch.Tensor, baseline: torch.Tensor, index: int, *,
               patch: tuple[int, int] = (16, 32), stride: tuple[int, int] | None = None) -> torch.Tensor:
     """Output minus output with a (bands, frames) patch silenced; default half-octave x 1 s tiles."""
     stride = stride or patch
-    return Occlusion(net).attribute(spec, sliding_window_shapes=(1, *patch), strides=(1, *stride),
+    return captum_attr().Occlusion(net).attribute(spec, sliding_window_shapes=(1, *patch), strides=(1, *stride),
                                     baselines=baseline, target=index, perturbations_per_eval=16)
 
 
 def saliency(net: nn.Module, spec: torch.Tensor, baseline: torch.Tensor, index: int) -> torch.Tensor:
     """|d output / d input| (Simonyan et al. 2014); the baseline is not used."""
-    return Saliency(net).attribute(spec.clone().requires_grad_(), target=index, abs=True)
+    return captum_attr().Saliency(net).attribute(spec.clone().requires_grad_(), target=index, abs=True)
 
 
 def last_conv_block(net: SpectrogramNet) -> nn.Module:
@@ -61,19 +58,23 @@ def last_conv_block(net: SpectrogramNet) -> nn.Module:
 
 def grad_cam(net: SpectrogramNet, spec: torch.Tensor, baseline: torch.Tensor, index: int) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al. 2017) on the last convolution block, bilinearly upsampled."""
-    cam = LayerGradCam(net, last_conv_block(net)).attribute(spec, target=index, relu_attributions=True)
-    return LayerAttribution.interpolate(cam, tuple(spec.shape[-2:]), interpolate_mode="bilinear")
+    attr = captum_attr()
+    cam = attr.LayerGradCam(net, last_conv_block(net)).attribute(spec, target=index, relu_attributions=True)
+    return attr.LayerAttribution.interpolate(cam, tuple(spec.shape[-2:]), interpolate_mode="bilinear")
 
 
 def deeplift(net: nn.Module, spec: torch.Tensor, baseline: torch.Tensor, index: int) -> torch.Tensor:
     """DeepLIFT rescale rule from silence: sums to output - silence output."""
     with warnings.catch_warnings():  # captum announces its temporary hooks on every call
         warnings.filterwarnings("ignore", message="Setting forward, backward hooks")
-        return DeepLift(net).attribute(spec.clone().requires_grad_(), baselines=baseline, target=index)
+        return captum_attr().DeepLift(net).attribute(spec.clone().requires_grad_(), baselines=baseline, target=index)
 
 
 def lrp_blockers(net: nn.Module) -> list[str]:
     """Leaf layers for which captum's LRP has no rule (empty: LRP applies)."""
+    captum_attr()
+    from captum.attr._core.lrp import SUPPORTED_LAYERS_WITH_RULES, SUPPORTED_NON_LINEAR_LAYERS
+
     supported = (*SUPPORTED_LAYERS_WITH_RULES, *SUPPORTED_NON_LINEAR_LAYERS)
     leaves = [m for m in net.modules() if not list(m.children())]
     return sorted({type(m).__name__ for m in leaves if type(m) not in supported and not hasattr(m, "rule")})
@@ -87,7 +88,7 @@ def lrp(net: nn.Module, spec: torch.Tensor, baseline: torch.Tensor, index: int) 
                 if set(blockers) <= {"SparseLinearHead", "GAMHead"} else
                 "use deeplift or integrated_gradients for this backbone")
         raise ValueError(f"captum's LRP has no rule for {', '.join(blockers)}; {hint}")
-    return LRP(net).attribute(spec.clone().requires_grad_(), target=index)
+    return captum_attr().LRP(net).attribute(spec.clone().requires_grad_(), target=index)
 
 
 def segment_mask(bands: int, frames: int, n_bands: int, n_times: int) -> torch.Tensor:
@@ -105,7 +106,10 @@ def lime(net: nn.Module, spec: torch.Tensor, baseline: torch.Tensor, index: int,
     lasso zeroes every weight when the output moves by less than its alpha.
     """
     mask = segment_mask(spec.shape[-2], spec.shape[-1], *segments)
-    explainer = Lime(net, interpretable_model=SkLearnRidge(alpha=1.0))
+    attr = captum_attr()
+    from captum._utils.models.linear_model import SkLearnRidge
+
+    explainer = attr.Lime(net, interpretable_model=SkLearnRidge(alpha=1.0))
     with torch.random.fork_rng():  # LIME draws from torch's global generator: seed it, then restore it
         torch.manual_seed(seed)
         return torch.cat([explainer.attribute(spec[b:b + 1], baselines=baseline[b:b + 1], target=index,

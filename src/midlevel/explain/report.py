@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from .._extras import require_all
 from ..audio import Audio
 from ..config import ConfigError
 from ..ioutil import atomic_write_text
@@ -34,7 +35,6 @@ from .attribution import AttributionMaps, target_maps
 from .listen import listenable_parts
 from .posthoc import POSTHOC, posthoc_maps
 from .timeline import Timeline, timeline
-from .views_plotting import plot_map_grid
 
 CSS = """body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222;line-height:1.4}
 table{border-collapse:collapse;font-size:12px;margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;
@@ -55,11 +55,9 @@ class Excerpt:
 def png_data_uri(fig) -> str:
     """The figure as a PNG data URI; the figure is closed and collected (its reference cycles
     would otherwise keep every mesh alive until the next full collection)."""
-    import matplotlib.pyplot as plt
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
+    fig.clear()
     del fig
     gc.collect()
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -217,6 +215,9 @@ def build_report(model: AudioModel, audio: Any, *, target: str | None = None, sa
     target); ``wav_dir``: also write those splits there as WAV files; ``card``: a model card
     file (default: ``model_cards/<name>.md``, then the package's ``zoo/cards``).
     """
+    require_all(("matplotlib", "captum", "librosa", "yaml"), "report", "the HTML report")  # before any work
+    from .views_plotting import plot_map_grid
+
     clip = model.read_audio(audio, sample_rate=sample_rate)
     tl = timeline(model, clip, window_seconds=window_seconds, hop_seconds=hop_seconds)
     target = target or choose_target(model, tl.track_targets)

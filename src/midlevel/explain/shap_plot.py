@@ -5,15 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .plotting import save_png  # noqa: E402
-from .explanation import Explanation  # noqa: E402
-from .shap_baseline import ADDITIVITY_TOLERANCE, SegmentShap  # noqa: E402
+from ..plotting import save_png
+from ..results import Explanation
+from .shap_baseline import ADDITIVITY_TOLERANCE, SegmentShap
 
 
 def _diverging(ax, values: np.ndarray, **kwargs):
@@ -29,7 +26,7 @@ def _concept_panel(ax, values: np.ndarray, expl: Explanation, title: str) -> Non
     for (t, k), v in np.ndenumerate(values):
         ax.text(k, t, f"{v:.2f}", ha="center", va="center", fontsize=5)
     ax.set_title(title, fontsize=9)
-    plt.colorbar(image, ax=ax, fraction=0.046)
+    ax.figure.colorbar(image, ax=ax, fraction=0.046)
 
 
 def _segment_panel(ax, s: SegmentShap, target: str) -> None:
@@ -44,7 +41,7 @@ def _segment_panel(ax, s: SegmentShap, target: str) -> None:
     sums = (f"{s.output[t]:.2f} = {s.expected_value[t]:.2f} + sum" if abs(total - s.output[t]) <= ADDITIVITY_TOLERANCE else
             f"{s.output[t]:.2f}, but {s.expected_value[t]:.2f} + sum = {total:.2f}")
     ax.set_title(f"{s.model_name}: {s.method} SHAP, {target}\n{sums} ({s.seconds:.1f} s)", fontsize=8)
-    plt.colorbar(image, ax=ax, fraction=0.046)
+    ax.figure.colorbar(image, ax=ax, fraction=0.046)
 
 
 def plot_side_by_side(intrinsic: Explanation, segment_shaps: Sequence[SegmentShap], path: str | Path | None = None,
@@ -56,7 +53,8 @@ def plot_side_by_side(intrinsic: Explanation, segment_shaps: Sequence[SegmentSha
     top = {f"{intrinsic.model_name}: intrinsic concept terms": intrinsic.contributions, **(concept_maps or {})}
     ncols = max(len(top), len(segment_shaps), 1)
     nrows = 2 if segment_shaps else 1
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 4.0 * nrows), squeeze=False)
+    fig = Figure(figsize=(4.2 * ncols, 4.0 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, (title, values) in zip(axes[0], top.items()):
         _concept_panel(ax, np.asarray(values), intrinsic, title)
     for ax, s in zip(axes[1] if segment_shaps else [], segment_shaps):

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._extras import require
 from ..config import ConfigError
 from ..model import AudioModel, BlackBoxModel, TwoStageModel
-from .explanation import Explanation
+from ..results import Explanation
 
 if TYPE_CHECKING:
     from .shap_baseline import SegmentShap
@@ -41,6 +42,7 @@ class SideBySide:
 
     def plot(self, path: str | Path | None = None, *, target: str | None = None):
         """Concept terms beside the SHAP map of one target (PNG if ``path``)."""
+        require("matplotlib", "report", "plotting the SHAP comparison")
         from .shap_plot import plot_side_by_side
 
         return plot_side_by_side(self.intrinsic, [self.shap], path, target=target)
@@ -55,6 +57,7 @@ def explain_with_baseline(model: AudioModel, audio: Any, baseline_model: AudioMo
                           max_evals: int = 500, seed: int = 0, progress: bool = True,
                           sample_rate: int | None = None) -> SideBySide:
     """``model.explain(audio)`` and SHAP of ``baseline_model`` (a black box) on the same audio."""
+    require("shap", "shap", "the SHAP baseline")
     if not isinstance(model, TwoStageModel):
         raise ConfigError(f"{model.name} is a black box with no intrinsic explanation; pass a two-stage "
                           "model as the model and the black box as the baseline model")

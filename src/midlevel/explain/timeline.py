@@ -25,8 +25,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .._extras import require
 from ..model import AudioModel, TwoStageModel, window_starts
-from .explanation import Explanation
+from ..results import Explanation
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class Timeline:
 
     def plot(self, path: str | Path | None = None, *, targets: list[str] | None = None):
         """Stacked contributions per target over time, concept curves beneath."""
+        require("matplotlib", "report", "Timeline.plot")
         from .views_plotting import plot_timeline
 
         return plot_timeline(self, path, targets=targets)

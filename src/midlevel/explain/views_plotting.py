@@ -1,4 +1,4 @@
-"""Figures for the time and time-frequency views (Agg backend: works without a display).
+"""Figures for the time and time-frequency views (``matplotlib.figure.Figure``: no pyplot, no backend needed).
 
 Spectrogram axes are physical: seconds on x (frame centres at ``frame * hop / sample_rate``),
 Hz on a logarithmic y axis with cell edges halfway (geometrically) between band centres.
@@ -9,14 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.cm import ScalarMappable  # noqa: E402
-from matplotlib.colors import TwoSlopeNorm  # noqa: E402
-
-from .plotting import save_png  # noqa: E402
+from ..plotting import save_png
 
 
 def bars(ax, x: np.ndarray, width: float, bottom: np.ndarray, top: np.ndarray, **kwargs) -> None:
@@ -38,10 +36,11 @@ def plot_timeline(tl, path: str | Path | None = None, *, targets: list[str] | No
     names = targets or tl.target_names
     has_terms = tl.contributions is not None
     rows = len(names) + 1 if has_terms else 1
-    fig, axes = plt.subplots(rows, 1, figsize=(9, 1.9 * rows + 0.8), sharex=True, squeeze=False)
+    fig = Figure(figsize=(9, 1.9 * rows + 0.8))
+    axes = fig.subplots(rows, 1, sharex=True, squeeze=False)
     axes = axes[:, 0]
     x, width = tl.centres, 0.9 * min(tl.hop_seconds, tl.window_seconds)
-    colours = plt.get_cmap("tab10")(np.arange(len(tl.concept_names)) % 10)
+    colours = matplotlib.colormaps["tab10"](np.arange(len(tl.concept_names)) % 10)
     if has_terms:
         for ax, name in zip(axes, names):
             t = tl.target_names.index(name)
@@ -107,7 +106,7 @@ def diverging_norm(values: np.ndarray) -> TwoSlopeNorm:
 def plot_attribution(maps, name: str, path: str | Path | None = None):
     """Spectrogram, the attribution of ``name`` over it, and its sum over frequency against time."""
     values = maps.map(name)
-    fig = plt.figure(figsize=(9, 7))
+    fig = Figure(figsize=(9, 7))
     grid = fig.add_gridspec(3, 2, width_ratios=[50, 1], height_ratios=[2, 2, 1])
     ax_s = fig.add_subplot(grid[0, 0])
     ax_a = fig.add_subplot(grid[1, 0], sharex=ax_s)
@@ -116,7 +115,7 @@ def plot_attribution(maps, name: str, path: str | Path | None = None):
     fig.colorbar(mesh, cax=fig.add_subplot(grid[0, 1]), label="log10(1 + magnitude)")
     ax_s.set_title(f"{Path(maps.source).name}: spectrogram", fontsize=9)
     draw_spectrogram(ax_a, maps, maps.spectrogram, cmap="Greys", alpha=0.5)
-    norm, cmap = diverging_norm(values), plt.get_cmap("RdBu_r")
+    norm, cmap = diverging_norm(values), matplotlib.colormaps["RdBu_r"]
     rgba = cmap(norm(values))
     rgba[..., 3] = np.clip(np.abs(values) / norm.vmax, 0, 1)  # small attributions let the spectrogram show
     draw_spectrogram(ax_a, maps, rgba)
@@ -142,8 +141,8 @@ def plot_map_grid(maps, path: str | Path | None = None, *, names: list[str] | No
     names = names or maps.names
     cols = min(2, len(names))
     rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 2.4 * rows + 0.6), sharex=True, sharey=True,
-                             squeeze=False)
+    fig = Figure(figsize=(5 * cols, 2.4 * rows + 0.6))
+    axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
     for ax, name in zip(axes.flat, names):
         values = maps.map(name)
         draw_spectrogram(ax, maps, values, cmap="RdBu_r", norm=diverging_norm(values))

@@ -20,11 +20,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from scipy.linalg import solve_triangular
-from scipy.optimize import lsq_linear
 from torch import nn
 from torch.nn import functional as F
 
+from .._extras import require
 from .base import AdditiveHead, check_2d
 
 SMOOTHNESS_GRID = np.logspace(-6, 1, 22)  # candidates for smoothness="auto"
@@ -189,6 +188,8 @@ class GAMHead(AdditiveHead):
     # -- fitting ---------------------------------------------------------------------------
     def fit(self, concepts: Any, targets: Any) -> "GAMHead":
         """Penalised least squares per target, in closed form (bounded for monotone curves)."""
+        require("scipy", "train", "fitting a GAM head")
+        from scipy.optimize import lsq_linear
         c = check_2d(concepts, self.n_concepts, "concepts")
         y = check_2d(targets, self.n_targets, "targets")
         if len(c) != len(y):
@@ -237,6 +238,8 @@ class GAMHead(AdditiveHead):
         is diagonal, so all candidates cost one eigendecomposition. Scored on the unconstrained
         fit, also for monotone curves.
         """
+        from scipy.linalg import solve_triangular
+
         n, p = design.shape
         gram = design.T @ design
         gram += 1e-10 * np.trace(gram) / p * np.eye(p)  # defined even for a constant concept

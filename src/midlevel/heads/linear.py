@@ -18,9 +18,9 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from sklearn.linear_model import ElasticNet
 from torch import nn
 
+from .._extras import require
 from .base import AdditiveHead, check_2d
 
 
@@ -70,6 +70,9 @@ class SparseLinearHead(AdditiveHead):
         return self.bias
 
     def fit(self, concepts: Any, targets: Any) -> "SparseLinearHead":
+        require("sklearn", "train", "fitting a linear head")
+        from sklearn.linear_model import ElasticNet
+
         c = check_2d(concepts, self.n_concepts, "concepts")
         y = check_2d(targets, self.n_targets, "targets")
         if len(c) != len(y):

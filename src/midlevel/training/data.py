@@ -30,21 +30,22 @@ class LabelledClips:
         return len(self.ids)
 
 
-def load_splits(root: str | Path, *, seed: int = 0, concepts: Sequence[str] | None = None,
-                require_audio: bool = True) -> dict[str, LabelledClips]:
-    """train/val/test clips of a data set in the Mid-level layout.
+def load_clips(root: str | Path, *, concepts: Sequence[str] | None = None,
+               require_audio: bool = True) -> LabelledClips:
+    """Every annotated clip of a data set in the Mid-level layout, in the annotations' order.
 
     ``concepts`` (default: the seven mid-level features) may also name ``OUTSIDE_CONCEPTS``
     (loudness, tempo, register); their ratings come from the controlled corpus's ``factors.csv``.
-
     Targets come from ``mean_ratings_set1.csv`` beside the annotations (clip ``number`` = song
-    id) when present. The split is read from a ``split`` metadata column (the controlled corpus
-    records its by-piece split there); otherwise songs are split by artist with ``seed``.
+    id) when present.
 
     A song whose audio file is missing is an error unless ``require_audio`` is False (``midlevel evaluate``
     skips and lists such clips; its paths are then those the layout names, present or not).
     """
-    root = Path(root)
+    return _load_clips(Path(root), concepts, require_audio)[1]
+
+
+def _load_clips(root: Path, concepts: Sequence[str] | None, require_audio: bool):
     ds = load_midlevel(root)
     missing = ds.missing_audio() if require_audio else []
     if missing:
@@ -59,22 +60,35 @@ def load_splits(root: str | Path, *, seed: int = 0, concepts: Sequence[str] | No
         if len(absent):
             raise DatasetError(ratings_file, f"no target ratings for song id(s) {list(absent[:10])}")
         targets = ratings.loc[numbers, list(EMOTIONS)].to_numpy(dtype=np.float64)
+    names = list(MIDLEVEL_FEATURES) if concepts is None else list(concepts)
+    ids = list(ds.ratings.index)
+    return ds, LabelledClips(ids=ids, paths=[ds.audio_path(i) for i in ids],
+                             concepts=_concept_table(root, ds.ratings, names), targets=targets,
+                             concept_names=names, target_names=list(EMOTIONS))
+
+
+def load_splits(root: str | Path, *, seed: int = 0, concepts: Sequence[str] | None = None,
+                require_audio: bool = True) -> dict[str, LabelledClips]:
+    """train/val/test clips of a data set in the Mid-level layout (``load_clips`` says what is read).
+
+    The split is read from a ``split`` metadata column (the controlled corpus records its by-piece
+    split there); otherwise songs are split by artist with ``seed``.
+    """
+    ds, every = _load_clips(Path(root), concepts, require_audio)
     if ds.metadata is not None and "split" in ds.metadata.columns:
         labels = ds.metadata["split"].reindex(ds.ratings.index)
         splits = {name: [i for i, s in labels.items() if s == name] for name in ("train", "val", "test")}
     else:
         splits = ds.split(seed=seed)
-    position = {song: n for n, song in enumerate(ds.ratings.index)}
-    names = list(MIDLEVEL_FEATURES) if concepts is None else list(concepts)
-    table = _concept_table(root, ds.ratings, names)
+    position = {song: n for n, song in enumerate(every.ids)}
     out = {}
     for name, ids in splits.items():
         rows = [position[i] for i in ids]
         out[name] = LabelledClips(
-            ids=list(ids), paths=[ds.audio_path(i) for i in ids],
-            concepts=table[rows],
-            targets=targets[rows] if targets is not None else None,
-            concept_names=names, target_names=list(EMOTIONS),
+            ids=list(ids), paths=[every.paths[r] for r in rows],
+            concepts=every.concepts[rows],
+            targets=every.targets[rows] if every.targets is not None else None,
+            concept_names=every.concept_names, target_names=every.target_names,
         )
     return out
 

@@ -36,7 +36,6 @@ replaced only by the complete new folder.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -54,6 +53,7 @@ from sklearn.linear_model import RidgeCV
 from ..checkpoint import ModelLoadError
 from ..config import ModelConfig
 from ..datasets import DatasetError
+from ..errors import MidlevelError
 from ..heads import HEADS
 from ..ioutil import atomic_write_text, sha256_file
 from ..model import TwoStageModel
@@ -71,7 +71,7 @@ IDENTITY_NOTE = ("no target ratings were given for these concepts: the head is t
                  "target is a concept and its explanation is trivially exact")
 
 
-class FinetuneError(ValueError):
+class FinetuneError(MidlevelError, ValueError):
     """Options that cannot work together, or an output folder that must not be touched."""
 
 
@@ -463,72 +463,3 @@ def model_card(result: dict[str, Any]) -> str:
         "## Metrics on the validation part (used for early stopping)", "", metric_tables(result, "val"),
     ]
     return "\n".join(lines).rstrip() + "\n"
-
-
-# -- command line ------------------------------------------------------------------------------
-def _floats(text: str, n: int, form: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != n:
-        raise argparse.ArgumentTypeError(f"expected {form}; got {text!r}")
-    return values
-
-
-def _pair(text: str) -> tuple[float, ...]:
-    return _floats(text, 2, "LOW,HIGH")
-
-
-def _fractions(text: str) -> tuple[float, ...]:
-    return _floats(text, 3, "TRAIN,VAL,TEST fractions")
-
-
-def _names(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``midlevel finetune``."""
-    p = subparsers.add_parser("finetune", help="fine-tune a model on new concept (and target) ratings",
-                              description=__doc__.splitlines()[0])
-    p.add_argument("--base", required=True, help="zoo name or model folder to start from")
-    p.add_argument("--annotations", required=True,
-                   help="ratings CSV: Mid-level layout (song_id; metadata.csv beside it) or generic (file column)")
-    p.add_argument("--audio-dir", required=True, help="folder the ids / file paths are relative to")
-    p.add_argument("--out", required=True, help="output model folder (staged in OUT.partial; re-running resumes)")
-    p.add_argument("--targets", help="CSV of target ratings with the same id column")
-    p.add_argument("--concepts", type=_names, help="comma-separated concept columns (default: all other columns)")
-    p.add_argument("--target-columns", type=_names, help="comma-separated target columns (of --targets, or of "
-                   "--annotations when no --targets)")
-    p.add_argument("--concept-scale", type=_pair, help="LOW,HIGH (default: the base model's)")
-    p.add_argument("--target-scale", type=_pair, help="LOW,HIGH (default: the base model's)")
-    p.add_argument("--mode", choices=MODES, default="full", help="full: train backbone + concept layer; freeze: "
-                   "linear probe on the frozen backbone; head: refit the head only; joint: train all together")
-    p.add_argument("--head", choices=["linear", "gam"], help="head type for a fitted head (default: the base's)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--patience", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--joint-weight", type=float, default=0.5, help="weight of the concept loss in joint training")
-    p.add_argument("--split", type=_fractions, default=(0.7, 0.15, 0.15),
-                   help="train,val,test fractions (default 0.7,0.15,0.15)")
-    p.add_argument("--resample", action="store_true", help="accept audio sampled below the base model's rate")
-    p.add_argument("--cache-dir", help="spectrogram cache folder (default: inside OUT.partial)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace a non-empty OUT (only once the new model is complete)")
-    p.set_defaults(func=cmd_finetune)
-    return p
-
-
-def cmd_finetune(args: argparse.Namespace) -> int:
-    result = finetune(args.base, args.annotations, args.audio_dir, args.out, targets=args.targets,
-                      concepts=args.concepts, target_columns=args.target_columns, concept_scale=args.concept_scale,
-                      target_scale=args.target_scale, mode=args.mode, head=args.head, epochs=args.epochs,
-                      batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
-                      joint_weight=args.joint_weight, split=args.split, resample=args.resample,
-                      overwrite=args.overwrite, cache_dir=args.cache_dir)
-    print(metric_tables(result, "test"))
-    print(f"model written to {args.out} (model card: {Path(args.out) / 'README.md'})")
-    return 0

@@ -139,6 +139,16 @@ def predict_targets(model: AudioModel, data: ArraySet) -> np.ndarray:
     return out
 
 
+def spectrogram_predictions(model: AudioModel, data: ArraySet) -> tuple[np.ndarray | None, np.ndarray]:
+    """(concepts, or None for a black box; targets) of each clip: ``network_outputs`` and, for a two-stage
+    model, its head on the predicted concepts. What ``recipes.evaluate`` (the model cards) and ``midlevel
+    evaluate`` (``midlevel.evaluation``, on clips of one window) score."""
+    out = network_outputs(model, data)
+    if isinstance(model, TwoStageModel):
+        return out, model.head.predict(out)
+    return None, out
+
+
 def batch_loss(model: AudioModel, settings: TrainSettings, spec: torch.Tensor, c_true, t_true,
                rolls: torch.Tensor | None = None, ingredients: torch.Tensor | None = None,
                ingredient_head: torch.nn.Module | None = None) -> torch.Tensor:

@@ -32,20 +32,20 @@ from ..backbones import EXTENDS
 from ..config import FrontendConfig, ModelConfig
 from ..datasets.controlled_labels import INGREDIENT_COLUMNS, ROLL_CHANNELS
 from ..datasets.errors import DatasetError
-from ..evaluation import score_outputs, spectrogram_predictions
 from ..ioutil import atomic_write_text
 from ..model import AudioModel, BlackBoxModel, TwoStageModel
 from ..numerics import flush_denormals
 from ..zoo import load, weights_sha256
 from .cache import cached_log_spectrograms
 from .data import LabelledClips, load_splits
-from .loops import ArraySet, TrainSettings, network_outputs, train_network
+from .loops import ArraySet, TrainSettings, network_outputs, spectrogram_predictions, train_network
+from .metrics import score_outputs
 
 
 def evaluate(model: AudioModel, data: ArraySet, clips: LabelledClips) -> dict[str, Any]:
-    """Per-concept (two-stage models) and per-target r and R^2 on one split: ``midlevel evaluate``'s code
-    (``evaluation.spectrogram_predictions`` and ``score_outputs``) without its intervals, so what the
-    cards quote is what ``midlevel evaluate`` prints for the same clips."""
+    """Per-concept (two-stage models) and per-target r and R^2 on one split: the code ``midlevel evaluate``
+    runs (``loops.spectrogram_predictions``, ``metrics.score_outputs``) without its counts and intervals, so
+    what the cards quote is what ``midlevel evaluate`` prints for the same clips."""
     concepts, targets = spectrogram_predictions(model, data)
     columns = {}
     if concepts is not None:

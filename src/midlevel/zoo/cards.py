@@ -345,6 +345,48 @@ def _seven_concept_mean(concepts: dict[str, dict[str, float]], outside: list[str
             f"r **{r:.3f}**, R^2 {r2:.3f}; the mean row above covers all {len(concepts) - 1}.")
 
 
+def _real_recordings_section(name: str, results: dict[str, Any]) -> list[str]:
+    """How the entry behaves on recorded music (benchmarks/real_recordings.py), beside the other installed
+    entries, so the card answers the question the controlled numbers cannot."""
+    bench = results.get("real_recordings")
+    if not bench:
+        return []
+    out = ["## On recorded music", "",
+           f"From `benchmarks/real_recordings.py` on {bench['n']} excerpts of 10 s from {bench['n_tracks']} recorded "
+           f"tracks (Debian packages {', '.join(bench['packages'])}); the full tables are in `{bench['file']}`. "
+           "Invariance rows are the mean change of the concepts in standard deviations of each concept over the "
+           "excerpts (0 is ideal): the recording changed, the music did not."]
+    row = bench["models"].get(name)
+    if row is None and not results["zoo"][name].get("shipped", True):
+        return out + ["", "This entry was superseded before the benchmark existed and is not measured; the "
+                      "installed entries are.", ""]
+    if row is None:
+        return out + ["", "This entry has not been measured yet: `python benchmarks/real_recordings.py --models "
+                      f"{name} --merge` adds it.", ""]
+    if row.get("black_box"):
+        t = row["targets"]
+        return out + ["", f"A black box has no concepts; its emotions move by {t['gain']['mean']:.2f} sd with a "
+                      f"{bench['gain_db']:+.0f} dB gain, {t['codec']['mean']:.2f} with a {bench['mp3_kbps']:.0f} kb/s MP3 "
+                      f"round trip and {t['reverb']['mean']:.2f} with a mild reverb.", ""]
+    tr, st, cl = row["transpose"], row.get("stretch") or {}, row["clash"]
+    lines = ["", "| measure | this model | ideal |", "|---|---|---|",
+             f"| concepts moved by a {bench['gain_db']:+.0f} dB gain (sd) | {row['gain']['mean']:.2f} | 0 |",
+             f"| ... by a {bench['mp3_kbps']:.0f} kb/s mono MP3 round trip (sd) | {row['codec']['mean']:.2f} | 0 |",
+             f"| ... by a mild reverb (sd) | {row['reverb']['mean']:.2f} | 0 |",
+             f"| mode concepts moved by +{bench['shift_semitones']} semitones minus the shift-and-back control (sd) | "
+             f"{tr['shift']['mean'] - tr['round_trip']['mean']:+.2f} | <= 0 |"]
+    if tr.get("register_up") is not None:
+        lines.append(f"| register rises after +{bench['shift_semitones']} semitones | {tr['register_up']:.0%} | 100% |")
+    if st.get("tempo_spearman") is not None:
+        lines.append(f"| tempo concept vs time-stretch factor (Spearman per excerpt) | {st['tempo_spearman']:.2f} | 1 |")
+    lines.append(f"| a semitone clash raises dissonance more than an octave | {cl['dissonance_up']:.0%} | 100% |")
+    peers = bench["peers_on_controlled"]["per_concept"]
+    agree = [f"{c} {v['r_real']:+.2f} ({v['peer']}; that peer follows the true rating at "
+             f"{peers[c]['r']:+.2f} on the controlled corpus)" for c, v in row["agreement"].items()]
+    return out + lines + ["", "Agreement (Spearman) with independent measurements on the same excerpts: "
+                          + "; ".join(agree) + ".", ""]
+
+
 def _status_section(name: str, info: dict[str, Any]) -> list[str]:
     """What the entry is for, its status, and where it is (the manifest's words; see scripts/zoo_manifest.toml)."""
     if "status" not in info:
@@ -489,6 +531,7 @@ def render_card(name: str, results: dict[str, Any]) -> str:
                 + ("." if not d["disagreements"] else "; mismatches: " + ", ".join(
                     f"{x['concept']}->{x['target']} (true {x['true']:+.2f})" for x in d["disagreements"]) + "."), ""]
     out += _shap_section(name, info, results)
+    out += _real_recordings_section(name, results)
     out += ["## Limitations", "",
             "- Rendered music is not recorded music: General MIDI timbres, no room, no mixing, no vocals. Expect a "
             "domain gap on real recordings.",

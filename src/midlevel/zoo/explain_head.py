@@ -5,14 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..heads import AdditiveHead  # noqa: E402
-from ..explain.plotting import save_png  # noqa: E402
+from ..heads import AdditiveHead
 
 #: generating weights at least this large (on standardised ratings) must be matched in sign
 SIGN_THRESHOLD = 0.2
@@ -64,8 +59,16 @@ def head_directions(head: AdditiveHead, concepts: np.ndarray, truth: dict[str, A
 
 def plot_shape_functions(head, concepts: np.ndarray, path: str | Path) -> None:
     """One panel per concept: every target's centred shape function, with a rug of seen values."""
+    from .._extras import require
+
+    require("matplotlib", "report", "plotting shape functions")
+    from matplotlib.figure import Figure
+
+    from ..plotting import save_png
+
     k = len(head.concept_names)
-    fig, axes = plt.subplots(1, k, figsize=(2.6 * k, 3.2), sharey=True)
+    fig = Figure(figsize=(2.6 * k, 3.2))
+    axes = fig.subplots(1, k, sharey=True)
     for j, (ax, name) in enumerate(zip(axes, head.concept_names)):
         lo, hi = np.percentile(concepts[:, j], [1, 99])
         grid = np.linspace(lo, hi, 60)
@@ -80,4 +83,3 @@ def plot_shape_functions(head, concepts: np.ndarray, path: str | Path) -> None:
     fig.suptitle("GAM shape functions: contribution of each concept (x: concept rating) to each emotion", fontsize=10)
     fig.tight_layout()
     save_png(fig, path, dpi=100)
-    plt.close(fig)

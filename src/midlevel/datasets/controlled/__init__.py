@@ -20,9 +20,15 @@ Entry points::
     build_corpus(out_dir, n, seconds=10.0, seed=0, workers=1, *, audio_format="flac", ...) -> dict
     sample_ratings(n, seed=0, seconds=10.0, *, pieces=None, ...) -> DataFrame   # no audio
     make_clip(seed, index, seconds, **factor_overrides) -> (piece, factors, clip)
+
+music21, pretty_midi and tqdm come with the ``corpus`` extra; importing this package without them says so in one line.
 """
 
-from .build import (
+from ..._extras import require_all
+
+require_all(("music21", "pretty_midi", "tqdm"), "corpus", "the controlled-corpus builder")
+
+from .build import (  # noqa: E402
     BuildSettings,
     CorpusBuildError,
     build_corpus,
@@ -33,7 +39,7 @@ from .build import (
     sample_ratings,
     split_of,
 )
-from .emotions import (
+from .emotions import (  # noqa: E402
     NOISE_SD,
     OUTSIDE_RANGES,
     OUTSIDE_WEIGHTS,
@@ -47,10 +53,10 @@ from .emotions import (
     standardise_ratings,
     weight_matrix,
 )
-from .factors import ENSEMBLES, FACTOR_RANGES, Clip, Factors, neutral_factors, realize, sample_factors
-from .ratings import RATING_MAPS, compute_ratings
-from .render import RenderDependencyError, check_dependencies, clip_to_midi, render_clip, write_audio
-from .sources import Piece, PieceRef, SourceError, catalogue, load_piece
+from .factors import ENSEMBLES, FACTOR_RANGES, Clip, Factors, neutral_factors, realize, sample_factors  # noqa: E402
+from .ratings import RATING_MAPS, compute_ratings  # noqa: E402
+from .render import RenderDependencyError, check_dependencies, clip_to_midi, render_clip, write_audio  # noqa: E402
+from .sources import Piece, PieceRef, SourceError, catalogue, load_piece  # noqa: E402
 
 __all__ = [
     "BuildSettings",

@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..._extras import require
 from ...concepts import EMOTIONS, MIDLEVEL_FEATURES
+from ...errors import MidlevelError
 from . import conditions as C
 from . import emotions as E
 from . import ratings as R
@@ -108,7 +110,7 @@ class BuildSettings:
         return hashlib.sha256(json.dumps(self.key(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-class CorpusBuildError(RuntimeError):
+class CorpusBuildError(MidlevelError, RuntimeError):
     """A corpus folder or clip that cannot be built as asked."""
 
 
@@ -374,6 +376,8 @@ def build_corpus(
         raise ValueError(f"only_split must be one of {SPLIT_NAMES} or None, got {only_split!r}")
     if conditions not in ("dry", "randomised"):
         raise CorpusBuildError(f"conditions must be 'dry' or 'randomised', got {conditions!r}")
+    if conditions == "randomised":
+        require("pedalboard", "corpus", "randomised recording conditions")
     if conditions == "randomised" and not C.available_soundfonts():
         raise CorpusBuildError("randomised conditions need the General MIDI soundfonts: apt-get install "
                                + " ".join(C.DEBIAN_PACKAGES))

@@ -119,7 +119,9 @@ def codec_round_trip(audio: np.ndarray, sample_rate: int, codec: str, level: flo
 def apply_conditions(audio: np.ndarray, sample_rate: int, c: Conditions, rng: np.random.Generator) -> np.ndarray:
     """The room, mastering, level, noise and codec of ``c`` applied to a dry mono render (the soundfont
     is chosen at rendering). pedalboard (Spotify's, well kept and fast) supplies the effects."""
-    import pedalboard as pb
+    from ..._extras import require
+
+    pb = require("pedalboard", "corpus", "randomised recording conditions")
 
     # JUCE's reverb (inside pedalboard) doubles its dry signal, hence the halved dry level
     chain = [pb.Reverb(room_size=c.reverb_room, wet_level=c.reverb_wet, dry_level=(1.0 - c.reverb_wet / 2) / 2, width=0.0),

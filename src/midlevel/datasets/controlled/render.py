@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import MidlevelError
 from .factors import KIND_DETUNED, KIND_DRUM, KIND_INJECTED, Clip
 
 SAMPLE_RATE = 22050
@@ -30,7 +31,7 @@ INSTALL_HINT = "install them with: apt-get install fluidsynth fluid-soundfont-gm
 AUDIO_FORMATS = {"flac": ("FLAC", "PCM_16"), "wav": ("WAV", "PCM_16"), "mp3": ("MP3", "MPEG_LAYER_III")}
 
 
-class RenderDependencyError(RuntimeError):
+class RenderDependencyError(MidlevelError, RuntimeError):
     """FluidSynth or the General MIDI soundfont is missing."""
 
 

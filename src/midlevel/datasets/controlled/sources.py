@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import MidlevelError
+
 # style group -> (weight, corpus top-level folders)
 STYLE_GROUPS: dict[str, tuple[float, tuple[str, ...]]] = {
     "chorale": (0.25, ("bach",)),
@@ -47,7 +49,7 @@ _MIN_NOTES = 8
 _MAX_MXL_BYTES = 200_000  # whole multi-movement quartets (Beethoven op. 132, 133) take 30 s+ to parse
 
 
-class SourceError(RuntimeError):
+class SourceError(MidlevelError, RuntimeError):
     """A corpus piece that cannot be parsed or has no usable notes."""
 
 

@@ -1,17 +1,17 @@
-"""Matplotlib figures for explanations (Agg backend: works without a display)."""
+"""Matplotlib figures for results (``Explanation.plot``) and the PNG writer every figure goes through.
+
+Object-oriented API (``matplotlib.figure.Figure``, never pyplot): no backend is chosen or needed, so it works
+without a display and leaves the caller's pyplot state alone. matplotlib comes with the ``report`` extra."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..ioutil import atomic_path  # noqa: E402
+from .ioutil import atomic_path
 
 
 def save_png(fig, path: str | Path | None, dpi: int = 110):
@@ -27,8 +27,8 @@ def plot_contributions(expl, path: str | Path | None = None, *, targets: list[st
     names = targets or expl.target_names
     ncols = min(4, len(names))
     nrows = math.ceil(len(names) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 0.35 * len(expl.concept_names) * nrows + 1.6),
-                             sharey=True, squeeze=False)
+    fig = Figure(figsize=(3.2 * ncols, 0.35 * len(expl.concept_names) * nrows + 1.6))
+    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False)
     y = np.arange(len(expl.concept_names))
     for ax, name in zip(axes.flat, names):
         t = expl.target_names.index(name)

@@ -94,7 +94,11 @@ class Explanation(Prediction):
         return data
 
     def plot(self, path: str | Path | None = None, *, targets: list[str] | None = None):
-        """Bar chart of each concept's contribution, one panel per target; saved as PNG if ``path``."""
+        """Bar chart of each concept's contribution, one panel per target; saved as PNG if ``path``.
+        Needs matplotlib (the ``report`` extra)."""
+        from ._extras import require
+
+        require("matplotlib", "report", "Explanation.plot")
         from .plotting import plot_contributions
 
         return plot_contributions(self, path, targets=targets)
