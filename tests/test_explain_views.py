@@ -21,7 +21,8 @@ from midlevel.explain.attribution import (METHODS, SpectrogramNet, concept_maps,
 from midlevel.explain.listen import (split_harmonic_percussive, split_time, split_time_frequency, time_mask,
                                      top_segments)
 from midlevel.explain.posthoc import lrp, lrp_blockers, posthoc_maps, segment_mask
-from midlevel.explain.report import add_report_arguments, choose_excerpt, report_options, write_report
+from midlevel.cli import add_report_arguments, report_options
+from midlevel.explain.report import choose_excerpt, write_report
 from midlevel.explain.timeline import timeline
 from midlevel.explain.views_plotting import plot_map_grid
 from midlevel.model import BlackBoxModel

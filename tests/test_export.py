@@ -17,7 +17,8 @@ from torch import nn
 
 from midlevel import ModelConfig, TwoStageModel, example_clip, load_audio
 from midlevel.checkpoint import ModelLoadError, read_config
-from midlevel.export import ExportError, add_export_parser, export_onnx, read_onnx_metadata
+from midlevel.cli import add_export_parser
+from midlevel.export import ExportError, export_onnx, read_onnx_metadata
 from midlevel.model import gather_windows, window_starts
 from midlevel.model import BlackBoxModel, window_starts
 

@@ -68,3 +68,19 @@ def test_only_audio_reads_sound_files():
             readers.append(name)
     # the generator reads back what its own codec round trip and FluidSynth wrote
     assert sorted(r for r in readers if not r.startswith("midlevel.datasets.controlled.")) == ["midlevel.audio"]
+
+
+def test_argparse_lives_in_the_cli_only():
+    users = sorted(name for name, path in MODULES.items() if "argparse" in third_party_imports(path))
+    assert users == ["midlevel.cli"], users
+
+
+def third_party_imports(path):
+    """Top-level package names a file imports, at module level or inside a function."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names

@@ -19,8 +19,8 @@ from midlevel.explain.shap_measures import (concept_value, cosine_similarity, de
                                             read_generating_coefficients, truth_agreement)
 from midlevel.explain.shap_segments import TimeFrequencySegments
 from midlevel.explain import shap_baseline, shap_side_by_side
-from midlevel.explain.shap_side_by_side import (add_baseline_arguments, explain_from_args,
-                                                explain_with_baseline, format_side_by_side)
+from midlevel.cli import add_baseline_arguments, explain_from_args
+from midlevel.explain.shap_side_by_side import explain_with_baseline, format_side_by_side
 from midlevel.heads import GAMHead, SparseLinearHead
 from midlevel.model import BlackBoxModel, TwoStageModel
 

@@ -24,9 +24,10 @@ from .errors import MidlevelError
 # light at import (their optional dependencies are imported when a report or a baseline is made); training,
 # the corpus builder and ONNX are imported by the commands that need them, so `predict`/`explain`/`models`
 # run on the core dependencies alone (tests/test_imports.py)
-from .explain.report import add_report_arguments, report_options, write_report
-from .explain.shap_side_by_side import add_baseline_arguments, explain_from_args, format_side_by_side
-from .export import add_export_parser
+from .explain.posthoc import POSTHOC
+from .explain.report import write_report
+from .explain.shap_side_by_side import METHODS as SHAP_METHODS
+from .explain.shap_side_by_side import format_side_by_side
 
 #: errors caused by what the user gave us (every refusal of ours is a MidlevelError; FileNotFoundError for a
 #: path that third-party code opened before ours could check it); anything else is a bug and keeps its traceback
@@ -281,6 +282,84 @@ def add_finetune_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument("--overwrite", action="store_true",
                    help="replace a non-empty OUT (only once the new model is complete)")
     p.set_defaults(func=cmd_finetune)
+    return p
+
+
+# -- options of the library functions (argparse lives here only) ----------------------------------
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--report`` option and its settings, for ``midlevel explain``."""
+    group = parser.add_argument_group("report")
+    group.add_argument("--report", help="write a self-contained HTML report (a file, or a folder for several inputs)")
+    group.add_argument("--target", help="target to explain in the report (default: the one furthest from mid-scale)")
+    group.add_argument("--map-method", default="integrated_gradients", choices=sorted(POSTHOC),
+                       help="attribution method for the spectrogram maps")
+    group.add_argument("--posthoc", action="append", default=[], choices=sorted(POSTHOC),
+                       help="add maps of another attribution method (repeatable)")
+    group.add_argument("--listen", help="target or concept for the listening views (default: --target)")
+    group.add_argument("--timeline-window", type=float, help="timeline window in seconds (default: the model's)")
+    group.add_argument("--timeline-hop", type=float, help="timeline hop in seconds (default: the model's)")
+    group.add_argument("--report-seconds", type=float, default=30.0,
+                       help="longest excerpt for the spectrogram and listening views")
+    group.add_argument("--wav-dir", help="also write the listening views' parts and rests there as WAV files")
+
+
+def report_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``write_report`` keyword arguments from the parsed ``add_report_arguments`` options."""
+    return {"target": args.target, "method": args.map_method,
+            "posthoc": args.posthoc, "listen": args.listen, "window_seconds": args.timeline_window,
+            "hop_seconds": args.timeline_hop, "max_seconds": args.report_seconds, "wav_dir": args.wav_dir}
+
+
+def add_baseline_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--baseline`` options of ``midlevel explain``."""
+    group = parser.add_argument_group("post-hoc baseline")
+    group.add_argument("--baseline", choices=["shap"],
+                       help="also explain a black-box counterpart with SHAP and print both side by side")
+    group.add_argument("--baseline-model", help="the black box (A2E) to explain: zoo name or model folder")
+    group.add_argument("--shap-method", choices=SHAP_METHODS, default="permutation",
+                       help="permutation/partition: masked segments; deep: DeepSHAP on the spectrogram (standard "
+                            "layers only); gradient: expected gradients (any backbone)")
+    group.add_argument("--shap-segments", default="8x4", metavar="TIMExBANDS",
+                       help="grid of the spectrogram's segments (default 8x4)")
+    group.add_argument("--shap-max-evals", type=int, default=500,
+                       help="masked inputs evaluated per explanation (permutation, partition)")
+
+
+def explain_from_args(model: AudioModel, audio: Any, args: argparse.Namespace) -> SideBySide:
+    """``explain_with_baseline`` with the options from ``add_baseline_arguments``."""
+    from .explain.shap_side_by_side import explain_with_baseline
+    from .zoo import load
+
+    try:
+        n_time, n_freq = (int(v) for v in args.shap_segments.lower().split("x"))
+    except ValueError:
+        n_time = n_freq = 0
+    if n_time < 1 or n_freq < 1:
+        raise ConfigError(f"--shap-segments must look like 8x4 (positive numbers), not {args.shap_segments!r}")
+    baseline = load(args.baseline_model) if args.baseline_model else None
+    return explain_with_baseline(model, audio, baseline, method=args.shap_method, n_time=n_time,
+                                 n_freq=n_freq, max_evals=args.shap_max_evals)
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from .export import TrackGraph, export_onnx
+    from .zoo import load
+
+    model = load(args.model)
+    path = export_onnx(model, args.out, opset=args.opset)
+    outputs = ", ".join(TrackGraph(model).output_names)
+    print(f"wrote {path}: {model.name}, input wave (batch, samples) at {model.config.sample_rate} Hz; "
+          f"outputs {outputs}")
+    return 0
+
+
+def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``midlevel export-onnx NAME_OR_DIR OUT.onnx [--opset N]``."""
+    p = subparsers.add_parser("export-onnx", help="export a model (front-end, windowing and head included) to ONNX")
+    p.add_argument("model", metavar="NAME_OR_DIR", help="zoo name or model folder")
+    p.add_argument("out", metavar="OUT.onnx", help="file to write (replaced atomically)")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's; 18 or later)")
+    p.set_defaults(func=cmd_export_onnx)
     return p
 
 

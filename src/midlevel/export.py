@@ -23,7 +23,6 @@ name and the sha256 of the weights as ``save_pretrained`` writes them. Every val
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 from pathlib import Path
@@ -160,24 +159,3 @@ def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
     if "midlevel_export_format" not in props:
         raise ExportError(f"{path}: has no midlevel metadata (not written by midlevel export-onnx)")
     return {k: json.loads(v) for k, v in props.items()}
-
-
-def cmd_export_onnx(args: argparse.Namespace) -> int:
-    from .zoo import load
-
-    model = load(args.model)
-    path = export_onnx(model, args.out, opset=args.opset)
-    outputs = ", ".join(TrackGraph(model).output_names)
-    print(f"wrote {path}: {model.name}, input wave (batch, samples) at {model.config.sample_rate} Hz; "
-          f"outputs {outputs}")
-    return 0
-
-
-def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``midlevel export-onnx NAME_OR_DIR OUT.onnx [--opset N]``."""
-    p = subparsers.add_parser("export-onnx", help="export a model (front-end, windowing and head included) to ONNX")
-    p.add_argument("model", metavar="NAME_OR_DIR", help="zoo name or model folder")
-    p.add_argument("out", metavar="OUT.onnx", help="file to write (replaced atomically)")
-    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's; 18 or later)")
-    p.set_defaults(func=cmd_export_onnx)
-    return p

@@ -11,7 +11,6 @@ scripts), so the file opens offline and can be mailed around. Views:
 
 from __future__ import annotations
 
-import argparse
 import base64
 import gc
 import html
@@ -278,27 +277,3 @@ def write_report(model: AudioModel, audio: Any, out_html: str | Path, *, target:
     out = Path(out_html)
     atomic_write_text(out, build_report(model, audio, target=target, **options))
     return out
-
-
-def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``--report`` option and its settings, for ``midlevel explain``."""
-    group = parser.add_argument_group("report")
-    group.add_argument("--report", help="write a self-contained HTML report (a file, or a folder for several inputs)")
-    group.add_argument("--target", help="target to explain in the report (default: the one furthest from mid-scale)")
-    group.add_argument("--map-method", default="integrated_gradients", choices=sorted(POSTHOC),
-                       help="attribution method for the spectrogram maps")
-    group.add_argument("--posthoc", action="append", default=[], choices=sorted(POSTHOC),
-                       help="add maps of another attribution method (repeatable)")
-    group.add_argument("--listen", help="target or concept for the listening views (default: --target)")
-    group.add_argument("--timeline-window", type=float, help="timeline window in seconds (default: the model's)")
-    group.add_argument("--timeline-hop", type=float, help="timeline hop in seconds (default: the model's)")
-    group.add_argument("--report-seconds", type=float, default=30.0,
-                       help="longest excerpt for the spectrogram and listening views")
-    group.add_argument("--wav-dir", help="also write the listening views' parts and rests there as WAV files")
-
-
-def report_options(args: argparse.Namespace) -> dict[str, Any]:
-    """``write_report`` keyword arguments from the parsed ``add_report_arguments`` options."""
-    return {"target": args.target, "method": args.map_method,
-            "posthoc": args.posthoc, "listen": args.listen, "window_seconds": args.timeline_window,
-            "hop_seconds": args.timeline_hop, "max_seconds": args.report_seconds, "wav_dir": args.wav_dir}

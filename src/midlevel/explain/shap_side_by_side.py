@@ -9,7 +9,6 @@ make the cost and the kind of answer of each approach concrete. ``cli.py`` wires
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,33 +100,3 @@ def format_side_by_side(side: SideBySide, *, top: int = 3) -> str:
         lines.append(f"{'':<{width}}  SHAP      {s.output[t]:5.2f} = {s.expected_value[t]:5.2f} + ... | "
                      + _terms(s.segment_names, s.values[t], top))
     return "\n".join(lines)
-
-
-def add_baseline_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``--baseline`` options of ``midlevel explain``."""
-    group = parser.add_argument_group("post-hoc baseline")
-    group.add_argument("--baseline", choices=["shap"],
-                       help="also explain a black-box counterpart with SHAP and print both side by side")
-    group.add_argument("--baseline-model", help="the black box (A2E) to explain: zoo name or model folder")
-    group.add_argument("--shap-method", choices=METHODS, default="permutation",
-                       help="permutation/partition: masked segments; deep: DeepSHAP on the spectrogram (standard "
-                            "layers only); gradient: expected gradients (any backbone)")
-    group.add_argument("--shap-segments", default="8x4", metavar="TIMExBANDS",
-                       help="grid of the spectrogram's segments (default 8x4)")
-    group.add_argument("--shap-max-evals", type=int, default=500,
-                       help="masked inputs evaluated per explanation (permutation, partition)")
-
-
-def explain_from_args(model: AudioModel, audio: Any, args: argparse.Namespace) -> SideBySide:
-    """``explain_with_baseline`` with the options from ``add_baseline_arguments``."""
-    from ..zoo import load
-
-    try:
-        n_time, n_freq = (int(v) for v in args.shap_segments.lower().split("x"))
-    except ValueError:
-        n_time = n_freq = 0
-    if n_time < 1 or n_freq < 1:
-        raise ConfigError(f"--shap-segments must look like 8x4 (positive numbers), not {args.shap_segments!r}")
-    baseline = load(args.baseline_model) if args.baseline_model else None
-    return explain_with_baseline(model, audio, baseline, method=args.shap_method, n_time=n_time,
-                                 n_freq=n_freq, max_evals=args.shap_max_evals)
