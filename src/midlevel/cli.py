@@ -20,6 +20,7 @@ from ._extras import require_all
 from .audio import AudioError, example_clip
 from .backbones import BACKBONES
 from .concepts import MIDLEVEL_FEATURES, OUTSIDE_CONCEPTS
+from .config import ConfigError
 from .errors import MidlevelError
 # light at import (their optional dependencies are imported when a report or a baseline is made); training,
 # the corpus builder and ONNX are imported by the commands that need them, so `predict`/`explain`/`models`
