@@ -101,17 +101,6 @@ def load_audio(
     return Audio(mono, sample_rate, label, original_rate, channels)
 
 
-def file_sample_rate(path) -> int:
-    """The sample rate a sound file's header states, without decoding it; ``AudioError`` naming the file
-    when it cannot be read as audio."""
-    import soundfile as sf
-
-    try:
-        return int(sf.info(str(path)).samplerate)
-    except (sf.SoundFileError, RuntimeError) as exc:
-        raise AudioError(f"{path}: cannot decode audio ({getattr(exc, 'error_string', exc)})") from None
-
-
 def file_length(path) -> tuple[int, int]:
     """(frames, sample rate) as a sound file's header states them, without decoding it; ``AudioError``
     naming the file when it is missing, empty or cannot be read as audio (``midlevel evaluate`` lists such
@@ -119,12 +108,7 @@ def file_length(path) -> tuple[int, int]:
     import soundfile as sf
 
     label = os.fspath(path)
-    if not os.path.exists(label):
-        raise AudioFileNotFoundError(f"{label}: no such file")
-    if os.path.isdir(label):
-        raise AudioError(f"{label}: is a directory, not an audio file")
-    if os.path.getsize(label) == 0:
-        raise AudioError(f"{label}: file is empty (0 bytes)")
+    _check_file(label, label)
     try:
         info = sf.info(label)
     except (sf.SoundFileError, RuntimeError) as exc:
@@ -187,14 +171,19 @@ def _check_rate(rate, what: str, label: str) -> int:
     raise AudioError(f"{label}: {what} must be a positive whole number of Hz, got {rate!r}")
 
 
-def _read_file(path: str, label: str) -> tuple[np.ndarray, int, int]:
-    """Decode a file to (mono float32, rate, channels), naming the file in every error."""
+def _check_file(path: str, label: str) -> None:
+    """The refusals every file read shares: missing, a directory, empty."""
     if not os.path.exists(path):
         raise AudioFileNotFoundError(f"{label}: no such file")
     if os.path.isdir(path):
         raise AudioError(f"{label}: is a directory, not an audio file")
     if os.path.getsize(path) == 0:
         raise AudioError(f"{label}: file is empty (0 bytes)")
+
+
+def _read_file(path: str, label: str) -> tuple[np.ndarray, int, int]:
+    """Decode a file to (mono float32, rate, channels), naming the file in every error."""
+    _check_file(path, label)
     try:
         data, rate = sf.read(path, dtype="float32", always_2d=True)
     except sf.SoundFileError as err:

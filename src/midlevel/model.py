@@ -24,7 +24,7 @@ from .errors import MidlevelError
 from .frontend import LogFrequencySpectrogram
 from .heads import AdditiveHead, build_head
 from .ioutil import release_freed_memory
-from .numerics import flush_denormals
+from .numerics import eval_mode, flush_denormals
 from .results import Explanation, Prediction
 
 
@@ -55,6 +55,11 @@ def gather_windows(padded: torch.Tensor, starts: torch.Tensor, window: int) -> t
     index = (starts[:, None] + torch.arange(window, device=padded.device)[None, :]).reshape(-1)
     # index_select exports as Gather, which onnxruntime runs faster than GatherND (what [:, index] gives)
     return padded.index_select(1, index).reshape(padded.shape[0], starts.shape[0], window)
+
+
+def _one_track(samples: np.ndarray) -> torch.Tensor:
+    """A decoded track as a (1, S) float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None]
 
 
 def stream_windows(samples: np.ndarray, window: int, hop: int, batch_size: int) -> Iterator[np.ndarray]:
@@ -130,13 +135,8 @@ class AudioModel(nn.Module):
     @flush_denormals()
     def _run_track(self, samples: np.ndarray, batch_size: int) -> tuple[np.ndarray, ...]:
         """``track_outputs`` of one decoded track, in eval mode, as float64 numpy arrays without the batch axis."""
-        was_training = self.training
-        self.eval()
-        try:
-            outputs = self.track_outputs(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None],
-                                         chunk=batch_size)
-        finally:
-            self.train(was_training)
+        with eval_mode(self):
+            outputs = self.track_outputs(_one_track(samples), chunk=batch_size)
         return tuple(o[0].double().numpy() for o in outputs)
 
     @torch.inference_mode()
@@ -144,13 +144,8 @@ class AudioModel(nn.Module):
     def outputs_per_window(self, samples: np.ndarray, window: int, hop: int, *, batch_size: int = 8) -> np.ndarray:
         """``outputs_from_spectrogram`` of each window of any length and hop, (W, D), in eval mode (the views'
         finer timelines)."""
-        was_training = self.training
-        self.eval()
-        try:
-            wave = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None]
-            return self.window_outputs(wave, chunk=batch_size, window=window, hop=hop)[0].double().numpy()
-        finally:
-            self.train(was_training)
+        with eval_mode(self):
+            return self.window_outputs(_one_track(samples), chunk=batch_size, window=window, hop=hop)[0].double().numpy()
 
     def _window_seconds(self, n_samples: int) -> np.ndarray:
         cfg = self.config

@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import copy
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +39,7 @@ from tqdm.auto import tqdm
 
 from ..config import ConfigError
 from ..model import BlackBoxModel
+from ..numerics import eval_mode
 from .shap_segments import TimeFrequencySegments
 
 METHODS = ("permutation", "partition", "deep", "gradient")
@@ -108,17 +108,6 @@ class SegmentShap:
             "values": {t: dict(zip(self.segment_names, map(float, self.values[i])))
                        for i, t in enumerate(self.target_names)},
         }
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Dropout off and BatchNorm on running statistics for the block; training flag restored."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def segment_hierarchy(n_time: int, n_freq: int) -> np.ndarray:

@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..audio import AudioError, file_sample_rate
+from ..audio import AudioError, file_length
 from ..datasets import RAW_FEATURE_NAMES, DatasetError, MidlevelDataset, read_metadata
 from ..datasets.errors import Table, normalise_name, read_table
 from ..datasets.mid_level import _detect_ext
@@ -191,12 +191,12 @@ def check_audio(data: Annotations, sample_rate: int, *, allow_lower_rates: bool 
     unreadable = []
     for path, name in zip(data.paths, shown):
         try:
-            by_rate[file_sample_rate(path)].append(name)
-        except AudioError as exc:
-            unreadable.append(f"{name} ({str(exc).split('cannot decode audio (', 1)[-1].rstrip(')')})")
+            by_rate[file_length(path)[1]].append(name)
+        except AudioError as exc:  # the reason without the file's full path, which the list names already
+            unreadable.append(f"{name} ({str(exc).removeprefix(f'{os.fspath(path)}: ')})")
     if unreadable:
-        raise DatasetError(data.audio_dir, f"{len(unreadable)} audio file(s) cannot be decoded "
-                           "(expected WAV, FLAC, OGG/Vorbis or MP3): " + "; ".join(unreadable))
+        raise DatasetError(data.audio_dir, f"{len(unreadable)} audio file(s) cannot be decoded: "
+                           + "; ".join(unreadable))
     low = {rate: names for rate, names in sorted(by_rate.items()) if rate < sample_rate}
     if low and not allow_lower_rates:
         listing = "; ".join(f"{rate} Hz: {', '.join(names)}" for rate, names in low.items())

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from ..concepts import EMOTIONS, OUTSIDE_CONCEPTS
+from .registry import default_name
 
 CITATION = """@inproceedings{chowdhury2019midlevel,
   title     = {Towards Explainable Music Emotion Recognition: The Route via Mid-level Features},
@@ -407,8 +408,6 @@ def _status_section(name: str, info: dict[str, Any]) -> list[str]:
 def zoo_table_markdown(entries: dict[str, Any]) -> str:
     """The README's zoo table: installed entries, best first, the default marked (``entries``: name ->
     ``ModelEntry``; the default is chosen from their recorded scores, not here)."""
-    from .registry import default_name
-
     default = default_name(entries)
     shown = sorted((e for e in entries.values() if e.shipped),
                    key=lambda e: (e.name != default, e.status != "current", -e.metrics.get("emotion_r", 0), e.name))

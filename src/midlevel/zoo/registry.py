@@ -88,9 +88,9 @@ def parse_name(name: str) -> dict[str, object]:
             "sequential": bool(m["seq"])}
 
 
-def read_registry(source=None) -> dict[str, ModelEntry]:
-    """Entries by name, from the shipped ``registry.json`` (or ``source``, a path)."""
-    source = source or resources.files("midlevel.zoo") / REGISTRY_FILE
+def read_registry() -> dict[str, ModelEntry]:
+    """Entries by name, from the shipped ``registry.json``."""
+    source = resources.files("midlevel.zoo") / REGISTRY_FILE
     if not source.is_file():
         return {}
     data = json.loads(source.read_text(encoding="utf-8"))
