@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import FrontendConfig
+from .equivariant_measures import EquivariantMeasures
 from .music_features import (MelodicIntervals, NoteKeyMeasures, NoteMelodyMeasures, PitchClassFeatures,
                              PitchMotionFeatures, PitchSalience, PulseFeatures, RhythmFeatures)
 
@@ -124,12 +125,14 @@ class CompactTranscribeBackbone(CompactMusicBackbone):
     layer's pre-activation through their own batch norm and a linear map that starts at zero, so a
     trained model gains them without changing what it computes until training moves the map.
     With ``note_measures``, ``NoteKeyMeasures`` and ``NoteMelodyMeasures`` (the corpus's key and
-    melody formulas on the transcribed notes) enter the same way.
+    melody formulas on the transcribed notes) enter the same way. With ``equivariant``,
+    ``EquivariantMeasures`` (pitch heights and onset rates that move by a known amount under a
+    transposition or a time stretch) enter the same way too.
     """
 
     def __init__(self, frontend: FrontendConfig, *, width: int = 16, hidden: int = 128,
                  dropout: float = 0.1, whiten_bands: int = 9, context_dilations: tuple[int, ...] = (),
-                 pulse: bool = False, note_measures: bool = False) -> None:
+                 pulse: bool = False, note_measures: bool = False, equivariant: bool = False) -> None:
         super().__init__(frontend, width=width, hidden=hidden, dropout=dropout, whiten_bands=whiten_bands)
         n_bands = self.pitch.chroma.shape[0]
         self.salience = PitchSalience(n_bands, context_dilations=context_dilations)
@@ -150,6 +153,13 @@ class CompactTranscribeBackbone(CompactMusicBackbone):
             self.note_measures_in = nn.Sequential(nn.BatchNorm1d(n_measures), nn.Linear(n_measures, hidden))
             nn.init.zeros_(self.note_measures_in[1].weight)
             nn.init.zeros_(self.note_measures_in[1].bias)
+        self.equivariant = EquivariantMeasures(frontend, low_pitch=self.salience.low_pitch,
+                                               n_pitches=self.salience.n_pitches) if equivariant else None
+        if self.equivariant is not None:
+            n_eq = EquivariantMeasures.out_features
+            self.equivariant_in = nn.Sequential(nn.BatchNorm1d(n_eq), nn.Linear(n_eq, hidden))
+            nn.init.zeros_(self.equivariant_in[1].weight)
+            nn.init.zeros_(self.equivariant_in[1].bias)
 
     def forward_with_salience(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(embedding (b, hidden), note-roll logits (b, 2, pitches, t))."""
@@ -165,6 +175,9 @@ class CompactTranscribeBackbone(CompactMusicBackbone):
         if self.note_measures:
             measures = torch.cat([self.note_keys(probs[:, 0]), self.note_melody(probs[:, 1])], dim=1)
             pre = pre + self.note_measures_in(measures)
+        if self.equivariant is not None:
+            logspec = spec * self.band_std[:, None] + self.band_mean[:, None]
+            pre = pre + self.equivariant_in(self.equivariant(logspec, probs, self.rhythm.envelopes(spec)))
         return self.mix[3](self.mix[2](pre)), logits  # ReLU, dropout
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
@@ -184,12 +197,16 @@ BACKBONES = {
     "compact_transcribe_pulse": lambda frontend: CompactTranscribeBackbone(frontend, pulse=True),
     # the transcriber plus the corpus's key and melody formulas on its notes (``NoteKeyMeasures``, ``NoteMelodyMeasures``)
     "compact_transcribe_measures": lambda frontend: CompactTranscribeBackbone(frontend, note_measures=True),
+    # the above plus pitch heights and onset rates that move with a transposition or a time stretch
+    "compact_transcribe_equivariant": lambda frontend: CompactTranscribeBackbone(
+        frontend, note_measures=True, equivariant=True),
 }
 
 #: backbone -> the backbone it only adds modules to: a model of the latter can warm-start the
 #: former (``training.recipes.warm_start``); the added modules keep their own start
 EXTENDS = {"compact_transcribe_context": "compact_transcribe", "compact_transcribe_pulse": "compact_transcribe",
-           "compact_transcribe_measures": "compact_transcribe"}
+           "compact_transcribe_measures": "compact_transcribe",
+           "compact_transcribe_equivariant": "compact_transcribe_measures"}
 
 
 def build_backbone(name: str, frontend: FrontendConfig | None = None) -> nn.Module:

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from ..ioutil import atomic_write_text
 from ..model import AudioModel, BlackBoxModel, TwoStageModel
 from ..numerics import flush_denormals
-from .augment import transpose_batch, transposition_matrices
+from .augment import EquivariantAugmentation, transpose_batch, transposition_matrices
 from .checkpointing import load_training_state, save_training_state
 from .metrics import pearson_per_column
 
@@ -61,6 +61,12 @@ class TrainSettings:
     #: transpose each training clip by a random whole number of semitones in [-n, n] (0: off); see
     #: ``training.augment``. Only where the labels do not depend on register (concepts).
     transpose_semitones: int = 0
+    #: equivariant augmentation (``training.augment.EquivariantAugmentation``): a third of the training
+    #: clips transposed by up to this many semitones with the ``register`` label moved accordingly, a
+    #: third stretched by up to ``equivariant_stretch`` (> 1) with ``tempo`` moved; 0 and 1: off.
+    #: Augmented clips carry no target loss (the targets depend on register and tempo).
+    equivariant_semitones: int = 0
+    equivariant_stretch: float = 1.0
     #: weight of the auxiliary note-roll loss (binary cross-entropy of a transcribing backbone's
     #: note logits against ``ArraySet.rolls``; 0: off). See ``datasets.controlled.rolls``.
     roll_weight: float = 0.0
@@ -86,8 +92,20 @@ class TrainSettings:
             raise ValueError(f"roll_weight must be >= 0; got {self.roll_weight}")
         if self.ingredient_weight < 0:
             raise ValueError(f"ingredient_weight must be >= 0; got {self.ingredient_weight}")
-        if self.roll_weight and self.transpose_semitones:
-            raise ValueError("roll_weight and transpose_semitones cannot be combined (the note rolls are not transposed)")
+        if self.equivariant_semitones < 0 or not self.equivariant_stretch >= 1.0:
+            raise ValueError(f"equivariant_semitones must be >= 0 and equivariant_stretch >= 1; got "
+                             f"{self.equivariant_semitones}, {self.equivariant_stretch}")
+        equivariant = bool(self.equivariant_semitones or self.equivariant_stretch > 1.0)
+        if self.roll_weight and (self.transpose_semitones or equivariant):
+            raise ValueError("roll_weight cannot be combined with transposition or stretching (the note rolls are not moved)")
+        if self.transpose_semitones and equivariant:
+            raise ValueError("transpose_semitones (labels kept) and the equivariant augmentation (register moved) exclude each other")
+        if self.setup == "a2e" and equivariant:
+            raise ValueError("the equivariant augmentation needs concept labels; the a2e setup has none (train it without)")
+
+    @property
+    def equivariant(self) -> bool:
+        return bool(self.equivariant_semitones or self.equivariant_stretch > 1.0)
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of epoch ``epoch`` (0-based)."""
@@ -151,17 +169,18 @@ def spectrogram_predictions(model: AudioModel, data: ArraySet) -> tuple[np.ndarr
 
 def batch_loss(model: AudioModel, settings: TrainSettings, spec: torch.Tensor, c_true, t_true,
                rolls: torch.Tensor | None = None, ingredients: torch.Tensor | None = None,
-               ingredient_head: torch.nn.Module | None = None) -> torch.Tensor:
+               ingredient_head: torch.nn.Module | None = None, target_mask: torch.Tensor | None = None) -> torch.Tensor:
     """The setup's loss, plus ``roll_weight`` x the note-roll cross-entropy when ``rolls`` are given, plus
     ``ingredient_weight`` x the squared error of ``ingredient_head`` (on the embedding) against the
-    standardised ``ingredients`` when they are given."""
+    standardised ``ingredients`` when they are given. ``target_mask`` (B,) bool: the clips whose targets
+    count (None: all)."""
     if rolls is None:
         embedding = model.backbone(spec)
-        loss = _setup_loss(model, settings, embedding, c_true, t_true)
+        loss = _setup_loss(model, settings, embedding, c_true, t_true, target_mask)
     else:
         embedding, logits = model.backbone.forward_with_salience(spec)
         roll_loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, rolls.to(logits.dtype))
-        loss = _setup_loss(model, settings, embedding, c_true, t_true) + settings.roll_weight * roll_loss
+        loss = _setup_loss(model, settings, embedding, c_true, t_true, target_mask) + settings.roll_weight * roll_loss
     if ingredients is not None:
         loss = loss + settings.ingredient_weight * torch.nn.functional.mse_loss(ingredient_head(embedding), ingredients)
     return loss
@@ -190,7 +209,8 @@ def ingredient_read_out(model: AudioModel, train: ArraySet, settings: TrainSetti
     return head, standardised.float()
 
 
-def _setup_loss(model: AudioModel, settings: TrainSettings, embedding: torch.Tensor, c_true, t_true) -> torch.Tensor:
+def _setup_loss(model: AudioModel, settings: TrainSettings, embedding: torch.Tensor, c_true, t_true,
+                target_mask: torch.Tensor | None = None) -> torch.Tensor:
     cfg = model.config
     outputs = model.outputs_from_embedding(embedding)
     if settings.setup == "a2e":
@@ -201,7 +221,10 @@ def _setup_loss(model: AudioModel, settings: TrainSettings, embedding: torch.Ten
         return loss_c
     span = cfg.target_scale[1] - cfg.target_scale[0]
     targets = model.head(concepts)
-    loss_t = torch.mean((_unit(targets, cfg.target_scale) - _unit(t_true, cfg.target_scale)) ** 2)
+    errors = (_unit(targets, cfg.target_scale) - _unit(t_true, cfg.target_scale)) ** 2
+    if target_mask is not None:  # clips whose targets are unknown (augmented) count for the concepts only
+        errors = errors[target_mask]
+    loss_t = errors.mean() if errors.numel() else errors.sum()
     loss_t = loss_t + 2.0 * model.head.penalty() / (span ** 2 * len(cfg.target_names))
     w = settings.joint_weight
     return w * loss_c + (1 - w) * loss_t
@@ -290,6 +313,9 @@ def _train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings
     t_all = torch.as_tensor(train.targets, dtype=torch.float32) if train.targets is not None else None
     shifts = transposition_matrices(model.config.frontend, settings.transpose_semitones) \
         if settings.transpose_semitones else None
+    equivariant = EquivariantAugmentation(model.config.frontend, list(model.config.concept_names),
+                                          semitones=settings.equivariant_semitones, stretch=settings.equivariant_stretch,
+                                          scale=tuple(model.config.concept_scale)) if settings.equivariant else None
     for epoch in range(state["epoch"] + 1, settings.epochs):
         if epoch - state["best_epoch"] > settings.patience and state["best_epoch"] >= 0:
             break
@@ -305,6 +331,10 @@ def _train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings
             idx = order[i:i + settings.batch_size]
             batch = train.logspec[idx]
             rolls = train.rolls[idx] if settings.roll_weight else None
+            c_batch = c_all[idx] if c_all is not None else None
+            target_mask = None
+            if equivariant is not None:  # before cropping: a stretch reads up to 1.4x the frames it writes
+                batch, c_batch, target_mask = equivariant(batch, c_batch, gen)
             if settings.crop_frames and batch.shape[-1] > settings.crop_frames:
                 offset = int(torch.randint(batch.shape[-1] - settings.crop_frames + 1, (1,), generator=gen))
                 batch = batch[..., offset:offset + settings.crop_frames]
@@ -312,9 +342,10 @@ def _train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings
             if shifts is not None:
                 batch = transpose_batch(batch, shifts, gen)
             spec = model.frontend.normalize(batch.float())
-            loss = batch_loss(model, settings, spec, c_all[idx] if c_all is not None else None,
+            loss = batch_loss(model, settings, spec, c_batch,
                               t_all[idx] if t_all is not None else None, rolls,
-                              *((read_out[1][idx], read_out[0]) if read_out is not None else ()))
+                              *((read_out[1][idx], read_out[0]) if read_out is not None else (None, None)),
+                              target_mask=target_mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -270,7 +270,8 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
         started = time.perf_counter()
         model = fresh("black_box")
         # no transposition: the black box may hear register, which the corpus's emotions depend on
-        state = train_network(model, train, arrays["val"], replace(settings, setup="a2e", transpose_semitones=0),
+        state = train_network(model, train, arrays["val"], replace(settings, setup="a2e", transpose_semitones=0,
+                                                                        equivariant_semitones=0, equivariant_stretch=1.0),
                               out_dir / "runs" / "a2e", progress=progress)
         record("a2e", model, state, started)
     return results

@@ -85,6 +85,12 @@ BACKBONE_TEXT = {
                                    "`NoteMelodyMeasures`: singability, range and rate of the melody's notes), "
                                    "added through a linear map that starts at zero, so it can be warm-started "
                                    "from a `compact_transcribe` model.",
+    "compact_transcribe_equivariant": "the `compact_transcribe_measures` network plus six measurements that move by a "
+                                      "known amount under a transposition or a time stretch (`EquivariantMeasures`: "
+                                      "the mean pitch of the transcribed notes and melody, the magnitude- and "
+                                      "power-weighted mean log frequency, the log onset rate and the log pulse "
+                                      "rate), added through a linear map that starts at zero, so it can be "
+                                      "warm-started from a `compact_transcribe_measures` model.",
     "vgg": "the 2019 paper's VGG-style CNN (about 3.9 M parameters).",
 }
 

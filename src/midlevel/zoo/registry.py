@@ -11,7 +11,7 @@ Naming rule, ``<task>-<backbone>-<head>[-<concepts>]-<data>[-seq]``:
 
 - task: ``emotion`` (music emotion through mid-level concepts);
 - backbone: ``compact`` (``compact_music``), ``transcribe`` (``compact_transcribe``), ``measures``
-  (``compact_transcribe_measures``);
+  (``compact_transcribe_measures``), ``equivariant`` (``compact_transcribe_equivariant``);
 - head: ``linear``, ``gam``, or ``a2e`` (a black box: audio straight to the targets, no concepts field);
 - concepts: ``mid7`` (the seven mid-level concepts) or ``mid10`` (plus loudness, tempo, register);
 - data: ``ctrl<N>k``, the dry controlled corpus with N thousand training clips, or ``rand<N>k``, the
@@ -35,7 +35,7 @@ REGISTRY_FILE = "registry.json"
 STATUSES = ("current", "baseline", "superseded")
 TASKS = {"emotion": "music-emotion"}
 BACKBONE_CODES = {"compact": "compact_music", "transcribe": "compact_transcribe",
-                  "measures": "compact_transcribe_measures"}
+                  "measures": "compact_transcribe_measures", "equivariant": "compact_transcribe_equivariant"}
 CONCEPT_SETS = {"mid7": 7, "mid10": 10}
 NAME_PATTERN = re.compile(
     r"^(?P<task>[a-z]+)-(?P<backbone>[a-z]+)-(?P<head>linear|gam|a2e)(?:-(?P<concepts>mid\d+))?"

@@ -1,0 +1,91 @@
+"""Measurements that move with a transposition or a time stretch by a known amount (issue 30).
+
+Every descriptor in ``music_features`` is transposition-invariant by design, and the CNN ends in
+global average pooling, which also forgets where in frequency a pattern sat. So a network built
+from them can only guess *register* from timbre, and its *tempo* from pooled autocorrelations that
+say how regular a pulse is, not how fast. On recorded music that showed: a +3 semitone pitch shift
+raised the default's register on 48% of excerpts (chance), and its tempo followed a time stretch
+with a rank correlation of 0.39.
+
+These six numbers are equivariant by construction, so a model can be *exactly* right about what a
+transposition or a stretch does, and only has to learn the offset (what a given height means):
+
+- ``note_height``, ``melody_height``: the mean pitch (in octaves) of the transcriber's note and
+  top-voice probabilities, weighted by probability. A transposition by ``k`` semitones adds
+  ``k / 12`` where the transcriber follows the notes.
+- ``spectral_height``, ``power_height``: the mean log2 frequency of the spectrogram weighted by band
+  magnitude, and by power. A pitch shift by ``k`` semitones moves every partial by ``k / 12`` octave;
+  the means move by less where content leaves the bands at the top (Nyquist) or enters at the bottom.
+  Weighting by the *log* magnitude (or by the whitened spectrum) does not work: the smooth,
+  roughly power-law envelope of a mix looks the same when shifted along log frequency, and the mean
+  stays near the middle of the bands. On 13 recorded excerpts (asc-music, planetblupi) a +3 semitone
+  ``librosa.effects.pitch_shift`` raised the magnitude-weighted mean on all 13 (by 1.3 semitones on
+  average, sd 0.4) and the power-weighted one on all 13 (2.0, sd 0.7); the log-weighted one on 38%.
+- ``log_onset_rate``: the log of the mean spectral flux per frame. Played ``s`` times faster, the
+  same onsets arrive ``s`` times as often with the same rise in log level, so it moves by ``ln s``;
+  a gain change adds a constant to the log spectrogram and leaves the flux unchanged.
+- ``log_pulse_rate``: minus the expected log lag of the onset envelope's autocorrelation under a
+  softmax with librosa's log-normal tempo prior (as in ``PulseFeatures``, but fixed, so it cannot
+  learn to break the equivariance): about ``ln s`` for a stretch by ``s``, away from octave jumps.
+
+Parameter-free tensor operations, so they export to ONNX with the network. Written here because no
+library offers them as layers (librosa's ``spectral_centroid`` and ``tempo`` are numpy functions).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import FrontendConfig
+from .music_features import band_centres
+
+NAMES = ("note_height", "melody_height", "spectral_height", "power_height", "log_onset_rate", "log_pulse_rate")
+
+
+class EquivariantMeasures(nn.Module):
+    """(log spectrogram, note probabilities, onset envelopes) -> (batch, 6) ``NAMES``."""
+
+    out_features = len(NAMES)
+
+    def __init__(self, frontend: FrontendConfig, *, low_pitch: int = 24, n_pitches: int = 84,
+                 max_lag: int = 48, min_lag: int = 6, sharpness: float = 20.0, prior_lag: float = 15.7) -> None:
+        super().__init__()
+        self.register_buffer("band_octaves", torch.as_tensor(np.log2(np.maximum(band_centres(frontend), 1.0)),
+                                                             dtype=torch.float32))
+        self.register_buffer("pitch_octaves", torch.arange(low_pitch, low_pitch + n_pitches, dtype=torch.float32) / 12.0)
+        self.max_lag, self.min_lag, self.sharpness = int(max_lag), int(min_lag), float(sharpness)
+        lags = torch.arange(self.min_lag, self.max_lag + 1, dtype=torch.float32)
+        self.register_buffer("log_lags", torch.log(lags))
+        self.register_buffer("lag_prior", -0.5 * torch.log2(lags / prior_lag) ** 2)  # 15.7 frames: 120 beats/min
+
+    @staticmethod
+    def weighted_mean(weights: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """(b, n, t) non-negative weights, (n,) positions -> (b,) mean position (0 where all weights are 0)."""
+        w = weights.sum(-1)
+        return (w * positions).sum(-1) / (w.sum(-1) + 1e-6)
+
+    def pulse_rate(self, envelope: torch.Tensor) -> torch.Tensor:
+        """(b, t) onset envelope -> (b,) minus the expected log lag (frames) of its autocorrelation."""
+        span = self.max_lag + 1
+        if envelope.shape[-1] < 2 * span:
+            envelope = nn.functional.pad(envelope, (0, 2 * span - envelope.shape[-1]))
+        x = envelope - envelope.mean(-1, keepdim=True)
+        win = x.unfold(-1, span, 1)  # (b, t - L, L + 1)
+        acf = (win[..., :1] * win).mean(-2)
+        acf = acf[..., 1:] / (acf[..., :1] + 1e-6)  # lags 1..max_lag
+        weights = torch.softmax((acf[..., self.min_lag - 1:] + self.lag_prior) * self.sharpness, dim=-1)
+        return -(weights * self.log_lags).sum(-1)
+
+    def forward(self, logspec: torch.Tensor, probs: torch.Tensor, envelopes: torch.Tensor) -> torch.Tensor:
+        """``logspec`` (b, 1, bands, t) un-normalised log10(1 + magnitude), ``probs`` (b, 2, pitches, t),
+        ``envelopes`` (b, groups, t - 1)."""
+        note = self.weighted_mean(probs[:, 0], self.pitch_octaves)
+        melody = self.weighted_mean(probs[:, 1], self.pitch_octaves)
+        magnitude = (torch.pow(10.0, logspec[:, 0].clamp(max=12.0)) - 1.0).clamp_min(0.0)
+        spectral = self.weighted_mean(magnitude, self.band_octaves)
+        power = self.weighted_mean(magnitude ** 2, self.band_octaves)
+        flux = envelopes.sum(1)  # (b, t - 1)
+        onset_rate = torch.log(flux.mean(-1) + 1e-4)
+        return torch.stack([note, melody, spectral, power, onset_rate, self.pulse_rate(flux)], dim=1)
