@@ -96,7 +96,8 @@ def test_spectral_heights_follow_a_pitch_shift():
 
 def test_onset_and_pulse_rates_follow_the_tempo():
     slow, fast = measures(clicks(90.0)), measures(clicks(135.0))
-    assert fast["log_onset_rate"] - slow["log_onset_rate"] == pytest.approx(np.log(1.5), abs=0.1)
+    for name in ("log_onset_rate", "log_peak_rate", "log_band_peak_rate"):
+        assert fast[name] - slow[name] == pytest.approx(np.log(1.5), abs=0.1), name
     assert fast["log_pulse_rate"] - slow["log_pulse_rate"] == pytest.approx(np.log(1.5), abs=0.1)
     # a gain change leaves both (and the heights) where they were
     quiet = measures(clicks(90.0) * 0.25)

@@ -7,7 +7,7 @@ say how regular a pulse is, not how fast. On recorded music that showed: a +3 se
 raised the default's register on 48% of excerpts (chance), and its tempo followed a time stretch
 with a rank correlation of 0.39.
 
-These six numbers are equivariant by construction, so a model can be *exactly* right about what a
+These eight numbers are equivariant by construction, so a model can be *exactly* right about what a
 transposition or a stretch does, and only has to learn the offset (what a given height means):
 
 - ``note_height``, ``melody_height``: the mean pitch (in octaves) of the transcriber's note and
@@ -24,6 +24,14 @@ transposition or a stretch does, and only has to learn the offset (what a given 
 - ``log_onset_rate``: the log of the mean spectral flux per frame. Played ``s`` times faster, the
   same onsets arrive ``s`` times as often with the same rise in log level, so it moves by ``ln s``;
   a gain change adds a constant to the log spectrogram and leaves the flux unchanged.
+- ``log_peak_rate``, ``log_band_peak_rate``: the log of the share of frames that are onsets,
+  picked as librosa's ``onset_detect`` picks them (a local maximum of the min-max normalised onset
+  envelope within +-2 frames, above its +-4-frame mean by 0.05), on the summed envelope and averaged
+  over the low, mid and high band envelopes (+-1 and +-3 frames, 0.07). Counting peaks survives what
+  a phase vocoder does to transients; the mean flux does not: it smears every onset, so a stretch by
+  any factor other than 1 lowers the flux. On the 13 excerpts above, the rank correlation with the
+  stretch factor (0.7, 0.85, 1, 1.2, 1.4) was 0.86 and 0.84 for these, 0.55 for the log mean flux,
+  0.32 for the pulse rate below, and 0.19 for ``librosa.feature.tempo``'s own estimate (octave jumps).
 - ``log_pulse_rate``: minus the expected log lag of the onset envelope's autocorrelation under a
   softmax with librosa's log-normal tempo prior (as in ``PulseFeatures``, but fixed, so it cannot
   learn to break the equivariance): about ``ln s`` for a stretch by ``s``, away from octave jumps.
@@ -41,11 +49,12 @@ from torch import nn
 from .config import FrontendConfig
 from .music_features import band_centres
 
-NAMES = ("note_height", "melody_height", "spectral_height", "power_height", "log_onset_rate", "log_pulse_rate")
+NAMES = ("note_height", "melody_height", "spectral_height", "power_height", "log_onset_rate", "log_peak_rate",
+         "log_band_peak_rate", "log_pulse_rate")
 
 
 class EquivariantMeasures(nn.Module):
-    """(log spectrogram, note probabilities, onset envelopes) -> (batch, 6) ``NAMES``."""
+    """(log spectrogram, note probabilities, onset envelopes) -> (batch, 8) ``NAMES``."""
 
     out_features = len(NAMES)
 
@@ -78,6 +87,16 @@ class EquivariantMeasures(nn.Module):
         weights = torch.softmax((acf[..., self.min_lag - 1:] + self.lag_prior) * self.sharpness, dim=-1)
         return -(weights * self.log_lags).sum(-1)
 
+    @staticmethod
+    def log_peak_rate(envelope: torch.Tensor, half_max: int, half_mean: int, delta: float) -> torch.Tensor:
+        """(b, t) onset envelope -> (b,) log share of frames that are picked as onsets (``NAMES``)."""
+        lo, hi = envelope.amin(-1, keepdim=True), envelope.amax(-1, keepdim=True)
+        e = ((envelope - lo) / (hi - lo + 1e-6))[:, None]
+        local_max = nn.functional.max_pool1d(e, 2 * half_max + 1, 1, half_max)
+        local_mean = nn.functional.avg_pool1d(e, 2 * half_mean + 1, 1, half_mean, count_include_pad=False)
+        peaks = (e >= local_max) & (e >= local_mean + delta)
+        return torch.log(peaks.to(e.dtype).mean(-1)[:, 0] + 1e-3)
+
     def forward(self, logspec: torch.Tensor, probs: torch.Tensor, envelopes: torch.Tensor) -> torch.Tensor:
         """``logspec`` (b, 1, bands, t) un-normalised log10(1 + magnitude), ``probs`` (b, 2, pitches, t),
         ``envelopes`` (b, groups, t - 1)."""
@@ -88,4 +107,8 @@ class EquivariantMeasures(nn.Module):
         power = self.weighted_mean(magnitude ** 2, self.band_octaves)
         flux = envelopes.sum(1)  # (b, t - 1)
         onset_rate = torch.log(flux.mean(-1) + 1e-4)
-        return torch.stack([note, melody, spectral, power, onset_rate, self.pulse_rate(flux)], dim=1)
+        peak_rate = self.log_peak_rate(flux, 2, 4, 0.05)
+        b, g, t = envelopes.shape
+        band_peak_rate = self.log_peak_rate(envelopes.reshape(b * g, t), 1, 3, 0.07).view(b, g).mean(1)
+        return torch.stack([note, melody, spectral, power, onset_rate, peak_rate, band_peak_rate,
+                            self.pulse_rate(flux)], dim=1)
