@@ -17,8 +17,10 @@ holds, and with the threshold fixed by ``mallopt`` the way the ``midlevel`` comm
 ("cli"); "default" is a library call from a process that left glibc alone.
 
 Views: ``timeline`` (over time, the model's windows: ``model.explain`` plus per-window
-contributions) and ``report`` (the whole HTML report, whose spectrogram and listening views
-use a 30 s excerpt). The files are the example clip repeated, so they are real music.
+contributions) and ``report`` (the whole HTML report: the interactive page since issue 32, whose maps
+cover the whole track at the page's resolution; the committed results predate it, when the static
+report's spectrogram and listening views used a 30 s excerpt). The files are the example clip repeated,
+so they are real music.
 
     python benchmarks/long_track_memory.py [--durations 60,600,1200,2400] [--views timeline,report]
                                            [--allocators default,fixed,cli]

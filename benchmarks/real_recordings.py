@@ -553,7 +553,9 @@ def find_models(args: argparse.Namespace) -> dict[str, tuple[str | Path, str]]:
 def outputs_of(model: AudioModel, audio: np.ndarray, sr: int) -> tuple[np.ndarray | None, np.ndarray]:
     if isinstance(model, TwoStageModel):
         e = model.explain(audio, sample_rate=sr)
-        return np.asarray(e.concepts, dtype=np.float64), np.asarray(e.targets, dtype=np.float64)
+        # the network's concepts before clipping to the scale: clipping would hide how far a perturbation moves them
+        concepts = e.concepts if e.raw_concepts is None else e.raw_concepts
+        return np.asarray(concepts, dtype=np.float64), np.asarray(e.targets, dtype=np.float64)
     if isinstance(model, BlackBoxModel):
         return None, np.asarray(model.predict_targets(audio, sample_rate=sr), dtype=np.float64)
     raise TypeError(f"{type(model).__name__}: neither a two-stage model nor a black box")

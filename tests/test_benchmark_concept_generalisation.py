@@ -41,7 +41,7 @@ def test_reports_every_split_per_style_and_a_piece_bootstrap(tmp_path):
     # the held-out r is the plain Pearson r of the model's concepts on those clips (the benchmark reads
     # float16-cached spectrograms, hence the tolerance on 5 clips)
     held = load_splits(tmp_path / "held")["test"]
-    pred = np.stack([load("emotion-compact-gam-mid7-ctrl3k-seq").predict(p).concepts for p in held.paths])
+    pred = np.stack([load("emotion-compact-gam-mid7-ctrl3k-seq").predict(p).raw_concepts for p in held.paths])
     np.testing.assert_allclose([joint["r"]["heldout"][n] for n in joint["concepts"]],
                                pearson_per_column(held.concepts, pred), atol=0.01)
     assert set(joint["heldout_by_style"]) == {"chorale", "folk"}

@@ -279,7 +279,8 @@ def report_html(tmp_path_factory, music):
     card = out / "card.md"
     card.write_text(CARD)
     path = write_report(make_model(), music[:4 * SR], out / "report.html", sample_rate=SR, method="gradient_x_input",
-                        target="tension", posthoc=["grad_cam"], segment_seconds=1.0, card=card, listen="dissonance")
+                        target="tension", posthoc=["grad_cam"], segment_seconds=1.0, card=card, listen="dissonance",
+                        format="png")
     return path.read_text()
 
 
@@ -302,7 +303,8 @@ def test_report_shows_the_model_card_summary_and_limitations(report_html):
 def test_report_without_a_card_says_so_and_explains_black_boxes(tmp_path):
     wave = sine(440, 2.0)
     path = write_report(make_model(kind="black_box"), wave, tmp_path / "r.html", sample_rate=SR,
-                        method="saliency", target="tension", segment_seconds=1.0, wav_dir=tmp_path / "wav")
+                        method="saliency", target="tension", segment_seconds=1.0, wav_dir=tmp_path / "wav",
+                        format="png")
     text = path.read_text()
     wavs = sorted(p.name for p in (tmp_path / "wav").iterdir())
     assert wavs == sorted(f"array_tension_{kind}_{end}.wav" for kind in ("harmonic-percussive", "time",
@@ -331,7 +333,7 @@ def test_report_arguments_become_write_report_options():
     args = parser.parse_args(["--report", "r.html", "--target", "tension", "--posthoc", "lrp", "--posthoc", "lime",
                               "--timeline-hop", "0.5"])
     assert args.report == "r.html"
-    assert report_options(args) == {"target": "tension", "method": "integrated_gradients", "posthoc": ["lrp", "lime"],
+    assert report_options(args) == {"target": "tension", "format": "html", "method": None, "posthoc": ["lrp", "lime"],
                                     "listen": None, "window_seconds": None, "hop_seconds": 0.5, "max_seconds": 30.0,
                                     "wav_dir": None}
     with pytest.raises(SystemExit):
@@ -343,5 +345,5 @@ def test_report_refuses_unknown_names_before_any_work(tmp_path):
         write_report(make_model(), sine(440, 1.0), tmp_path / "r.html", sample_rate=SR, target="joy")
     with pytest.raises(ConfigError, match="listen: 'energy' is neither"):
         write_report(make_model(), sine(440, 1.0), tmp_path / "r.html", sample_rate=SR, target="tension",
-                     listen="energy")
+                     listen="energy", format="png")
     assert not (tmp_path / "r.html").exists()

@@ -152,7 +152,9 @@ MISSING = [
     ("music21", ["corpus", "build", "--out", "{tmp}/corpus", "--n", "1"], "corpus"),
     ("shap", ["explain", "--baseline", "shap"], "shap"),
     ("matplotlib", ["explain", "--plot", "{tmp}/p.png"], "report"),
-    ("captum", ["explain", "--report", "{tmp}/r.html"], "report"),
+    ("captum", ["explain", "--report", "{tmp}/r.html", "--format", "png"], "report"),
+    ("captum", ["explain", "--report", "{tmp}/r.html", "--map-method", "integrated_gradients"], "report"),
+    ("yaml", ["explain", "--report", "{tmp}/r.html"], "report"),  # the interactive page reads the model card
     ("onnx", ["export-onnx", "{default}", "{tmp}/m.onnx"], "onnx"),
     ("onnxscript", ["export-onnx", "{default}", "{tmp}/m.onnx"], "onnx"),
 ]

@@ -82,7 +82,8 @@ def test_short_clips_are_padded_and_silence_is_flagged_not_a_crash():
     assert short.padded and not short.silent
     silent = model.explain(np.zeros(22050 * 2, dtype=np.float32), sample_rate=22050)
     assert silent.silent and np.all(np.isfinite(silent.targets))
-    assert {"padded", "silent"} == set(silent.flags())
+    # an untrained head may also put targets outside their scale (tests/test_input_flags.py)
+    assert silent.flags()[:2] == ["padded", "silent"] and set(silent.flags()[2:]) <= {"targets_out_of_scale"}
 
 
 def test_top_and_plot(tmp_path):

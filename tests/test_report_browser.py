@@ -1,4 +1,5 @@
-"""The HTML report in a real headless Chromium: no console errors, images decode, audio plays.
+"""The static HTML report (``--format png``) in a real headless Chromium: no console errors, images decode,
+audio plays. The interactive report's browser tests are in ``test_report_interactive`` and use this driver.
 
 Chromium is driven through the DevTools protocol over ``--remote-debugging-pipe`` (NUL-separated
 JSON on file descriptors 3 and 4), so no websocket client or other dependency is needed.
@@ -8,6 +9,7 @@ The page screenshot is kept under ``artifacts/`` (gitignored) and its path print
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import shutil
@@ -116,12 +118,25 @@ class DevTools:
                 return event
 
 
-def launch(profile: Path) -> DevTools:
-    """Start Chromium with our pipe ends as its fds 3 (commands in) and 4 (replies out)."""
+def _above_4(fd: int) -> int:
+    """``fd`` itself, or a copy numbered 10 or more (the original closed) when it is one of 0-4."""
+    if fd > 4:
+        return fd
+    copy = fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
+    os.close(fd)
+    return copy
+
+
+def launch(profile: Path, extra: list[str] | None = None) -> DevTools:
+    """Start Chromium with our pipe ends as its fds 3 (commands in) and 4 (replies out); ``extra``: more flags."""
     to_chrome_r, to_chrome_w = os.pipe()
     from_chrome_r, from_chrome_w = os.pipe()
+    # the script below moves two of them onto 3 and 4 and closes the originals: keep every original above 4
+    to_chrome_r, to_chrome_w, from_chrome_r, from_chrome_w = (_above_4(fd) for fd in
+                                                              (to_chrome_r, to_chrome_w, from_chrome_r, from_chrome_w))
     script = f'exec 3<&{to_chrome_r} 4>&{from_chrome_w} {to_chrome_r}<&- {from_chrome_w}>&-; exec "$@"'
-    proc = subprocess.Popen(["bash", "-c", script, "chromium", str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}"],
+    proc = subprocess.Popen(["bash", "-c", script, "chromium", str(CHROMIUM), *FLAGS, *(extra or []),
+                             f"--user-data-dir={profile}"],
                             pass_fds=(to_chrome_r, from_chrome_w), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     os.close(to_chrome_r)
@@ -157,7 +172,7 @@ def report(tmp_path_factory) -> Path:
     clip = load_audio(example_clip())
     audio = clip.samples[: 4 * clip.sample_rate]
     return write_report(model, audio, tmp_path_factory.mktemp("report") / "report.html", sample_rate=clip.sample_rate,
-                        method="gradient_x_input", segment_seconds=1.0, n_segments=1)
+                        method="gradient_x_input", segment_seconds=1.0, n_segments=1, format="png")
 
 
 def test_report_loads_cleanly_in_headless_chromium(report):

@@ -357,7 +357,7 @@ def test_a_black_box_card_gives_a_fine_tuning_command_that_runs(name, tmp_path):
     from midlevel.training.finetune import finetune
 
     text = card(name)
-    with pytest.raises(ModelLoadError, match="fine-tuning needs a two-stage model"):
+    with pytest.raises(midlevel.MidlevelError, match="fine-tuning needs a two-stage model"):  # with the missing CSV
         finetune(name, tmp_path / "annotations.csv", tmp_path, tmp_path / "out")
     bases = [line.split("--base ")[1].split()[0] for line in text.splitlines() if line.startswith("midlevel finetune")]
     assert bases and name not in bases

@@ -14,6 +14,31 @@ Conventions, chosen so that the same sound gives the same model input whatever i
 - Files are decoded by libsndfile (via soundfile), which reads WAV, FLAC, OGG/Vorbis and
   MP3 itself; other formats (m4a, ...) must be converted first, e.g. with ffmpeg.
 
+Levels outside what a model was trained on are rescaled or flagged, never passed on silently
+(`Audio.notes` and `Audio.flags`, copied into every prediction):
+
+- A float peak above 2**7 can only be integer samples that were cast to float without scaling
+  (`np.int16` data `.astype(float)`): no float signal is 42 dB over full scale. Such input is
+  rescaled by the smallest of 2**15, 2**23, 2**31 that brings the peak within 1, with a note
+  ("rescaled from int16 range: peak 20000 -> 0.61"). Rescaling rather than refusing, because
+  the intent is unambiguous and the fix is the one the caller would make; beyond 2**31 nothing
+  fits and the input is refused. int8 arrays (peak <= 2**7) should be passed as int8.
+- A peak in (1 + 1e-3, 2**7] is a float signal over full scale (a float WAV, a summed mix): kept
+  as it is (not clipped, not scaled) and flagged ``over_full_scale``, since the models only ever
+  heard audio within [-1, 1]. The level checked is the mono downmix the model hears, before
+  resampling (whose ringing may add a little overshoot of its own).
+
+Truncated files are flagged ``truncated``, with a note "decoded 3.1 s of a stated 10.0 s":
+
+- WAV: libsndfile reports the frames actually present, so the data chunk's size in the header
+  (`_wav_stated_frames`) is compared with them; any missing frame counts. A streaming writer's
+  placeholder size (0 or 0xFFFFFFFF) states nothing and is not checked.
+- MP3: libsndfile's frame count comes from the Xing/LAME header, which states the whole length,
+  so a decoded length more than 1 % (and two MPEG frames) short of it is flagged. An MP3 without
+  such a header has its length estimated from the file size, so its truncation goes unnoticed.
+- FLAC cut in its audio is refused ("flac decoder lost sync"); OGG states no total length, so
+  a cut OGG decodes to what is there (or to nothing, refused as empty) without a flag.
+
 Silence and very short audio load without complaint; the models flag them later using
 `is_silent` and `pad_to_length`.
 """
@@ -41,6 +66,13 @@ _INT_SCALES = {  # dtype -> (offset, scale) so that (x - offset) / scale lies in
     np.dtype(np.int16): (0, 2.0**15),
     np.dtype(np.int32): (0, 2.0**31),
 }
+#: integer sample ranges a float peak above INTEGER_PEAK is taken from (module docstring)
+_INT_RANGES = ((2.0**15, "int16"), (2.0**23, "int24"), (2.0**31, "int32"))
+INTEGER_PEAK = 2.0**7
+#: a peak up to this is full scale (float rounding of a normalised signal), beyond it ``over_full_scale``
+FULL_SCALE = 1.0 + 1e-3
+#: MP3 lengths in a Xing/LAME header are exact, but files without one have theirs estimated
+_MP3_SLACK = (0.01, 2 * 1152)
 
 
 class AudioError(MidlevelError, ValueError):
@@ -60,6 +92,8 @@ class Audio:
     source: str
     original_sample_rate: int
     original_channels: int
+    notes: tuple[str, ...] = ()  # what was done to the input or found in it, for the user
+    flags: tuple[str, ...] = ()  # the same, machine-readable: over_full_scale, truncated
 
     @property
     def duration(self) -> float:
@@ -73,32 +107,37 @@ def load_audio(
     *,
     source_sample_rate: int | None = None,
     name: str | None = None,
+    check_level: bool = True,
 ) -> Audio:
     """Load a file (str / PathLike) or an array into mono float32 at `sample_rate`.
 
     Arrays (numpy or torch) are 1-D mono or 2-D channels-first (channels, samples), as
     librosa and torchaudio return them, and need `source_sample_rate`. `name` replaces the
-    path or "<array>" in `Audio.source` and in error messages.
+    path or "<array>" in `Audio.source` and in error messages. `check_level=False` skips the level
+    check (for samples that went through it already, e.g. an `Audio` resampled to another rate).
     Raises AudioError (AudioFileNotFoundError for a missing file) for anything unusable.
     """
     is_path = isinstance(source, (str, os.PathLike))
     label = str(name) if name is not None else os.fspath(source) if is_path else "<array>"
+    label = label.encode("utf-16", "surrogatepass").decode("utf-16", "replace")  # non-UTF-8 name bytes: U+FFFD
     sample_rate = _check_rate(sample_rate, "sample_rate", label)
     if is_path:
         if source_sample_rate is not None:
             raise AudioError(
                 f"{label}: source_sample_rate is only for arrays; the file states its rate"
             )
-        mono, original_rate, channels = _read_file(os.fspath(source), label)
+        mono, original_rate, channels, notes, flags = _read_file(os.fspath(source), label)
     else:
         if source_sample_rate is None:
             raise AudioError(f"{label}: source_sample_rate is required for array input")
         original_rate = _check_rate(source_sample_rate, "source_sample_rate", label)
         mono, channels = _array_to_mono(source, label)
+        notes, flags = (), ()
     _check_finite(mono, original_rate, label)
+    mono, level_notes, level_flags = _check_level(mono, label) if check_level else (mono, (), ())
     if original_rate != sample_rate:
         mono = soxr.resample(mono, original_rate, sample_rate, quality="HQ")
-    return Audio(mono, sample_rate, label, original_rate, channels)
+    return Audio(mono, sample_rate, label, original_rate, channels, notes + level_notes, flags + level_flags)
 
 
 def file_length(path) -> tuple[int, int]:
@@ -110,7 +149,7 @@ def file_length(path) -> tuple[int, int]:
     label = os.fspath(path)
     _check_file(label, label)
     try:
-        info = sf.info(label)
+        info = sf.info(_sf_name(label))
     except (sf.SoundFileError, RuntimeError) as exc:
         raise AudioError(f"{label}: cannot decode audio ({getattr(exc, 'error_string', exc)}); "
                          "expected WAV, FLAC, OGG/Vorbis or MP3") from None
@@ -172,20 +211,32 @@ def _check_rate(rate, what: str, label: str) -> int:
 
 
 def _check_file(path: str, label: str) -> None:
-    """The refusals every file read shares: missing, a directory, empty."""
-    if not os.path.exists(path):
+    """The refusals every file read shares (``ioutil.input_file_problem``): missing, a broken link or a link
+    loop, a folder, a pipe or device (refused, not read: a file is opened twice, header then samples),
+    permission denied, empty."""
+    from .ioutil import NO_SUCH_FILE, input_file_problem
+
+    problem = input_file_problem(path)
+    if problem == NO_SUCH_FILE:
         raise AudioFileNotFoundError(f"{label}: no such file")
-    if os.path.isdir(path):
-        raise AudioError(f"{label}: is a directory, not an audio file")
-    if os.path.getsize(path) == 0:
-        raise AudioError(f"{label}: file is empty (0 bytes)")
+    if problem is not None:
+        raise AudioError(f"{label}: {problem.replace('not a file', 'not an audio file')}")
 
 
-def _read_file(path: str, label: str) -> tuple[np.ndarray, int, int]:
-    """Decode a file to (mono float32, rate, channels), naming the file in every error."""
+def _sf_name(path: str):
+    """The path as libsndfile gets it: bytes on POSIX, so a name that is not valid UTF-8 (given as bytes on
+    the command line, held by Python as surrogate escapes) still opens; soundfile's own encoding of a str
+    refuses those."""
+    return os.fsencode(path) if os.name == "posix" else path
+
+
+def _read_file(path: str, label: str) -> tuple[np.ndarray, int, int, tuple[str, ...], tuple[str, ...]]:
+    """Decode a file to (mono float32, rate, channels, notes, flags), naming the file in every error."""
     _check_file(path, label)
     try:
-        data, rate = sf.read(path, dtype="float32", always_2d=True)
+        with sf.SoundFile(_sf_name(path)) as fh:
+            stated, rate = fh.frames, fh.samplerate
+            data = fh.read(dtype="float32", always_2d=True)
     except sf.SoundFileError as err:
         detail = getattr(err, "error_string", str(err))  # libsndfile's reason, without the path
         raise AudioError(
@@ -196,7 +247,54 @@ def _read_file(path: str, label: str) -> tuple[np.ndarray, int, int]:
         raise AudioError(f"{label}: file contains no audio ({channels} channel(s), 0 frames)")
     # (frames, channels) -> frames; a mono column is already contiguous, no copy needed.
     mono = data[:, 0] if channels == 1 else data.mean(axis=1)
-    return mono, rate, channels
+    wav_frames = _wav_stated_frames(path)
+    if wav_frames is not None:
+        stated, slack = wav_frames, 0
+    else:  # libsndfile's own count: a header's for MP3, what is there for the others
+        slack = max(_MP3_SLACK[0] * stated, _MP3_SLACK[1])
+    if frames < stated - slack:
+        return (mono, rate, channels, (f"decoded {frames / rate:.1f} s of a stated {stated / rate:.1f} s",),
+                ("truncated",))
+    return mono, rate, channels, (), ()
+
+
+def _wav_stated_frames(path: str) -> int | None:
+    """Frames the data chunk of a RIFF/WAVE file says it holds; None for other files, and for a data
+    size that states nothing (0 or 0xFFFFFFFF, a streaming writer's placeholder). Reads chunk headers only."""
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block_align, start = 0, 12
+        for _ in range(1000):  # chunks before the data: fmt, fact, LIST, PEAK, ...
+            fh.seek(start)
+            chunk = fh.read(8)
+            if len(chunk) < 8:
+                return None
+            kind, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if kind == b"data":
+                return size // block_align if block_align and size not in (0, 0xFFFFFFFF) else None
+            if kind == b"fmt ":
+                fmt = fh.read(14)
+                block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) == 14 else 0
+            start += 8 + size + (size & 1)  # chunks are padded to an even length
+    return None
+
+
+def _check_level(mono: np.ndarray, label: str) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """Integer ranges in float input rescaled, levels over full scale flagged (module docstring)."""
+    peak = float(max(mono.max(), -mono.min()))
+    if peak <= FULL_SCALE:
+        return mono, (), ()
+    if peak <= INTEGER_PEAK:
+        return mono, (f"peak {peak:.3g} ({20 * math.log10(peak):+.1f} dBFS) is over full scale; "
+                      "kept as it is, not clipped",), ("over_full_scale",)
+    for scale, name in _INT_RANGES:
+        if peak <= scale:
+            mono /= np.float32(scale)
+            return mono, (f"rescaled from {name} range: peak {peak:g} -> {peak / scale:.2g}",), ()
+    raise AudioError(f"{label}: peak {peak:.3g} is beyond any integer sample range (2**31); "
+                     "scale the samples to [-1, 1]")
 
 
 def _array_to_mono(array, label: str) -> tuple[np.ndarray, int]:

@@ -28,7 +28,8 @@ from .errors import MidlevelError
 from .explain.posthoc import POSTHOC
 from .explain.report import write_report
 from .explain.shap_side_by_side import METHODS as SHAP_METHODS
-from .explain.shap_side_by_side import format_side_by_side
+from .explain.shap_side_by_side import format_side_by_side, min_evals
+from .ioutil import OutputError, heap_buffers, input_file_problem, output_path_problem
 
 #: errors caused by what the user gave us (every refusal of ours is a MidlevelError; FileNotFoundError for a
 #: path that third-party code opened before ours could check it); anything else is a bug and keeps its traceback
@@ -41,6 +42,8 @@ def _format_explanation(expl, *, with_contributions: bool, top: int) -> str:
     lines += [f"   note: {note}" for note in expl.notes]
     if expl.flags():
         lines.append(f"   flags: {', '.join(expl.flags())}")
+    if expl.ood_score is not None:
+        lines.append(f"   out-of-distribution score: {expl.ood_score:.2f} (above 1: flagged)")
     with pd.option_context("display.width", 200, "display.max_columns", 50,
                            "display.float_format", "{:.2f}".format):
         if expl.concept_names:  # a black box has none
@@ -76,18 +79,17 @@ def output_paths(out: str, sources: list[str], suffix: str) -> dict[str, Path]:
 def _one_input(model, src: str, args: argparse.Namespace, *, explain: bool, plots: dict, reports: dict):
     """The record (JSON mode) or text of one input; a ``MidlevelError`` for a bad one."""
     if explain and args.report:
-        reports[src].parent.mkdir(parents=True, exist_ok=True)
-        write_report(model, src, reports[src], **report_options(args))
+        with heap_buffers():  # the maps' backward passes: not one mmap per buffer (ioutil.heap_buffers)
+            _write_output(lambda path: write_report(model, src, path, **report_options(args)), reports[src],
+                          "--report")
     if explain and args.baseline:
         side = explain_from_args(model, src, args)
         if args.plot:
-            plots[src].parent.mkdir(parents=True, exist_ok=True)
-            side.plot(plots[src])
+            _write_output(side.plot, plots[src], "--plot")
         return side.to_dict() if args.json else format_side_by_side(side, top=args.top or 3)
     expl = model.explain(src) if explain else model.predict(src)
     if explain and args.plot:
-        plots[src].parent.mkdir(parents=True, exist_ok=True)
-        expl.plot(plots[src])
+        _write_output(expl.plot, plots[src], "--plot")
     if not args.json:
         return _format_explanation(expl, with_contributions=explain, top=getattr(args, "top", 0))
     data = expl.to_dict()
@@ -97,21 +99,48 @@ def _one_input(model, src: str, args: argparse.Namespace, *, explain: bool, plot
     return data
 
 
+def _check_outputs(outputs: dict[str, dict[str, Path]]) -> None:
+    """Refuse, in one line per option, output files that cannot be written (one probe per folder)."""
+    problems, seen = [], set()
+    for option, paths in outputs.items():
+        for path in paths.values():
+            if path.parent in seen:
+                continue
+            seen.add(path.parent)
+            if problem := output_path_problem(path):
+                problems.append(f"{option} {path}: {problem}")
+                break
+    if problems:
+        raise OutputError("; ".join(problems))
+
+
+def _write_output(write, path: Path, option: str) -> None:
+    """``write(path)`` after creating its folder; an OS error (disk full, a folder that went away) as one line."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(path)
+    except OSError as exc:
+        raise OutputError(f"{option} {path}: cannot write ({exc.strerror or exc})") from None
+
+
 def cmd_predict_or_explain(args: argparse.Namespace, *, explain: bool) -> int:
     """Every input is processed: a bad one becomes an error record (JSON) or one line on stderr, and the
     rest still run; exit 2 when any failed, with a one-line summary naming them."""
     from .zoo import load
 
-    model = load(args.model)
+    if explain and args.baseline:
+        _shap_grid(args)  # bad SHAP options refused before any model is loaded
     sources = args.audio or [str(example_clip())]
     plots = output_paths(args.plot, sources, ".png") if explain and args.plot else {}
     reports = output_paths(args.report, sources, ".html") if explain and args.report else {}
-    missing = {s for s in sources if not Path(s).exists()}  # found before any work, not after
+    _check_outputs({"--plot": plots, "--report": reports})  # an unwritable place is refused before any work
+    model = load(args.model)
+    unreadable = {s: p for s in sources if (p := input_file_problem(s))}  # found before any work, not after
     records, failed = [], []
     for src in sources:
         try:
-            if src in missing:
-                raise AudioError(f"{src}: no such file")
+            if src in unreadable:
+                raise AudioError(f"{src}: {unreadable[src].replace('not a file', 'not an audio file')}")
             result = _one_input(model, src, args, explain=explain, plots=plots, reports=reports)
         except USER_ERRORS as exc:
             failed.append(src)
@@ -168,6 +197,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                              crop_frames=args.crop_frames, lr_schedule=args.lr_schedule,
                              transpose_semitones=args.transpose, roll_weight=args.roll_weight,
                              ingredient_weight=args.ingredient_weight,
+                             equivariant_semitones=args.equivariant_shift, equivariant_stretch=args.equivariant_stretch,
                              trainable=tuple(m for m in (args.trainable or "").split(",") if m))
     joint = None if args.joint_heads is None else [h for h in args.joint_heads.split(",") if h]
     concepts = [*MIDLEVEL_FEATURES, *OUTSIDE_CONCEPTS] if args.outside_concepts else None
@@ -199,6 +229,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate, format_result, load_model, to_json
     from .ioutil import atomic_write_text
 
+    if args.out and (problem := output_path_problem(args.out)):  # before the scoring, not after it
+        raise OutputError(f"--out {args.out}: {problem}")
     model, sha256 = load_model(args.model)
     result = evaluate(model, args.data, audio_dir=args.audio_dir, split=args.split, path=args.path,
                       cache_dir=args.cache_dir, resamples=args.resamples, progress=sys.stderr.isatty(),
@@ -291,22 +323,27 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``--report`` option and its settings, for ``midlevel explain``."""
     group = parser.add_argument_group("report")
     group.add_argument("--report", help="write a self-contained HTML report (a file, or a folder for several inputs)")
+    group.add_argument("--format", choices=["html", "png"], default="html",
+                       help="html: interactive page (player, timeline and maps in step; default); png: static "
+                            "figures, for papers")
     group.add_argument("--target", help="target to explain in the report (default: the one furthest from mid-scale)")
-    group.add_argument("--map-method", default="integrated_gradients", choices=sorted(POSTHOC),
-                       help="attribution method for the spectrogram maps")
+    group.add_argument("--map-method", choices=sorted(POSTHOC),
+                       help="attribution method for the spectrogram maps (default: gradient_x_input for html, "
+                            "integrated_gradients for png)")
     group.add_argument("--posthoc", action="append", default=[], choices=sorted(POSTHOC),
                        help="add maps of another attribution method (repeatable)")
     group.add_argument("--listen", help="target or concept for the listening views (default: --target)")
     group.add_argument("--timeline-window", type=float, help="timeline window in seconds (default: the model's)")
     group.add_argument("--timeline-hop", type=float, help="timeline hop in seconds (default: the model's)")
     group.add_argument("--report-seconds", type=float, default=30.0,
-                       help="longest excerpt for the spectrogram and listening views")
+                       help="longest excerpt for the spectrogram and listening views (png; html covers the whole "
+                            "track)")
     group.add_argument("--wav-dir", help="also write the listening views' parts and rests there as WAV files")
 
 
 def report_options(args: argparse.Namespace) -> dict[str, Any]:
     """``write_report`` keyword arguments from the parsed ``add_report_arguments`` options."""
-    return {"target": args.target, "method": args.map_method,
+    return {"target": args.target, "format": args.format, "method": args.map_method,
             "posthoc": args.posthoc, "listen": args.listen, "window_seconds": args.timeline_window,
             "hop_seconds": args.timeline_hop, "max_seconds": args.report_seconds, "wav_dir": args.wav_dir}
 
@@ -326,17 +363,27 @@ def add_baseline_arguments(parser: argparse.ArgumentParser) -> None:
                        help="masked inputs evaluated per explanation (permutation, partition)")
 
 
-def explain_from_args(model: AudioModel, audio: Any, args: argparse.Namespace) -> SideBySide:
-    """``explain_with_baseline`` with the options from ``add_baseline_arguments``."""
-    from .explain.shap_side_by_side import explain_with_baseline
-    from .zoo import load
-
+def _shap_grid(args: argparse.Namespace) -> tuple[int, int]:
+    """(n_time, n_freq) from --shap-segments, with --shap-max-evals checked against it."""
     try:
         n_time, n_freq = (int(v) for v in args.shap_segments.lower().split("x"))
     except ValueError:
         n_time = n_freq = 0
     if n_time < 1 or n_freq < 1:
         raise ConfigError(f"--shap-segments must look like 8x4 (positive numbers), not {args.shap_segments!r}")
+    least = min_evals(args.shap_method, n_time * n_freq)
+    if args.shap_max_evals < least:
+        raise ConfigError(f"--shap-max-evals must be at least {least} for --shap-method {args.shap_method} with "
+                          f"{n_time}x{n_freq} segments; got {args.shap_max_evals}")
+    return n_time, n_freq
+
+
+def explain_from_args(model: AudioModel, audio: Any, args: argparse.Namespace) -> SideBySide:
+    """``explain_with_baseline`` with the options from ``add_baseline_arguments``."""
+    from .explain.shap_side_by_side import explain_with_baseline
+    from .zoo import load
+
+    n_time, n_freq = _shap_grid(args)
     baseline = load(args.baseline_model) if args.baseline_model else None
     return explain_with_baseline(model, audio, baseline, method=args.shap_method, n_time=n_time,
                                  n_freq=n_freq, max_evals=args.shap_max_evals)
@@ -397,6 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transpose", type=int, default=0, metavar="N",
                    help="transpose each training clip by a random number of semitones in [-N, N] "
                         "(concept and joint training; the A2E black box is trained without)")
+    p.add_argument("--equivariant-shift", type=int, default=0, metavar="N",
+                   help="a third of the training clips transposed by up to N semitones with the register concept "
+                        "moved accordingly (the other concepts kept; no emotion loss on them)")
+    p.add_argument("--equivariant-stretch", type=float, default=1.0, metavar="S",
+                   help="a third of the training clips played up to S times faster or slower with the tempo "
+                        "concept moved accordingly (S > 1; 1: off)")
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                    help="cosine: decay the learning rate to 0 over --epochs (a function of the epoch, so resumable)")
     p.add_argument("--roll-weight", type=float, default=0.0, metavar="W",

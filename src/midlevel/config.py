@@ -8,6 +8,8 @@ config and loading the matching ``model.safetensors`` reproduces it exactly.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +68,7 @@ class ModelConfig:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _check_types(self)  # before the conversions below, which would turn "abc" into ['a', 'b', 'c']
         self.concept_scale = tuple(float(v) for v in self.concept_scale)  # type: ignore[assignment]
         self.target_scale = tuple(float(v) for v in self.target_scale)  # type: ignore[assignment]
         self.concept_names = [str(n) for n in self.concept_names]
@@ -119,9 +122,59 @@ class ModelConfig:
             raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
         frontend = data.pop("frontend", {})
         fe_known = {f.name for f in dataclasses.fields(FrontendConfig)}
-        if not isinstance(frontend, dict) or set(frontend) - fe_known:
+        if not isinstance(frontend, dict):
+            raise ConfigError(f"frontend must be an object of front-end settings; got {_shown(frontend)}")
+        if set(frontend) - fe_known:
             raise ConfigError(f"frontend: unknown field(s) {sorted(set(frontend) - fe_known)}")
         try:
             return cls(frontend=FrontendConfig(**frontend), **data)
         except TypeError as exc:  # wrong types inside fields
             raise ConfigError(str(exc)) from None
+
+
+def _is_number(value: Any, *, whole: bool = False) -> bool:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    return not whole or (math.isfinite(value) and value == int(value))
+
+
+def _is_sequence(value: Any) -> bool:
+    """A list or tuple (as JSON gives), or a 1-D array or index (as code may pass)."""
+    return isinstance(value, (list, tuple)) or (hasattr(value, "__array__") and getattr(value, "ndim", 0) == 1)
+
+
+def _shown(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _check_types(config: ModelConfig) -> None:
+    """Each field of the JSON kind it must have, refused by name ("window_seconds must be a number; got
+    '10' (str)") before any comparison meets a wrong type."""
+    fe = config.frontend
+    if not isinstance(fe, FrontendConfig):
+        raise ConfigError(f"frontend must be a FrontendConfig (an object in config.json); got {_shown(fe)}")
+    fields = [(f"frontend.{f.name}", getattr(fe, f.name)) for f in dataclasses.fields(FrontendConfig)]
+    fields += [(f.name, getattr(config, f.name)) for f in dataclasses.fields(ModelConfig) if f.name != "frontend"]
+    for name, value in fields:
+        kind = _FIELD_KINDS.get(name.removeprefix("frontend."), "number")
+        if kind == "number|null" and value is None:
+            continue
+        ok = {"number": _is_number, "number|null": _is_number,
+              "whole number": lambda v: _is_number(v, whole=True),
+              "string": lambda v: isinstance(v, str),
+              "list of strings": lambda v: _is_sequence(v) and all(isinstance(n, str) for n in v),
+              "pair of numbers": lambda v: _is_sequence(v) and all(_is_number(n) for n in v),
+              "mapping": lambda v: isinstance(v, dict)}[kind](value)
+        if not ok:
+            raise ConfigError(f"{name} must be a {kind.replace('|null', ' or null')}; got {_shown(value)}")
+
+
+#: what each field holds (unlisted fields: numbers); frontend fields by their own names
+_FIELD_KINDS = {
+    "sample_rate": "whole number", "n_fft": "whole number", "hop_length": "whole number",
+    "bands_per_octave": "whole number", "level_target_dbfs": "number|null",
+    "kind": "string", "backbone": "string", "head": "string", "name": "string", "description": "string",
+    "concept_names": "list of strings", "target_names": "list of strings",
+    "concept_scale": "pair of numbers", "target_scale": "pair of numbers",
+    "head_params": "mapping", "metadata": "mapping",
+}

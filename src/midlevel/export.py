@@ -36,7 +36,8 @@ from torch.export import Dim
 from . import __version__
 from ._extras import require
 from .errors import MidlevelError
-from .ioutil import atomic_path
+from .checkpoint import weights_sha256  # noqa: F401  (re-exported: the ONNX metadata pins it)
+from .ioutil import atomic_path, output_path_problem
 from .model import AudioModel, TwoStageModel
 
 if TYPE_CHECKING:
@@ -71,12 +72,6 @@ class TrackGraph(nn.Module):
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, ...]:
         # the model's own track algorithm, all windows at once (symbolic shapes only)
         return self.model.track_outputs(wave)
-
-
-def weights_sha256(model: AudioModel) -> str:
-    """sha256 of the weights as ``save_pretrained`` writes them, i.e. config.json's record."""
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    return hashlib.sha256(safetensors_bytes(tensors, metadata={"format": "pt"})).hexdigest()
 
 
 def onnx_metadata(model: AudioModel) -> dict[str, Any]:
@@ -128,6 +123,8 @@ def export_onnx(model: AudioModel, path: str | Path, *, opset: int | None = None
     path = Path(path)
     if path.is_dir():
         raise ExportError(f"{path}: is a directory; give the path of the .onnx file to write")
+    if problem := output_path_problem(path):  # before the tracing, which takes a while
+        raise ExportError(f"{path}: cannot write the ONNX file: {problem}")
     proto = _trace(model, opset)
     written = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     if opset is not None and written != opset:  # the exporter falls back instead of failing

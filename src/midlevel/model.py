@@ -5,12 +5,21 @@ window is aligned to the end of the track so no audio is skipped). A track's con
 mean of its windows' concepts and its targets are the head applied to those mean concepts, so
 ``targets == intercept + contributions.sum(concepts)`` holds exactly at the track level too.
 Tracks shorter than one window are zero-padded to one window and flagged ``padded``.
+
+Inputs outside what a model knows are flagged, never silent: each window's concepts are clipped to
+``concept_scale`` before they are averaged and the head is applied (flag ``concepts_out_of_scale``,
+raw values in ``Prediction.raw_concepts`` and a note), so the terms are computed on the clipped
+concepts and stay an exact decomposition; targets outside ``target_scale`` are flagged
+``targets_out_of_scale`` but not clipped, since clipping a sum would break it. The input's own
+notes and flags (level, truncation: ``midlevel.audio``) and the out-of-distribution score of a
+calibrated model (``midlevel.ood``) are copied into every prediction.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -25,6 +34,7 @@ from .frontend import LogFrequencySpectrogram
 from .heads import AdditiveHead, build_head
 from .ioutil import release_freed_memory
 from .numerics import eval_mode, flush_denormals
+from .ood import OODCalibration, describe, load_ood, sync_ood
 from .results import Explanation, Prediction
 
 
@@ -62,6 +72,21 @@ def _one_track(samples: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None]
 
 
+@dataclass(frozen=True)
+class TrackRun:
+    """One track through the network: ``track_outputs`` (float64, no batch axis), each window's outputs before
+    clipping (W, D), and the embedding averaged over the windows (E,), which the out-of-distribution score reads."""
+
+    outputs: tuple[np.ndarray, ...]
+    raw_windows: np.ndarray
+    mean_embedding: torch.Tensor
+
+
+def _outside(names: list[str], values: np.ndarray, scale: tuple[float, float]) -> str:
+    """"name value, ..." for the values outside ``scale``."""
+    return ", ".join(f"{n} {v:.3g}" for n, v in zip(names, values) if not scale[0] <= v <= scale[1])
+
+
 def stream_windows(samples: np.ndarray, window: int, hop: int, batch_size: int) -> Iterator[np.ndarray]:
     """(B, window) float32 batches covering the track, in ``window_starts`` order (short tracks padded)."""
     samples, _ = pad_to_length(samples, window)
@@ -78,6 +103,8 @@ class AudioModel(nn.Module):
         self.config = config
         self.frontend = LogFrequencySpectrogram(config.frontend)
         self.backbone = build_backbone(config.backbone, config.frontend)
+        #: out-of-distribution calibration (``ood.safetensors`` beside the weights); None: no score
+        self.ood: OODCalibration | None = None
 
     @property
     def name(self) -> str:
@@ -94,20 +121,34 @@ class AudioModel(nn.Module):
         if isinstance(audio, Audio):
             if audio.sample_rate == self.config.sample_rate:
                 return audio
-            return load_audio(audio.samples, self.config.sample_rate,
-                              source_sample_rate=audio.sample_rate, name=audio.source)
+            again = load_audio(audio.samples, self.config.sample_rate, source_sample_rate=audio.sample_rate,
+                               name=audio.source, check_level=False)  # checked when it was loaded
+            return replace(again, notes=audio.notes, flags=audio.flags)
         return load_audio(audio, self.config.sample_rate, source_sample_rate=sample_rate)
 
     def outputs_from_spectrogram(self, spec: torch.Tensor) -> torch.Tensor:
         """(B, 1, bands, frames) -> (B, D): what is averaged over a track's windows."""
         raise NotImplementedError
 
+    def outputs_from_embedding(self, embedding: torch.Tensor) -> torch.Tensor:
+        """(..., E) backbone outputs -> (..., D): the layer after the backbone."""
+        raise NotImplementedError
+
+    def clip_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Window outputs as a track may use them: unchanged here (a black box's targets are not clipped)."""
+        return outputs
+
     def window_outputs(self, wave: torch.Tensor, *, chunk: int | None = None, window: int | None = None,
                        hop: int | None = None) -> torch.Tensor:
         """(B, S) waveforms -> (B, W, D): ``outputs_from_spectrogram`` of each window (the model's own
-        windowing unless ``window``/``hop`` are given). ``chunk`` windows go through the network at a time,
-        so memory does not grow with the track beyond the audio itself; ``None`` (the exported graph) runs
-        all at once, with symbolic shapes only."""
+        windowing unless ``window``/``hop`` are given), not clipped. ``chunk`` windows go through the network
+        at a time, so memory does not grow with the track beyond the audio itself; ``None`` (the exported
+        graph) runs all at once, with symbolic shapes only."""
+        return self._per_window(wave, self.outputs_from_spectrogram, chunk=chunk, window=window, hop=hop)
+
+    def _per_window(self, wave: torch.Tensor, network: Callable[[torch.Tensor], torch.Tensor], *,
+                    chunk: int | None, window: int | None = None, hop: int | None = None) -> torch.Tensor:
+        """``network`` (spectrograms (N, 1, bands, frames) -> (N, D)) of each window, (B, W, D)."""
         window = window or self.config.window_samples
         hop = hop or self.config.hop_samples
         n_samples = wave.shape[-1]
@@ -116,36 +157,77 @@ class AudioModel(nn.Module):
             windows = gather_windows(nn.functional.pad(wave, (0, window)), starts, window)
             batch, n_windows, _ = windows.shape
             spec = self.frontend(windows.reshape(batch * n_windows, window))
-            return self.outputs_from_spectrogram(spec).reshape(batch, n_windows, -1)
+            return network(spec).reshape(batch, n_windows, -1)
         padded = wave if n_samples >= window else nn.functional.pad(wave, (0, window - n_samples))
         parts = []
         for i in range(0, len(starts), chunk):
             windows = gather_windows(padded, starts[i:i + chunk], window)
             spec = self.frontend(windows.reshape(-1, window))
-            parts.append(self.outputs_from_spectrogram(spec).reshape(wave.shape[0], windows.shape[1], -1))
+            parts.append(network(spec).reshape(wave.shape[0], windows.shape[1], -1))
             release_freed_memory()
         return torch.cat(parts, dim=1)
 
     def track_outputs(self, wave: torch.Tensor, *, chunk: int | None = None) -> tuple[torch.Tensor, ...]:
         """THE track algorithm, shared by ``predict``, ``explain`` and the ONNX graph: (B, S) waveforms ->
         the track's outputs (``TrackGraph.output_names`` order; see the subclasses)."""
+        return self.track_from_windows(self.window_outputs(wave, chunk=chunk))
+
+    def track_from_windows(self, raw: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The windows' unclipped outputs (B, W, D) -> the track's outputs (see the subclasses)."""
         raise NotImplementedError
 
     @torch.inference_mode()
     @flush_denormals()
-    def _run_track(self, samples: np.ndarray, batch_size: int) -> tuple[np.ndarray, ...]:
-        """``track_outputs`` of one decoded track, in eval mode, as float64 numpy arrays without the batch axis."""
+    def _run_track(self, samples: np.ndarray, batch_size: int) -> TrackRun:
+        """``track_outputs`` of one decoded track in eval mode, with what the checks need (``TrackRun``)."""
+        width = self.backbone.out_features
+
+        def both(spec: torch.Tensor) -> torch.Tensor:  # one pass gives the embedding and what follows it
+            embedding = self.backbone(spec)
+            return torch.cat([embedding, self.outputs_from_embedding(embedding)], dim=-1)
+
         with eval_mode(self):
-            outputs = self.track_outputs(_one_track(samples), chunk=batch_size)
-        return tuple(o[0].double().numpy() for o in outputs)
+            joint = self._per_window(_one_track(samples), both, chunk=batch_size)
+            raw = joint[..., width:]
+            outputs = self.track_from_windows(raw)
+        return TrackRun(tuple(o[0].double().numpy() for o in outputs), raw[0].double().numpy(),
+                        joint[0, :, :width].double().mean(dim=0))
+
+    def track_embedding(self, samples: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        """(E,) float64: the backbone's output averaged over the track's windows (``midlevel.ood``)."""
+        return self._run_track(samples, batch_size).mean_embedding.numpy()
 
     @torch.inference_mode()
     @flush_denormals()
     def outputs_per_window(self, samples: np.ndarray, window: int, hop: int, *, batch_size: int = 8) -> np.ndarray:
-        """``outputs_from_spectrogram`` of each window of any length and hop, (W, D), in eval mode (the views'
-        finer timelines)."""
+        """``outputs_from_spectrogram`` of each window of any length and hop, (W, D), in eval mode and clipped
+        as a track's windows are (the views' finer timelines)."""
         with eval_mode(self):
-            return self.window_outputs(_one_track(samples), chunk=batch_size, window=window, hop=hop)[0].double().numpy()
+            outputs = self.window_outputs(_one_track(samples), chunk=batch_size, window=window, hop=hop)
+            return self.clip_outputs(outputs)[0].double().numpy()
+
+    def _checks(self, clip: Audio, run: TrackRun, targets: np.ndarray, concept_note: str | None = None
+                ) -> dict[str, Any]:
+        """notes, extra_flags and ood_score of a prediction: the input's own, then the outputs' (module docstring)."""
+        cfg = self.config
+        notes = [*cfg.metadata.get("notes", []), *clip.notes]
+        flags = list(clip.flags)
+        if concept_note is not None:
+            flags.append("concepts_out_of_scale")
+            notes.append(concept_note)
+        low, high = cfg.target_scale
+        if np.any((targets < low) | (targets > high)):
+            flags.append("targets_out_of_scale")
+            why = "so that each stays the sum of its terms" if cfg.kind == "two_stage" else "as the model computed them"
+            notes.append(f"targets outside their {low:g}-{high:g} scale (kept, {why}): "
+                         f"{_outside(list(cfg.target_names), targets, cfg.target_scale)}")
+        score = None
+        if self.ood is not None:
+            score = self.ood.score(run.mean_embedding)
+            if score > 1.0:
+                flags.append("out_of_distribution")
+                notes.append(describe(self.ood, score))
+        return {"notes": notes, "extra_flags": flags, "ood_score": score}
 
     def _window_seconds(self, n_samples: int) -> np.ndarray:
         cfg = self.config
@@ -155,12 +237,17 @@ class AudioModel(nn.Module):
         raise NotImplementedError
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (atomically; sha256 recorded)."""
-        return save_model_dir(directory, self.config, self.state_dict())
+        """Write ``config.json`` + ``model.safetensors`` (atomically; sha256 recorded), and ``ood.safetensors``
+        when the model has a calibration of these weights (one left there for other weights is removed)."""
+        path = save_model_dir(directory, self.config, self.state_dict())
+        sync_ood(path, self.ood, read_config(path)[1]["weights_sha256"])
+        return path
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, *, expected_sha256: str | None = None) -> "AudioModel":
-        """Rebuild from a folder, refusing weights whose sha256 differs from the recorded one."""
+    def from_pretrained(cls, directory: str | Path, *, expected_sha256: str | None = None,
+                        with_ood: bool = True) -> "AudioModel":
+        """Rebuild from a folder, refusing weights whose sha256 differs from the recorded one; with its
+        out-of-distribution calibration when there is one (``with_ood=False``: ignored, e.g. to recalibrate)."""
         config, payload = read_config(directory)
         recorded = payload.get("weights_sha256")
         if expected_sha256 is not None and recorded != expected_sha256:
@@ -176,6 +263,7 @@ class AudioModel(nn.Module):
         if missing or unexpected:
             raise ModelLoadError(f"{Path(directory) / 'model.safetensors'}: does not match config.json "
                                  f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
+        model.ood = load_ood(directory, recorded) if with_ood else None
         return model.eval()
 
 
@@ -209,39 +297,63 @@ class TwoStageModel(AudioModel):
         return self.concepts_from_spectrogram(self.frontend(wave))
 
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, samples) -> concepts (B, K), targets (B, T), contributions (B, T, K)."""
-        concepts = self.concepts_from_waveform(wave)
+        """(B, samples) -> concepts (B, K), targets (B, T), contributions (B, T, K), each row one window as
+        a track's windows are computed: concepts clipped to ``concept_scale`` (training uses the unclipped
+        ``concepts_from_spectrogram``, whose gradient a clip would stop)."""
+        concepts = self.clip_outputs(self.concepts_from_waveform(wave))
         contributions = self.head.contributions(concepts)
         targets = contributions.sum(dim=-1) + self.head.intercept
         return concepts, targets, contributions
 
-    def track_outputs(self, wave: torch.Tensor, *, chunk: int | None = None) -> tuple[torch.Tensor, ...]:
-        """(B, S) -> concepts (B, K), targets (B, T), contributions (B, T, K), window_concepts (B, W, K).
+    def clip_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Concepts clipped to ``concept_scale``: the head was fitted on ratings within it, and a GAM's shape
+        functions (or a linear term) extrapolate beyond it without bound."""
+        low, high = self.config.concept_scale
+        return outputs.clamp(low, high)
 
-        A track's concepts are the mean of its windows' concepts and the head is applied to that mean,
-        so ``targets == intercept + contributions.sum(-1)`` holds for the whole track, for every head (a
-        GAM is not linear, so averaging per-window contributions would not be the track's contribution).
+    def track_from_windows(self, raw: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(B, W, K) -> concepts (B, K), targets (B, T), contributions (B, T, K), window_concepts (B, W, K).
+
+        Each window's concepts are clipped to ``concept_scale``; a track's concepts are the mean of its
+        windows' and the head is applied to that mean, so ``targets == intercept + contributions.sum(-1)``
+        holds for the whole track, for every head (a GAM is not linear, so averaging per-window
+        contributions would not be the track's contribution).
         """
-        per_window = self.window_outputs(wave, chunk=chunk)
+        per_window = self.clip_outputs(raw)
         concepts = per_window.mean(dim=1)
         contributions = self.head.contributions(concepts)
         targets = contributions.sum(dim=-1) + self.head.intercept
         return concepts, targets, contributions, per_window
 
     # -- audio in, results out ---------------------------------------------------------------
+    def _concept_note(self, raw_windows: np.ndarray) -> str | None:
+        """The note on concepts that were clipped, None when none was: each at its farthest-out window,
+        the value that was clipped most (for one window, the track's raw value)."""
+        low, high = self.config.concept_scale
+        if not np.any((raw_windows < low) | (raw_windows > high)):
+            return None
+        far = np.abs(raw_windows - (low + high) / 2).argmax(axis=0)
+        raw = raw_windows[far, np.arange(raw_windows.shape[1])]
+        where = "" if len(raw_windows) == 1 else " (raw values, each at its farthest-out window)"
+        return (f"concepts outside their {low:g}-{high:g} scale, clipped to it before the head: "
+                f"{_outside(list(self.config.concept_names), raw, self.config.concept_scale)}{where}")
+
     def explain(self, audio: Any, *, sample_rate: int | None = None, batch_size: int = 8) -> Explanation:
         """Concepts, targets and each concept's exact contribution to each target."""
         clip = self.read_audio(audio, sample_rate=sample_rate)
-        concepts, _, contributions, per_window = self._run_track(clip.samples, batch_size)
+        run = self._run_track(clip.samples, batch_size)
+        concepts, _, contributions, per_window = run.outputs
         intercept = self.head.intercept.detach().double().numpy()
+        # summed in float64 from the reported terms, so the decomposition is exact to float64 rounding
+        targets = contributions.sum(axis=1) + intercept
+        checks = self._checks(clip, run, targets, self._concept_note(run.raw_windows))
         return Explanation(
             source=clip.source, concept_names=list(self.config.concept_names),
             target_names=list(self.config.target_names), concepts=concepts,
-            # summed in float64 from the reported terms, so the decomposition is exact to float64 rounding
-            targets=contributions.sum(axis=1) + intercept, window_concepts=per_window,
+            targets=targets, window_concepts=per_window,
             window_starts=self._window_seconds(len(clip.samples)), duration=clip.duration,
             padded=len(clip.samples) < self.config.window_samples, silent=is_silent(clip.samples),
-            model_name=self.name, notes=list(self.config.metadata.get("notes", [])),
+            model_name=self.name, raw_concepts=run.raw_windows.mean(axis=0), **checks,
             contributions=contributions, intercept=intercept,
         )
 
@@ -276,21 +388,21 @@ class BlackBoxModel(AudioModel):
         """(B, samples) -> targets (B, T)."""
         return self.outputs_from_spectrogram(self.frontend(wave))
 
-    def track_outputs(self, wave: torch.Tensor, *, chunk: int | None = None) -> tuple[torch.Tensor, ...]:
-        """(B, S) -> targets (B, T), the mean of the windows' targets, and window_targets (B, W, T)."""
-        per_window = self.window_outputs(wave, chunk=chunk)
-        return per_window.mean(dim=1), per_window
+    def track_from_windows(self, raw: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(B, W, T) -> targets (B, T), the mean of the windows' targets, and window_targets (B, W, T)."""
+        return raw.mean(dim=1), raw
 
     def predict(self, audio: Any, *, sample_rate: int | None = None, batch_size: int = 8) -> Prediction:
         """Track-level targets; a black box has no concepts, so ``concepts`` is empty."""
         clip = self.read_audio(audio, sample_rate=sample_rate)
-        targets, per_window = self._run_track(clip.samples, batch_size)
+        run = self._run_track(clip.samples, batch_size)
+        targets, per_window = run.outputs
         return Prediction(
             source=clip.source, concept_names=[], target_names=list(self.config.target_names),
             concepts=np.zeros(0), targets=targets, window_concepts=np.zeros((len(per_window), 0)),
             window_starts=self._window_seconds(len(clip.samples)), duration=clip.duration,
             padded=len(clip.samples) < self.config.window_samples, silent=is_silent(clip.samples),
-            model_name=self.name, notes=list(self.config.metadata.get("notes", [])),
+            model_name=self.name, **self._checks(clip, run, targets),
         )
 
     def predict_targets(self, audio: Any, *, sample_rate: int | None = None, batch_size: int = 8) -> np.ndarray:

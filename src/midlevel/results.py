@@ -14,8 +14,10 @@ import pandas as pd
 class Prediction:
     """Track-level concepts and targets, plus how the track was read.
 
-    ``concepts`` is the mean of the per-window concepts; ``targets`` is the head applied to
-    that mean (not the mean of per-window targets), so the explanation stays exact.
+    ``concepts`` is the mean of the per-window concepts, each clipped to the concept scale;
+    ``targets`` is the head applied to that mean (not the mean of per-window targets), so the
+    explanation stays exact. ``flags()`` lists what makes the values less trustworthy than usual
+    (``padded``, ``silent``, ``extra_flags``); ``notes`` say why, in words.
     """
 
     source: str
@@ -30,6 +32,13 @@ class Prediction:
     silent: bool  # below the silence threshold: values describe silence, not music
     model_name: str = ""
     notes: list[str] = field(default_factory=list)
+    #: (K,) mean of the windows' concepts before clipping; differs from ``concepts`` where clipped
+    raw_concepts: np.ndarray | None = None
+    #: out-of-distribution distance / the calibration threshold (above 1: flagged); None: not calibrated
+    ood_score: float | None = None
+    #: flags beyond padded/silent: over_full_scale, truncated, concepts_out_of_scale, targets_out_of_scale,
+    #: out_of_distribution
+    extra_flags: list[str] = field(default_factory=list)
 
     def concept_series(self) -> pd.Series:
         return pd.Series(self.concepts, index=self.concept_names, name="concept_value")
@@ -38,7 +47,7 @@ class Prediction:
         return pd.Series(self.targets, index=self.target_names, name="prediction")
 
     def flags(self) -> list[str]:
-        return [name for name, on in (("padded", self.padded), ("silent", self.silent)) if on]
+        return [name for name, on in (("padded", self.padded), ("silent", self.silent)) if on] + list(self.extra_flags)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,10 +56,14 @@ class Prediction:
             "duration_s": round(float(self.duration), 4),
             "padded": bool(self.padded),
             "silent": bool(self.silent),
+            "flags": self.flags(),
             "notes": list(self.notes),
+            "ood_score": None if self.ood_score is None else float(self.ood_score),
             "n_windows": int(len(self.window_starts)),
             "concepts": {n: float(v) for n, v in zip(self.concept_names, self.concepts)},
             "targets": {n: float(v) for n, v in zip(self.target_names, self.targets)},
+            **({} if self.raw_concepts is None else
+               {"raw_concepts": {n: float(v) for n, v in zip(self.concept_names, self.raw_concepts)}}),
         }
 
 

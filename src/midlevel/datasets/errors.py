@@ -6,6 +6,7 @@ line as a text editor shows it (header = line 1), which column as written, and w
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import math
@@ -92,17 +93,32 @@ class Table:
     def ids(self, name: str, parse: Callable[[str], object] = str) -> list:
         """Identifiers: present, parseable by ``parse`` (ValueError = invalid) and unique."""
         first: dict[object, int] = {}
+        problems: list[tuple[int, str]] = []
         for text, line in zip(self.cells(name), self.lines):
             if not text:
-                raise self.error("missing id", line, name)
+                problems.append((line, "missing id"))
+                continue
             try:
                 key = parse(text)
             except ValueError:
-                raise self.error(f"{text!r} is not a valid id", line, name) from None
+                problems.append((line, f"{text!r} is not a valid id"))
+                continue
             if key in first:
-                raise self.error(f"duplicate id {text!r} (first on line {first[key]})", line, name)
+                problems.append((line, f"duplicate id {text!r} (first on line {first[key]})"))
+                continue
             first[key] = line
+        if problems:
+            raise self._column_error(problems, name, "id")
         return list(first)
+
+    def _column_error(self, problems: list[tuple[int, str]], name: str, what: str) -> DatasetError:
+        """The first bad cell of a column, with the lines of the others (every bad cell in one message)."""
+        line, problem = problems[0]
+        others = [str(n) for n, _ in problems[1:]]
+        if others:
+            shown = ", ".join(others[:12]) + (", ..." if len(others) > 12 else "")
+            problem += f" ({len(others)} more bad {what}(s) in this column, on line(s) {shown})"
+        return self.error(problem, line, name)
 
     def parse_float(self, text: str) -> float | None:
         """A cell as a float: NaN when missing, None when not a number. ';' files may use decimal commas."""
@@ -130,14 +146,33 @@ class Table:
             else:
                 values[k] = value
         if problems:
-            line, problem = problems[0]
-            more = f" ({len(problems) - 1} more bad value(s) in this column)" if len(problems) > 1 else ""
-            raise self.error(problem + more, line, name)
+            raise self._column_error(problems, name, "value")
         return values
 
 
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"))  # UTF-32 first: its little-endian mark starts with UTF-16's
+
+
 def _decode(path: Path) -> str:
+    """The file's text: UTF-8 (with or without a byte-order mark), UTF-16 or UTF-32 (as spreadsheet
+    programs save "Unicode text"; with a mark, or without one when every other byte is 0), else Latin-1."""
     data = path.read_bytes()
+    encoding = next((name for bom, name in _BOMS if data.startswith(bom)), None)
+    if encoding is None and len(data) >= 4 and b"\0" in data[:200]:
+        head = data[:200 - 200 % 2]
+        if head[1::2].count(0) > len(head) // 4 and not head[0::2].count(0):
+            encoding = "utf-16-le"
+        elif head[0::2].count(0) > len(head) // 4 and not head[1::2].count(0):
+            encoding = "utf-16-be"
+        else:
+            raise DatasetError(path, "not a text file (it holds NUL bytes); save the table as CSV (UTF-8)")
+    if encoding is not None:
+        try:
+            return data.decode(encoding).removeprefix("\ufeff")
+        except UnicodeDecodeError as exc:
+            raise DatasetError(path, f"looks like {encoding.upper()} text but byte {exc.start} is not; "
+                               "save the table as CSV (UTF-8)") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:

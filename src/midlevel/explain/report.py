@@ -1,12 +1,14 @@
-"""One self-contained HTML report: the three views of an explanation, the tables, the model card.
+"""The HTML report of one track, in two formats; both are one self-contained file (nothing fetched).
 
-Everything is embedded (PNG figures and WAV players as base64 data URIs, CSS inline, no
-scripts), so the file opens offline and can be mailed around. Views:
+* ``html`` (the default): the interactive page of ``interactive`` -- the track in a player whose
+  position drives a cursor over the timeline, the contributions over time and the attribution map
+  of the whole track; targets and concepts switched in the page; each one's listenable part.
+* ``png`` (for papers): static figures (PNG data URIs) and WAV players, no scripts. Views:
 
-* over time: the whole track (timeline plot and per-window table);
-* over the spectrogram and to listen to: an excerpt of at most ``max_seconds`` around the
-  window where the target is highest (the whole track when it is short), so the file size
-  and the cost of attribution do not grow with the track.
+  * over time: the whole track (timeline plot and per-window table);
+  * over the spectrogram and to listen to: an excerpt of at most ``max_seconds`` around the
+    window where the target is highest (the whole track when it is short), so the file size
+    and the cost of attribution do not grow with the track.
 """
 
 from __future__ import annotations
@@ -15,9 +17,7 @@ import base64
 import gc
 import html
 import io
-import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,6 +33,7 @@ from ..model import AudioModel, TwoStageModel
 from .attribution import AttributionMaps, target_maps
 from .listen import listenable_parts
 from .posthoc import POSTHOC, posthoc_maps
+from .report_parts import card_section, choose_target, safe_stem, table
 from .timeline import Timeline, timeline
 
 CSS = """body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222;line-height:1.4}
@@ -78,16 +79,6 @@ def player(samples: np.ndarray, sample_rate: int, label: str) -> str:
             f'<source src="{wav_data_uri(samples, sample_rate)}" type="audio/wav"></audio></figure>')
 
 
-def table(frame: pd.DataFrame, *, index: bool = True) -> str:
-    return frame.to_html(float_format=lambda v: f"{v:.3f}", index=index, border=0)
-
-
-def choose_target(model: AudioModel, track_targets: np.ndarray) -> str:
-    """The target furthest from the middle of its scale: the one the track says most about."""
-    low, high = model.config.target_scale
-    return model.config.target_names[int(np.argmax(np.abs(track_targets - (low + high) / 2)))]
-
-
 def choose_excerpt(clip: Audio, tl: Timeline, target: str, max_seconds: float) -> Excerpt:
     """At most ``max_seconds`` centred on the window where ``target`` is highest."""
     if clip.duration <= max_seconds:
@@ -100,11 +91,6 @@ def choose_excerpt(clip: Audio, tl: Timeline, target: str, max_seconds: float) -
     return Excerpt(part, a / clip.sample_rate, False)
 
 
-def safe_stem(source: str) -> str:
-    """A file-name-safe stem for a source ("<array>" -> "array")."""
-    return re.sub(r"[^\w.-]+", "_", Path(source).stem).strip("_") or "audio"
-
-
 def value_of(model: AudioModel, samples: np.ndarray, sample_rate: int, name: str) -> float:
     """What the model says about ``name`` (a target or concept) for this audio alone."""
     if isinstance(model, TwoStageModel):
@@ -112,64 +98,6 @@ def value_of(model: AudioModel, samples: np.ndarray, sample_rate: int, name: str
         values = dict(zip(e.target_names + e.concept_names, [*e.targets, *e.concepts]))
         return float(values[name])
     return float(model.predict_targets(samples, sample_rate=sample_rate)[model.config.target_names.index(name)])
-
-
-def read_card(model: AudioModel, card: str | Path | None) -> tuple[dict[str, Any], str] | None:
-    """(front matter, body) of the model's card, looked up as given, under ./model_cards, or in the package."""
-    candidates = [Path(card)] if card else [Path("model_cards") / f"{model.name}.md",
-                                             Path(str(resources.files("midlevel.zoo") / "cards" / f"{model.name}.md"))]
-    for path in candidates:
-        if path.is_file():
-            from ..zoo.cards import split_front_matter  # needs PyYAML: only imported when a card exists
-
-            return split_front_matter(path.read_text(encoding="utf-8"))
-    return None
-
-
-def markdown_section(body: str, title: str) -> str:
-    """The text under the heading ``title`` (any level), up to the next heading."""
-    lines, out, inside = body.splitlines(), [], False
-    for line in lines:
-        if line.startswith("#"):
-            if inside:
-                break
-            inside = line.lstrip("#").strip().lower() == title.lower()
-        elif inside:
-            out.append(line)
-    return "\n".join(out).strip()
-
-
-def markdown_blocks(text: str) -> str:
-    """Paragraphs and '-' lists as HTML (everything escaped); enough for a card's prose."""
-    parts = []
-    for block in (b.strip() for b in text.split("\n\n") if b.strip()):
-        lines = block.splitlines()
-        if all(line.lstrip().startswith(("- ", "* ")) for line in lines):
-            items = "".join(f"<li>{html.escape(line.lstrip()[2:])}</li>" for line in lines)
-            parts.append(f"<ul>{items}</ul>")
-        else:
-            parts.append(f"<p>{html.escape(' '.join(lines))}</p>")
-    return "".join(parts)
-
-
-def card_section(model: AudioModel, card: str | Path | None) -> str:
-    found = read_card(model, card)
-    if found is None:
-        return f'<p class="note">No model card exists for {html.escape(model.name)}.</p>'
-    meta, body = found
-    intro = body.split("\n## ", 1)[0]
-    intro = "\n".join(line for line in intro.splitlines() if not line.startswith("#"))
-    facts = {k: meta[k] for k in ("license", "datasets", "tags") if k in meta}
-    rows = [{"metric": m.get("name"), "value": m.get("value")}
-            for entry in meta.get("model-index", []) for result in entry.get("results", [])
-            for m in result.get("metrics", [])]
-    parts = [markdown_blocks(intro)]
-    parts += [f"<p><b>{html.escape(k)}</b>: {html.escape(str(v))}</p>" for k, v in facts.items()]
-    if rows:
-        parts.append(f"<details><summary>metrics</summary>{table(pd.DataFrame(rows), index=False)}</details>")
-    limitations = markdown_section(body, "Limitations")
-    parts.append("<h3>Limitations</h3>" + (markdown_blocks(limitations) or "<p>The card lists none.</p>"))
-    return "".join(parts)
 
 
 def listening_section(model: AudioModel, excerpt: Excerpt, name: str, maps: AttributionMaps, *,
@@ -271,9 +199,27 @@ def build_report(model: AudioModel, audio: Any, *, target: str | None = None, sa
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
 
 
+#: the report formats: the interactive page (default) and the static one with PNG figures
+FORMATS = ("html", "png")
+
+
 def write_report(model: AudioModel, audio: Any, out_html: str | Path, *, target: str | None = None,
-                 **options: Any) -> Path:
-    """Write the self-contained HTML report atomically; options as in ``build_report``."""
+                 format: str = "html", **options: Any) -> Path:
+    """Write the self-contained HTML report atomically.
+
+    ``format``: ``html`` (interactive; options as in ``interactive.build_interactive_report``) or
+    ``png`` (static figures; options as in ``build_report``). ``method=None`` is each format's default.
+    """
+    if format not in FORMATS:
+        raise ConfigError(f"format: {format!r} is not one of {list(FORMATS)}")
     out = Path(out_html)
-    atomic_write_text(out, build_report(model, audio, target=target, **options))
+    if format == "html":
+        from .interactive import build_interactive_report
+
+        text = build_interactive_report(model, audio, target=target, **options)
+    else:
+        if options.get("method") is None:
+            options.pop("method", None)
+        text = build_report(model, audio, target=target, **options)
+    atomic_write_text(out, text)
     return out

@@ -28,6 +28,13 @@ if TYPE_CHECKING:
 METHODS = ("permutation", "partition", "deep", "gradient")
 
 
+def min_evals(method: str, n_segments: int) -> int:
+    """The smallest ``max_evals`` a method accepts: the permutation explainer evaluates each segment on and
+    off along at least one permutation (``2 * n_segments + 1``); partition, at least one evaluation (its
+    answer is the coarser the fewer); deep and gradient do not use it."""
+    return 2 * n_segments + 1 if method == "permutation" else 1 if method == "partition" else 0
+
+
 @dataclass
 class SideBySide:
     intrinsic: Explanation
@@ -57,6 +64,9 @@ def explain_with_baseline(model: AudioModel, audio: Any, baseline_model: AudioMo
                           sample_rate: int | None = None) -> SideBySide:
     """``model.explain(audio)`` and SHAP of ``baseline_model`` (a black box) on the same audio."""
     require("shap", "shap", "the SHAP baseline")
+    if max_evals < min_evals(method, n_time * n_freq):
+        raise ConfigError(f"max_evals must be at least {min_evals(method, n_time * n_freq)} for the {method} method "
+                          f"with {n_time}x{n_freq} segments; got {max_evals}")
     if not isinstance(model, TwoStageModel):
         raise ConfigError(f"{model.name} is a black box with no intrinsic explanation; pass a two-stage "
                           "model as the model and the black box as the baseline model")

@@ -34,12 +34,17 @@ def cache_key(paths: Sequence[Path], frontend: LogFrequencySpectrogram, n_sample
     return digest.hexdigest()[:20]
 
 
+def cache_file(paths: Sequence[Path], frontend: LogFrequencySpectrogram, n_samples: int, cache_dir: str | Path) -> Path:
+    """Where ``cached_log_spectrograms`` keeps these files' spectrograms (present once they were decoded)."""
+    return Path(cache_dir) / f"logspec-{cache_key(paths, frontend, n_samples)}.npy"
+
+
 @torch.no_grad()
 def cached_log_spectrograms(paths: Sequence[str | Path], frontend: LogFrequencySpectrogram, n_samples: int,
                             cache_dir: str | Path, *, batch_size: int = 16, progress: bool = True) -> torch.Tensor:
     """(N, bands, frames) float16 log spectrograms of the first ``n_samples`` of each file."""
     paths = [Path(p) for p in paths]
-    target = Path(cache_dir) / f"logspec-{cache_key(paths, frontend, n_samples)}.npy"
+    target = cache_file(paths, frontend, n_samples, cache_dir)
     if not target.is_file():
         frames = frontend.n_frames(n_samples)
         with atomic_path(target) as tmp:

@@ -27,17 +27,23 @@ head fitted for new targets); "after" is the fine-tuned model. Both are measured
 (and per target) on the held-out validation and test parts; early stopping and the choice to
 keep the starting weights when training does not beat them use the validation part only.
 
-Nothing half-written: all inputs are checked before anything is written; work happens in
+Nothing half-written: all inputs are checked before anything is written (every argument, the
+output places, the base, each cell of the tables, each clip's header and a full decode of it),
+and every problem found is reported at once (``errors.Refusals``); work happens in
 ``<out>.partial/`` (its ``request.json`` records the arguments and input hashes; the same
-command resumes there, other arguments are refused); the finished model folder is renamed to
-``out`` at the end. An existing non-empty ``out`` is refused unless ``overwrite``, and even then
-replaced only by the complete new folder.
+command resumes there; other arguments are refused once training has started there, and replace
+it otherwise); the finished model folder is renamed to ``out`` at the end. An existing non-empty
+``out`` is refused unless ``overwrite``, and even then replaced only by the complete new folder.
+The full decode is skipped when the spectrogram cache of every part exists already (a resumed run:
+the files were decoded then, and the cache's name changes with any file's size or time).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
+import numbers
 import os
 import shutil
 import tempfile
@@ -53,13 +59,13 @@ from sklearn.linear_model import RidgeCV
 from ..checkpoint import ModelLoadError
 from ..config import ModelConfig
 from ..datasets import DatasetError
-from ..errors import MidlevelError
+from ..errors import MidlevelError, refuse
 from ..heads import HEADS
-from ..ioutil import atomic_write_text, sha256_file
+from ..ioutil import atomic_write_text, output_path_problem, sha256_file
 from ..model import TwoStageModel
 from ..zoo import load, weights_sha256
 from .annotations import Annotations, check_audio, read_finetune_annotations
-from .cache import cache_key, cached_log_spectrograms
+from .cache import cache_file, cache_key, cached_log_spectrograms
 from .data import LabelledClips
 from .loops import ArraySet, TrainSettings, batched_outputs, network_outputs, train_network, validation_score
 from .recipes import evaluate
@@ -190,24 +196,38 @@ def check_out(out: Path, overwrite: bool) -> None:
 
 
 def open_staging(out: Path, request: dict[str, Any], overwrite: bool) -> Path:
-    """``<out>.partial``: resumed when it holds this request, refused (or, with overwrite, discarded) otherwise."""
+    """``<out>.partial``: resumed when it holds this request; when it holds another, refused if that one had
+    started training (or, with overwrite, discarded), else replaced, its content-addressed spectrogram cache
+    kept (a run stopped while caching, or refused by an older version, must not block the corrected one)."""
     partial = staging_dir(out)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    fresh = None
     if partial.exists():
-        request_file = partial / "request.json"
-        old = json.loads(request_file.read_text(encoding="utf-8")) if request_file.is_file() else {}
+        old = _old_request(partial)
         if old == request:
             return partial
-        if not overwrite:
+        if not overwrite and (partial / "run").exists():  # training progress that other arguments would lose
             changed = sorted(k for k in set(old) | set(request) if old.get(k) != request.get(k))
             raise FinetuneError(f"{partial}: holds an unfinished fine-tuning run with other arguments or inputs "
                                 f"(differing: {', '.join(changed)}); re-run it with the same arguments to resume, "
                                 "or pass --overwrite to discard it")
+        # no training yet (or --overwrite): replaced; its spectrogram cache, named by content, is kept
+        fresh = Path(tempfile.mkdtemp(prefix=f".{partial.name}.", dir=partial.parent))
+        if (partial / "cache").is_dir():
+            os.replace(partial / "cache", fresh / "cache")
         shutil.rmtree(partial)
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    fresh = Path(tempfile.mkdtemp(prefix=f".{partial.name}.", dir=partial.parent))
+    fresh = fresh or Path(tempfile.mkdtemp(prefix=f".{partial.name}.", dir=partial.parent))
     atomic_write_text(fresh / "request.json", json.dumps(request, indent=1, sort_keys=True) + "\n")
     os.replace(fresh, partial)  # the staging folder appears only with its request recorded
     return partial
+
+
+def _old_request(partial: Path) -> dict[str, Any]:
+    try:
+        old = json.loads((partial / "request.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none, or damaged: not this request
+        return {}
+    return old if isinstance(old, dict) else {}
 
 
 def publish(folder: Path, out: Path) -> None:
@@ -249,21 +269,12 @@ def finetune(base: str | Path, annotations: str | Path, audio_dir: str | Path, o
     ``finetune.json`` (this function's result). Re-running an interrupted call resumes it.
     """
     out = Path(out)
-    if mode not in MODES:
-        raise FinetuneError(f"mode must be one of {MODES}; got {mode!r}")
-    if len(split) != 3 or min(split) < 0 or not np.isclose(sum(split), 1.0):
-        raise FinetuneError(f"split must be three non-negative train,val,test fractions summing to 1; "
-                            f"got {list(split)}")
-    check_out(out, overwrite)
-    base_model = _load_base(base)
+    base_model, data, plan, parts, scales = _checked_inputs(
+        base, annotations, audio_dir, out, targets=targets, concepts=concepts, target_columns=target_columns,
+        concept_scale=concept_scale, target_scale=target_scale, mode=mode, head=head, epochs=epochs,
+        batch_size=batch_size, lr=lr, patience=patience, seed=seed, joint_weight=joint_weight, split=split,
+        resample=resample, overwrite=overwrite, cache_dir=cache_dir, progress=progress)
     bcfg = base_model.config
-    scales = {"concept": _scale(concept_scale, bcfg.concept_scale), "target": _scale(target_scale, bcfg.target_scale)}
-    data = read_finetune_annotations(annotations, audio_dir, concept_scale=scales["concept"],
-                                     target_scale=scales["target"], concept_columns=concepts,
-                                     target_columns=target_columns, targets_file=targets)
-    plan = plan_model(bcfg, data, scales, mode, head)
-    check_audio(data, bcfg.sample_rate, allow_lower_rates=resample)
-    parts = _split(data, split, seed)
     settings = TrainSettings(setup="joint" if mode == "joint" else "concepts", epochs=epochs, batch_size=batch_size,
                              lr=lr, patience=patience, seed=seed, joint_weight=joint_weight)
     request = json.loads(json.dumps({
@@ -304,6 +315,153 @@ def finetune(base: str | Path, annotations: str | Path, audio_dir: str | Path, o
     return result
 
 
+# -- every check before any work -------------------------------------------------------------------
+def _option(name: str) -> str:
+    return f"{name} (--{name.replace('_', '-')})"
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def argument_problems(*, mode: str, head: str | None, epochs: Any, batch_size: Any, lr: Any, patience: Any,
+                      seed: Any, joint_weight: Any, split: Sequence[float],
+                      concept_scale: Sequence[float] | None, target_scale: Sequence[float] | None) -> list[str]:
+    """What is wrong with ``finetune``'s settings, one phrase each (all of them, not the first)."""
+    problems = []
+    if mode not in MODES:
+        problems.append(f"{_option('mode')} must be one of {MODES}; got {mode!r}")
+    if head is not None and head not in HEADS:
+        problems.append(f"unknown head type {head!r}; choose from {sorted(HEADS)}")
+    for name, value, least in (("epochs", epochs, 1), ("batch_size", batch_size, 1), ("patience", patience, 0),
+                               ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+            problems.append(f"{_option(name)} must be a whole number >= {least}; got {value!r}")
+    if not (_finite(lr) and lr > 0):
+        problems.append(f"{_option('lr')}, the learning rate, must be a positive number; got {lr!r}")
+    if not (_finite(joint_weight) and 0 <= joint_weight <= 1):
+        problems.append(f"{_option('joint_weight')} must be a number from 0 to 1; got {joint_weight!r}")
+    try:
+        fractions = list(split)
+    except TypeError:  # one number
+        fractions = [split]
+    if (len(fractions) != 3 or not all(_finite(f) and f >= 0 for f in fractions)
+            or not np.isclose(sum(fractions), 1.0)):
+        problems.append(f"{_option('split')} must be three non-negative train,val,test fractions summing to 1; "
+                        f"got {fractions}")
+    for name, scale in (("concept_scale", concept_scale), ("target_scale", target_scale)):
+        if scale is not None and _scale(scale, None) is None:
+            problems.append(f"{_option(name)}: a rating scale is (low, high) with low < high; got {scale!r}")
+    return problems
+
+
+def _output_problems(out: Path, overwrite: bool, cache_dir: str | Path | None) -> list[MidlevelError]:
+    problems: list[MidlevelError] = []
+    try:
+        check_out(out, overwrite)
+    except FinetuneError as exc:
+        problems.append(exc)
+    partial = staging_dir(out)
+    where = partial / "request.json" if partial.is_dir() else partial
+    if problem := output_path_problem(where):
+        problems.append(FinetuneError(f"{out}: cannot write the output model there: {problem}"))
+    if cache_dir is not None and (problem := output_path_problem(Path(cache_dir) / "logspec.npy")):
+        problems.append(FinetuneError(f"{cache_dir}: cannot write the spectrogram cache there (--cache-dir): "
+                                      f"{problem}"))
+    return problems
+
+
+def check_concept_columns(base: ModelConfig, data: Annotations) -> None:
+    """Rating columns that are partly the base's concepts and partly not are refused when the concepts were
+    not named: read as they are, one stray column would make a new concept set and drop the base's head."""
+    columns = list(data.concepts.columns)
+    extra = [c for c in columns if c not in base.concept_names]
+    known = [c for c in columns if c in base.concept_names]
+    if not extra or not known:
+        return  # the base's concepts (all or some), or an entirely new set: both are meant
+    one = len(extra) == 1
+    named = ", ".join(map(repr, extra))
+    which = (f"its {len(known)} concepts" if len(known) == len(base.concept_names)
+             else f"{len(known)} of its {len(base.concept_names)} concepts")
+    raise FinetuneError(
+        f"{data.source}: " + (f"column {named} is not a concept" if one else f"columns {named} are not concepts")
+        + f" of the base model, while the other rating columns are {which}; read as they are, the model would "
+        f"get {len(columns)} concepts and lose the base's head. Name the concept columns: "
+        f"--concepts {','.join(known)} leaves {'it' if one else 'them'} out; --concepts {','.join(columns)} "
+        f"learns {'it as an added concept' if one else 'them as added concepts'} (a new concept layer; a head "
+        f"only with target ratings); --target-columns {','.join(extra)} reads "
+        f"{'it as a target rating' if one else 'them as target ratings'}")
+
+
+def _checked_inputs(base: str | Path, annotations: str | Path, audio_dir: str | Path, out: Path, *,
+                    targets: str | Path | None, concepts: Sequence[str] | None,
+                    target_columns: Sequence[str] | None, concept_scale: Sequence[float] | None,
+                    target_scale: Sequence[float] | None, mode: str, head: str | None, epochs: int,
+                    batch_size: int, lr: float, patience: int, seed: int, joint_weight: float,
+                    split: Sequence[float], resample: bool, overwrite: bool, cache_dir: str | Path | None,
+                    progress: bool) -> tuple[TwoStageModel, Annotations, Plan, dict[str, list[str]], dict]:
+    """Every check of a fine-tuning run, before anything is written: the arguments, the output places,
+    the base model, the whole annotation table(s), the split and every clip (header and, unless its
+    spectrograms are cached already, a full decode). All problems are raised together (``Refusals``)."""
+    bad_arguments = argument_problems(mode=mode, head=head, epochs=epochs, batch_size=batch_size, lr=lr,
+                                      patience=patience, seed=seed, joint_weight=joint_weight, split=split,
+                                      concept_scale=concept_scale, target_scale=target_scale)
+    problems: list[MidlevelError] = [FinetuneError(p) for p in bad_arguments]
+    problems += _output_problems(out, overwrite, cache_dir)
+    base_model = data = plan = parts = None
+    try:
+        base_model = _load_base(base)
+    except MidlevelError as exc:
+        problems.append(exc)
+    bcfg = base_model.config if base_model is not None else None
+    scales = {"concept": _scale(concept_scale, bcfg and bcfg.concept_scale),
+              "target": _scale(target_scale, bcfg and bcfg.target_scale)}
+    table_problems: list[MidlevelError] = []
+    try:
+        data = read_finetune_annotations(annotations, audio_dir, concept_scale=scales["concept"],
+                                         target_scale=scales["target"], concept_columns=concepts,
+                                         target_columns=target_columns, targets_file=targets, found=table_problems)
+    except MidlevelError as exc:
+        table_problems.append(exc)
+    problems += table_problems
+    if data is not None and bcfg is not None:
+        if not concepts:
+            try:
+                check_concept_columns(bcfg, data)
+            except FinetuneError as exc:
+                problems.append(exc)
+        if mode in MODES and (head is None or head in HEADS) and None not in scales.values() and not table_problems:
+            try:
+                plan = plan_model(bcfg, data, scales, mode, head)
+            except FinetuneError as exc:
+                problems.append(exc)
+        if not bad_arguments and not table_problems:
+            try:
+                parts = _split(data, split, seed)
+            except MidlevelError as exc:
+                problems.append(exc)
+        try:
+            check_audio(data, bcfg.sample_rate, allow_lower_rates=resample, progress=progress,
+                        decode=not _cached(data, parts, base_model, out, cache_dir))
+        except MidlevelError as exc:
+            problems.append(exc)
+    refuse(problems, " (nothing was written)")
+    return base_model, data, plan, parts, scales
+
+
+def _cached(data: Annotations, parts: dict[str, list[str]] | None, base: TwoStageModel, out: Path,
+            cache_dir: str | Path | None) -> bool:
+    """Whether every part's spectrograms are cached already (then the files were decoded when it was made)."""
+    if parts is None:
+        return False
+    cache = Path(cache_dir) if cache_dir else staging_dir(out) / "cache"
+    try:
+        return all(cache_file(data.rows(ids)[0], base.frontend, base.config.window_samples, cache).is_file()
+                   for ids in parts.values())
+    except OSError:  # a file gone: check_audio names it
+        return False
+
+
 def _labelled_arrays(data: Annotations, parts: dict[str, list[str]], base: TwoStageModel, cache: Path,
                      progress: bool) -> tuple[dict[str, ArraySet], dict[str, LabelledClips]]:
     """Per split part: cached spectrograms of the base's window with their ratings, and the clips for ``evaluate``."""
@@ -317,11 +475,15 @@ def _labelled_arrays(data: Annotations, parts: dict[str, list[str]], base: TwoSt
     return arrays, clips
 
 
-def _scale(given: Sequence[float] | None, default: Sequence[float]) -> tuple[float, float]:
-    scale = tuple(float(v) for v in (given if given is not None else default))
-    if len(scale) != 2 or not scale[0] < scale[1]:
-        raise FinetuneError(f"a rating scale is (low, high) with low < high; got {given}")
-    return scale  # type: ignore[return-value]
+def _scale(given: Sequence[float] | None, default: Sequence[float] | None) -> tuple[float, float] | None:
+    """The scale to read ratings on: the given one, else the base's; None (ratings read without a range)
+    when the given one is not a scale (``argument_problems`` reports it) or there is no base to ask."""
+    if given is None:
+        return None if default is None else tuple(float(v) for v in default)  # type: ignore[return-value]
+    pair = list(given) if isinstance(given, (list, tuple, np.ndarray)) else []
+    if len(pair) == 2 and all(map(_finite, pair)) and pair[0] < pair[1]:
+        return tuple(float(v) for v in pair)  # type: ignore[return-value]
+    return None
 
 
 def _split(data: Annotations, fractions: Sequence[float], seed: int) -> dict[str, list[str]]:

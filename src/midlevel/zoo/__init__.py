@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import ModelLoadError, read_config
+from ..checkpoint import ModelLoadError, read_config, state_dict_mismatch
 from ..config import ModelConfig
 from ..model import AudioModel, TwoStageModel
 from .registry import ALIASES, DEFAULT_MODEL, REGISTRY, ModelEntry
@@ -119,12 +119,22 @@ def load(name_or_path: str | Path | None = None, *, replace_superseded: bool = T
         return default_model()
     target = resolve(name_or_path)
     if isinstance(target, Path):
-        return AudioModel.from_pretrained(target)
+        return _from_pretrained(target)
     entry = installed_entry(target, replace_superseded=replace_superseded)
-    model = AudioModel.from_pretrained(entry.weights_dir, expected_sha256=entry.sha256)
+    model = _from_pretrained(entry.weights_dir, expected_sha256=entry.sha256)
     if entry.twin:
         model.config.metadata["explainable_twin"] = entry.twin
     return model
+
+
+def _from_pretrained(directory: Path, **kwargs) -> AudioModel:
+    """``AudioModel.from_pretrained``, with weights that do not fit their config refused in one line."""
+    try:
+        return AudioModel.from_pretrained(directory, **kwargs)
+    except RuntimeError as exc:
+        if (refusal := state_dict_mismatch(directory, exc)) is None:
+            raise
+        raise refusal from None
 
 
 def weights_sha256(name_or_path: str | Path) -> str:
