@@ -397,3 +397,22 @@ def test_ctrl_c_prints_one_line_and_leaves_a_run_that_resumes(world, tmp_path):
     assert json.loads(state.read_text())["epoch"] >= 0 and not out.exists()
     request = json.loads((Path(f"{out}.partial") / "request.json").read_text())
     assert request["settings"]["epochs"] == 50  # the same command finds its own request there and resumes
+
+
+def test_weights_that_do_not_fit_the_config_are_one_line_also_through_from_pretrained(tmp_path):
+    """A config whose filterbank differs from the saved one: the class method names both files, as
+    ``midlevel.load`` does, instead of torch's multi-line size-mismatch error."""
+    import json
+    import shutil
+
+    from midlevel.checkpoint import ModelLoadError
+    from midlevel.model import TwoStageModel
+    from midlevel import load
+
+    folder = tmp_path / "model"
+    load("emotion-compact-gam-mid7-ctrl3k-seq").save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["model"]["frontend"]["bands_per_octave"] = 12
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=r"model.safetensors: does not fit config.json \(frontend.filterbank"):
+        TwoStageModel.from_pretrained(folder)

@@ -27,7 +27,7 @@ from torch import nn
 
 from .audio import Audio, is_silent, load_audio, pad_to_length
 from .backbones import build_backbone
-from .checkpoint import ModelLoadError, read_config, read_weights, save_model_dir
+from .checkpoint import ModelLoadError, read_config, read_weights, save_model_dir, state_dict_mismatch
 from .config import ConfigError, ModelConfig
 from .errors import MidlevelError
 from .frontend import LogFrequencySpectrogram
@@ -259,7 +259,13 @@ class AudioModel(nn.Module):
                                  f"not a {cls.__name__}")
         state = read_weights(directory, recorded)
         model = model_cls(config)
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shapes that do not fit the config: one line naming the files
+            problem = state_dict_mismatch(directory, exc)
+            if problem is None:
+                raise
+            raise problem from None
         if missing or unexpected:
             raise ModelLoadError(f"{Path(directory) / 'model.safetensors'}: does not match config.json "
                                  f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
