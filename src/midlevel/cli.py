@@ -252,7 +252,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                       target_scale=args.target_scale, mode=args.mode, head=args.head, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
                       joint_weight=args.joint_weight, split=args.split, resample=args.resample,
-                      overwrite=args.overwrite, cache_dir=args.cache_dir)
+                      overwrite=args.overwrite, cache_dir=args.cache_dir, add_concepts=args.add_concepts,
+                      keep_concepts=args.keep_concepts, keep_weight=args.keep_weight)
     print(metric_tables(result, "test"))
     print(f"model written to {args.out} (model card: {Path(args.out) / 'README.md'})")
     return 0
@@ -302,6 +303,12 @@ def add_finetune_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument("--mode", choices=FINETUNE_MODES, default="full", help="full: train backbone + concept layer; "
                    "freeze: linear probe on the frozen backbone; head: refit the head only; joint: train all together")
     p.add_argument("--head", choices=["linear", "gam"], help="head type for a fitted head (default: the base's)")
+    p.add_argument("--add-concepts", action="store_true", help="add the rated concepts to the base's instead of "
+                   "replacing them; the kept ones are held to the base's predictions (see --keep-weight)")
+    p.add_argument("--keep-concepts", type=_names, help="with --add-concepts: comma-separated base concepts to keep "
+                   "(default: all)")
+    p.add_argument("--keep-weight", type=float, default=3.0, help="with --add-concepts: weight of the kept "
+                   "concepts' distillation loss against the added ones' rating loss (default 3)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=3e-4)

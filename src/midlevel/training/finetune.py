@@ -22,6 +22,21 @@ when the concepts are the base's; when they are not, no head can be fitted, and 
 targets are its concepts through an identity linear head (weight I, bias 0), said so in the
 model's notes and card: a concept model, with nothing to say about the base's targets.
 
+Extending (``add_concepts``, ``midlevel finetune --add-concepts``): the data's concept columns become
+concepts added after the base's, which are kept (all, or the ``keep_concepts`` named). The concept
+layer grows: the base's rows for the kept concepts, rows for the added ones started as the linear probe.
+In ``full`` and ``joint`` the kept concepts are held to the frozen base's own outputs on the same input
+(distillation: their rescaled squared error to the base counts ``keep_weight`` times as much as the
+added concepts' error to the ratings, ``loops.Distillation``); in ``freeze`` the backbone and the kept
+rows are the base's, so the kept concepts are exactly the base's. ``head`` is refused (it learns no
+concept). Without target ratings the base's head is kept for the kept concepts and gives the added ones
+zero weight (the targets are the base's, through the kept concepts); a dropped concept whose head terms
+are not all zero is then refused, as no head could be refitted. With target ratings a head (the base's
+type, or ``head``) is fitted on all the concepts. The result and card state the added concepts' scores
+and how far each kept one drifted from the base's predictions on the held-out parts (Pearson r and
+mean absolute change). Refused: an added column named like a kept concept, a concept scale other than
+the base's, a base without concepts, a kept name the base does not have.
+
 "Before" is the base network with closed-form adaptations only (the probe for new concepts, a
 head fitted for new targets); "after" is the fine-tuned model. Both are measured per concept
 (and per target) on the held-out validation and test parts; early stopping and the choice to
@@ -41,6 +56,7 @@ the files were decoded then, and the cache's name changes with any file's size o
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import math
 import numbers
@@ -48,7 +64,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -59,6 +75,7 @@ from sklearn.linear_model import RidgeCV
 from ..checkpoint import ModelLoadError
 from ..config import ModelConfig
 from ..datasets import DatasetError
+from ..datasets.errors import normalise_name
 from ..errors import MidlevelError, refuse
 from ..heads import HEADS
 from ..ioutil import atomic_write_text, output_path_problem, sha256_file
@@ -67,7 +84,9 @@ from ..zoo import load, weights_sha256
 from .annotations import Annotations, check_audio, read_finetune_annotations
 from .cache import cache_file, cache_key, cached_log_spectrograms
 from .data import LabelledClips
-from .loops import ArraySet, TrainSettings, batched_outputs, network_outputs, train_network, validation_score
+from .loops import (ArraySet, Distillation, TrainSettings, batched_outputs, network_outputs, predict_targets,
+                    spectrogram_predictions, train_network, validation_score)
+from .metrics import pearson_per_column, score_outputs
 from .recipes import evaluate
 
 MODES = ("full", "freeze", "head", "joint")
@@ -87,7 +106,15 @@ class Plan:
 
     config: ModelConfig
     same_concepts: bool  # continue from the base's concept layer
-    head: str  # "keep" (base head), "fit" (fitted on targets), "identity" (no targets, new concepts)
+    head: str  # "keep" (base head), "fit" (fitted on targets), "identity" (no targets, new concepts),
+    #            "extend" (the base head for the kept concepts, zero for the added ones)
+    kept: list[str] = field(default_factory=list)  # extending: the base's concepts kept (first, in its order)
+    added: list[str] = field(default_factory=list)  # extending: the data's concepts, after the kept ones
+    dropped: list[str] = field(default_factory=list)  # extending: the base's concepts not kept
+
+    @property
+    def extends(self) -> bool:
+        return bool(self.kept)
 
 
 # -- deciding what to build --------------------------------------------------------------------
@@ -122,18 +149,140 @@ def plan_model(base: ModelConfig, data: Annotations, scales: dict[str, tuple[flo
     return Plan(config, same, "fit")
 
 
+def _did_you_mean(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def keep_problems(base: ModelConfig, keep: Sequence[str] | None) -> list[str]:
+    """What is wrong with ``keep_concepts`` for this base (names normalised as the CSV's columns are)."""
+    if keep is None:
+        return []
+    names = [normalise_name(str(k)) for k in keep]
+    if not names:
+        return ["keep_concepts (--keep-concepts) names no concept; name at least one of the base model's "
+                f"concepts {base.concept_names} (to keep none, fine-tune without --add-concepts)"]
+    return [f"keep_concepts (--keep-concepts): {n!r} is not a concept of the base model"
+            f"{_did_you_mean(n, base.concept_names)}; its concepts: {', '.join(base.concept_names)}"
+            for n in dict.fromkeys(names) if n not in base.concept_names]
+
+
+def contributing(head, names: Sequence[str], scale: Sequence[float]) -> list[str]:
+    """The concepts of ``names`` whose head terms are not zero everywhere on the concept scale."""
+    grid = np.repeat(np.linspace(scale[0], scale[1], 101)[:, None], len(head.concept_names), axis=1)
+    terms = np.abs(head.contributions(grid)).max(axis=(0, 1))
+    return [n for n in names if terms[head.concept_names.index(n)] > 0]
+
+
+def plan_extension(base: TwoStageModel, data: Annotations, scales: dict[str, tuple[float, float]], mode: str,
+                   head: str | None, keep: Sequence[str] | None, concept_scale: Sequence[float] | None) -> Plan:
+    """The output config when the data's concepts are added to the base's (``keep`` valid: ``keep_problems``);
+    every problem raised together."""
+    bcfg = base.config
+    wanted = {normalise_name(str(k)) for k in keep} if keep is not None else set(bcfg.concept_names)
+    kept = [c for c in bcfg.concept_names if c in wanted]
+    dropped = [c for c in bcfg.concept_names if c not in wanted]
+    added = list(data.concepts.columns)
+    problems = []
+    if mode == "head":
+        problems.append(f"mode 'head' keeps the base model's concept network as it is, so it cannot learn the added "
+                        f"concepts {added}; use mode 'freeze' (a linear probe for them; the kept concepts stay "
+                        "exactly the base's) or 'full'")
+    clash = [c for c in added if c in kept]
+    if clash:
+        problems.append(f"{data.source}: column(s) {clash} are concepts of the base model that --add-concepts keeps; "
+                        "a concept cannot be both kept and added: leave the column out (--concepts), or drop it "
+                        "from the kept concepts (--keep-concepts) to learn it anew from these ratings")
+    if concept_scale is not None and tuple(scales["concept"]) != tuple(bcfg.concept_scale):
+        problems.append(f"rating scale mismatch: the added concepts' ratings are read on the "
+                        f"{_scale_text(scales['concept'])} (--concept-scale), but the base model's concepts are on "
+                        f"the {_scale_text(bcfg.concept_scale)}; an extended model has one concept scale: rescale "
+                        "the ratings to the base's")
+    if data.targets is None:
+        if mode == "joint":
+            problems.append(f"mode {mode!r} needs target ratings (a targets CSV or target columns)")
+        if head is not None:
+            problems.append("a head type was given but no target ratings to fit it on")
+        used = contributing(base.head, dropped, bcfg.concept_scale)
+        if used:
+            problems.append(f"--keep-concepts drops {used}, which the base model's head uses; without target "
+                            "ratings the head cannot be refitted: give target ratings (--targets or "
+                            "--target-columns), or keep those concepts")
+    refuse([FinetuneError(p) for p in problems])
+    names = kept + added
+    if data.targets is None:
+        params = dict(bcfg.head_params)
+        if isinstance(params.get("monotone"), dict):  # constraints of dropped concepts go with them
+            params["monotone"] = {c: v for c, v in params["monotone"].items() if c in kept} or None
+        config = replace(bcfg, concept_names=names, head_params=params)
+        return Plan(config, False, "extend", kept, added, dropped)
+    kind = head or bcfg.head
+    config = replace(bcfg, concept_names=names, target_names=list(data.targets.columns),
+                     target_scale=scales["target"], head=kind,
+                     head_params={"concept_range": list(bcfg.concept_scale)} if kind == "gam" else {})
+    return Plan(config, False, "fit", kept, added, dropped)
+
+
 # -- building and fitting ----------------------------------------------------------------------
 def embeddings(model: TwoStageModel, data: ArraySet, batch_size: int = 64) -> np.ndarray:
     """Backbone outputs (N, D) in eval mode: what the concept layer reads."""
     return batched_outputs(model, data, model.backbone, batch_size)
 
 
-def fit_probe(model: TwoStageModel, train: ArraySet) -> None:
-    """Concept layer = ridge regression on frozen embeddings, penalty per concept by leave-one-out CV."""
-    ridge = RidgeCV(alphas=PROBE_ALPHAS, alpha_per_target=True).fit(embeddings(model, train), train.concepts)
+def fit_probe(model: TwoStageModel, train: ArraySet, rows: Sequence[int] | None = None) -> None:
+    """Concept layer = ridge regression on frozen embeddings, penalty per concept by leave-one-out CV
+    (``rows``: only those concepts' rows, from those columns of ``train.concepts``; default all)."""
+    if rows is None:
+        ridge = RidgeCV(alphas=PROBE_ALPHAS, alpha_per_target=True).fit(embeddings(model, train), train.concepts)
+        with torch.no_grad():
+            model.concept_layer.weight.copy_(torch.as_tensor(ridge.coef_.reshape(model.concept_layer.weight.shape)))
+            model.concept_layer.bias.copy_(torch.as_tensor(np.reshape(ridge.intercept_, -1)))
+        return
+    rows = list(rows)
+    ridge = RidgeCV(alphas=PROBE_ALPHAS, alpha_per_target=True).fit(embeddings(model, train), train.concepts[:, rows])
+    weight, bias = model.concept_layer.weight, model.concept_layer.bias
     with torch.no_grad():
-        model.concept_layer.weight.copy_(torch.as_tensor(ridge.coef_.reshape(model.concept_layer.weight.shape)))
-        model.concept_layer.bias.copy_(torch.as_tensor(np.reshape(ridge.intercept_, -1)))
+        weight[rows] = torch.as_tensor(np.reshape(ridge.coef_, (len(rows), -1)), dtype=weight.dtype)
+        bias[rows] = torch.as_tensor(np.reshape(ridge.intercept_, -1), dtype=bias.dtype)
+
+
+#: per head type, the state tensors with a concept axis (and which axis); the others do not depend on the concepts
+CONCEPT_AXES = {"linear": {"weight": 1}, "gam": {"increments": 1, "basis_mean": 0, "step_min": 1, "step_max": 1}}
+#: of those, the ones that make a concept's terms: zero for an added concept, so its terms are zero
+TERM_TENSORS = ("weight", "increments")
+
+
+def grow_head(base_head, head, columns: Sequence[int]) -> None:
+    """``head`` (the kept concepts first, then the added ones) takes ``base_head``'s state: concept i of
+    ``head`` gets the terms of the base's concept ``columns[i]``, the added concepts zero terms."""
+    axes = CONCEPT_AXES[head.kind]
+    state, index = head.state_dict(), torch.as_tensor(list(columns), dtype=torch.long)
+    for name, value in base_head.state_dict().items():
+        if name not in axes:
+            if value.shape != state[name].shape:
+                raise RuntimeError(f"{head.kind} head: {name} has a concept axis that grow_head does not know")
+            state[name] = value.clone()
+            continue
+        grown = state[name].clone()
+        if name in TERM_TENSORS:
+            grown.zero_()
+        grown.index_copy_(axes[name], torch.arange(len(index)), value.index_select(axes[name], index))
+        state[name] = grown
+    head.load_state_dict(state)
+
+
+def _start_extension(base: TwoStageModel, plan: Plan, model: TwoStageModel, train: ArraySet) -> None:
+    """The kept concepts' rows and head terms copied from the base, the added rows a linear probe."""
+    columns = [base.config.concept_names.index(c) for c in plan.kept]
+    n = len(plan.kept)
+    with torch.no_grad():
+        model.concept_layer.weight[:n] = base.concept_layer.weight[columns]
+        model.concept_layer.bias[:n] = base.concept_layer.bias[columns]
+    fit_probe(model, train, range(n, n + len(plan.added)))
+    if plan.head == "extend":
+        grow_head(base.head, model.head, columns)
+    else:
+        model.head.fit(network_outputs(model, train), train.targets)
 
 
 def start_model(base: TwoStageModel, plan: Plan, train: ArraySet, seed: int) -> TwoStageModel:
@@ -142,6 +291,9 @@ def start_model(base: TwoStageModel, plan: Plan, train: ArraySet, seed: int) -> 
     model = TwoStageModel(plan.config)
     model.frontend.load_state_dict(base.frontend.state_dict())
     model.backbone.load_state_dict(base.backbone.state_dict())
+    if plan.extends:
+        _start_extension(base, plan, model, train)
+        return model.eval()
     if plan.same_concepts:
         model.concept_layer.load_state_dict(base.concept_layer.state_dict())
     else:
@@ -160,22 +312,22 @@ def start_model(base: TwoStageModel, plan: Plan, train: ArraySet, seed: int) -> 
 
 
 def _train(model: TwoStageModel, plan: Plan, mode: str, arrays: dict[str, ArraySet], settings: TrainSettings,
-           run_dir: Path, progress: bool) -> dict[str, Any] | None:
+           run_dir: Path, progress: bool, distill: Distillation | None = None) -> dict[str, Any] | None:
     """Adapt ``model`` in place as ``mode`` says; the training summary, or None without gradient training."""
     train = arrays["train"]
     summary = None
     if mode in ("full", "joint"):
         started = time.perf_counter()
-        start_score = validation_score(model, settings, arrays["val"])["score"]
+        start_score = validation_score(model, settings, arrays["val"], distill)["score"]
         start_weights = copy.deepcopy(model.state_dict())
-        state = train_network(model, train, arrays["val"], settings, run_dir, progress=progress)
+        state = train_network(model, train, arrays["val"], settings, run_dir, progress=progress, distill=distill)
         kept_start = bool(start_score >= state["best_score"])
         if kept_start:
             model.load_state_dict(start_weights)
         summary = {"setup": settings.setup, "epochs_run": len(state["history"]), "best_epoch": state["best_epoch"],
                    "start_val_score": start_score, "best_val_score": state["best_score"], "kept_start": kept_start,
                    "seconds": time.perf_counter() - started, "history": state["history"]}
-    elif mode == "freeze":
+    elif mode == "freeze" and not plan.extends:  # extending: the start is this already (probe for the added)
         fit_probe(model, train)
     if plan.head == "fit" and mode != "joint":
         model.head.fit(network_outputs(model, train), train.targets)
@@ -245,12 +397,65 @@ def _base_identity(base: str | Path) -> dict[str, str]:
     return {"name": str(base), "weights_sha256": str(weights_sha256(base))}
 
 
-def _load_base(base: str | Path) -> TwoStageModel:
+def _load_base(base: str | Path, extending: bool = False) -> TwoStageModel:
     model = load(base, replace_superseded=False)  # fine-tune exactly the weights named, or refuse
     if not isinstance(model, TwoStageModel):
+        if extending:
+            raise ModelLoadError(f"{base}: is a {model.config.kind} model, without concepts for --add-concepts to "
+                                 "keep; extending needs a two-stage model (audio -> concepts -> head)")
         raise ModelLoadError(f"{base}: is a {model.config.kind} model; fine-tuning needs a two-stage model "
                              "(audio -> concepts -> head)")
     return model
+
+
+# -- extending: the kept concepts' teacher, drift and scores ------------------------------------
+def _with_base_concepts(arrays: dict[str, ArraySet], base: TwoStageModel, plan: Plan) -> dict[str, ArraySet]:
+    """Each part's concepts widened to the model's: the base's own (eval-mode) outputs for the kept concepts,
+    then the ratings of the added ones. Training replaces the kept columns by the base's outputs on each
+    batch as the model sees it (``loops.Distillation``); validation and the drift compare with these."""
+    columns = [base.config.concept_names.index(c) for c in plan.kept]
+    return {name: replace(part, concepts=np.hstack([network_outputs(base, part)[:, columns], part.concepts]))
+            for name, part in arrays.items()}
+
+
+def _distillation(base: TwoStageModel, plan: Plan, keep_weight: float) -> Distillation:
+    columns = [base.config.concept_names.index(c) for c in plan.kept]
+    return Distillation(base, columns, list(range(len(plan.kept))), float(keep_weight))
+
+
+def _scores(model: TwoStageModel, data: ArraySet, clips: LabelledClips, plan: Plan) -> dict[str, Any]:
+    """``recipes.evaluate``; extending, of the rated (added) concepts only, as ``midlevel evaluate`` selects them."""
+    if not plan.extends:
+        return evaluate(model, data, clips)
+    concepts, targets = spectrogram_predictions(model, data)
+    index = [model.config.concept_names.index(c) for c in clips.concept_names]
+    columns = {"concepts": (clips.concepts, np.ascontiguousarray(concepts[:, index]), clips.concept_names)}
+    if clips.targets is not None:
+        columns["targets"] = (clips.targets, targets, clips.target_names)
+    return {**score_outputs(columns), "n": len(clips)}
+
+
+def _drift_table(then: np.ndarray, now: np.ndarray, names: Sequence[str]) -> dict[str, dict[str, float]]:
+    r = pearson_per_column(then, now)
+    change = np.abs(now - then).mean(axis=0)
+    table = {n: {"r": float(r[i]), "mean_abs_change": float(change[i])} for i, n in enumerate(names)}
+    with np.errstate(all="ignore"):
+        table["mean"] = {"r": float(np.nanmean(r)) if np.isfinite(r).any() else float("nan"),
+                         "mean_abs_change": float(change.mean())}
+    return table
+
+
+def drift(model: TwoStageModel, base: TwoStageModel, data: ArraySet, plan: Plan) -> dict[str, Any]:
+    """How far the kept concepts (and, with the base's head kept, the targets) moved from the base's own
+    predictions on ``data`` (whose kept concept columns are the base's outputs): per column Pearson r and mean
+    absolute change in rating units, and their means."""
+    n = len(plan.kept)
+    out = {"n": len(data), "concepts": _drift_table(data.concepts[:, :n], network_outputs(model, data)[:, :n],
+                                                    plan.kept)}
+    if plan.head == "extend":
+        out["targets"] = _drift_table(predict_targets(base, data), predict_targets(model, data),
+                                      plan.config.target_names)
+    return out
 
 
 # -- the whole run -----------------------------------------------------------------------------
@@ -260,11 +465,15 @@ def finetune(base: str | Path, annotations: str | Path, audio_dir: str | Path, o
              target_scale: Sequence[float] | None = None, mode: str = "full", head: str | None = None,
              epochs: int = 20, batch_size: int = 16, lr: float = 3e-4, patience: int = 5, seed: int = 0,
              joint_weight: float = 0.5, split: Sequence[float] = (0.7, 0.15, 0.15), resample: bool = False,
-             overwrite: bool = False, cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+             overwrite: bool = False, cache_dir: str | Path | None = None, progress: bool = True,
+             add_concepts: bool = False, keep_concepts: Sequence[str] | None = None,
+             keep_weight: float = 3.0) -> dict[str, Any]:
     """Fine-tune ``base`` (zoo name or model folder) on rated audio; returns what the card reports.
 
     ``annotations``: a ratings CSV (see ``training.annotations``); ``targets``: an optional second
     CSV of target ratings, or ``target_columns`` of the annotations. Scales default to the base's.
+    ``add_concepts``: the rated concepts are added to the base's (all kept, or ``keep_concepts``), which
+    are held to the base's predictions with weight ``keep_weight`` (module docstring).
     ``out`` becomes a model folder (``midlevel.load(out)``) with ``README.md`` (the model card) and
     ``finetune.json`` (this function's result). Re-running an interrupted call resumes it.
     """
@@ -273,24 +482,30 @@ def finetune(base: str | Path, annotations: str | Path, audio_dir: str | Path, o
         base, annotations, audio_dir, out, targets=targets, concepts=concepts, target_columns=target_columns,
         concept_scale=concept_scale, target_scale=target_scale, mode=mode, head=head, epochs=epochs,
         batch_size=batch_size, lr=lr, patience=patience, seed=seed, joint_weight=joint_weight, split=split,
-        resample=resample, overwrite=overwrite, cache_dir=cache_dir, progress=progress)
+        resample=resample, overwrite=overwrite, cache_dir=cache_dir, progress=progress,
+        add_concepts=add_concepts, keep_concepts=keep_concepts, keep_weight=keep_weight)
     bcfg = base_model.config
     settings = TrainSettings(setup="joint" if mode == "joint" else "concepts", epochs=epochs, batch_size=batch_size,
-                             lr=lr, patience=patience, seed=seed, joint_weight=joint_weight)
+                             lr=lr, patience=patience, seed=seed, joint_weight=joint_weight, freeze_norm=plan.extends)
     request = json.loads(json.dumps({
         "base": _base_identity(base), "data": {str(f): sha256_file(f) for f in data.files},
         "audio": cache_key(data.paths, base_model.frontend, bcfg.window_samples),
         "concepts": list(data.concepts.columns),
         "targets": None if data.targets is None else list(data.targets.columns), "scales": scales, "mode": mode,
         "head": head, "split": list(split), "resample": resample, "settings": asdict(settings),
+        **({"extend": {"kept": plan.kept, "added": plan.added, "keep_weight": keep_weight}} if plan.extends else {}),
     }))
     partial = open_staging(out, request, overwrite)
     arrays, clips = _labelled_arrays(data, parts, base_model, Path(cache_dir) if cache_dir else partial / "cache",
                                      progress)
+    distill = None
+    if plan.extends:
+        arrays = _with_base_concepts(arrays, base_model, plan)
+        distill = _distillation(base_model, plan, keep_weight)
     model = start_model(base_model, plan, arrays["train"], seed)
-    before = {name: evaluate(model, arrays[name], clips[name]) for name in ("val", "test")}
-    training = _train(model, plan, mode, arrays, settings, partial / "run", progress)
-    after = {name: evaluate(model, arrays[name], clips[name]) for name in ("val", "test")}
+    before = {name: _scores(model, arrays[name], clips[name], plan) for name in ("val", "test")}
+    training = _train(model, plan, mode, arrays, settings, partial / "run", progress, distill)
+    after = {name: _scores(model, arrays[name], clips[name], plan) for name in ("val", "test")}
     result = {
         "model": str(out), "name": out.name, "base": request["base"], "mode": mode,
         "data": {"annotations": str(data.source), "targets": None if targets is None else str(targets),
@@ -303,7 +518,16 @@ def finetune(base: str | Path, annotations: str | Path, audio_dir: str | Path, o
         "settings": request["settings"], "training": training, "metrics": {"before": before, "after": after},
     }
     notes = list(bcfg.metadata.get("notes", [])) + ([IDENTITY_NOTE] if plan.head == "identity" else [])
+    if plan.extends:
+        result["extension"] = {"kept": plan.kept, "added": plan.added, "dropped": plan.dropped,
+                               "keep_weight": keep_weight if mode in ("full", "joint") else None,
+                               "drift": {part: drift(model, base_model, arrays[part], plan)
+                                         for part in ("val", "test")}}
+        if plan.head == "extend":
+            notes.append(added_note(plan.added))
     provenance = {k: result[k] for k in ("base", "mode", "data", "split", "concepts_changed", "head")}
+    if plan.extends:
+        provenance["extension"] = {k: result["extension"][k] for k in ("kept", "added", "dropped", "keep_weight")}
     model.config = replace(plan.config, name=out.name, description=_description(result),
                            metadata={"notes": notes, "finetune": provenance})
     staged = partial / "model"
@@ -326,9 +550,16 @@ def _finite(value: Any) -> bool:
 
 def argument_problems(*, mode: str, head: str | None, epochs: Any, batch_size: Any, lr: Any, patience: Any,
                       seed: Any, joint_weight: Any, split: Sequence[float],
-                      concept_scale: Sequence[float] | None, target_scale: Sequence[float] | None) -> list[str]:
+                      concept_scale: Sequence[float] | None, target_scale: Sequence[float] | None,
+                      add_concepts: bool = False, keep_concepts: Sequence[str] | None = None,
+                      keep_weight: Any = 3.0) -> list[str]:
     """What is wrong with ``finetune``'s settings, one phrase each (all of them, not the first)."""
     problems = []
+    if keep_concepts is not None and not add_concepts:
+        problems.append("keep_concepts (--keep-concepts) chooses the base's concepts to keep when adding concepts; "
+                        "it needs add_concepts (--add-concepts)")
+    if not (_finite(keep_weight) and keep_weight >= 0):
+        problems.append(f"{_option('keep_weight')} must be a number >= 0; got {keep_weight!r}")
     if mode not in MODES:
         problems.append(f"{_option('mode')} must be one of {MODES}; got {mode!r}")
     if head is not None and head not in HEADS:
@@ -399,21 +630,25 @@ def _checked_inputs(base: str | Path, annotations: str | Path, audio_dir: str | 
                     target_scale: Sequence[float] | None, mode: str, head: str | None, epochs: int,
                     batch_size: int, lr: float, patience: int, seed: int, joint_weight: float,
                     split: Sequence[float], resample: bool, overwrite: bool, cache_dir: str | Path | None,
-                    progress: bool) -> tuple[TwoStageModel, Annotations, Plan, dict[str, list[str]], dict]:
+                    progress: bool, add_concepts: bool = False, keep_concepts: Sequence[str] | None = None,
+                    keep_weight: float = 3.0) -> tuple[TwoStageModel, Annotations, Plan, dict[str, list[str]], dict]:
     """Every check of a fine-tuning run, before anything is written: the arguments, the output places,
     the base model, the whole annotation table(s), the split and every clip (header and, unless its
     spectrograms are cached already, a full decode). All problems are raised together (``Refusals``)."""
     bad_arguments = argument_problems(mode=mode, head=head, epochs=epochs, batch_size=batch_size, lr=lr,
                                       patience=patience, seed=seed, joint_weight=joint_weight, split=split,
-                                      concept_scale=concept_scale, target_scale=target_scale)
+                                      concept_scale=concept_scale, target_scale=target_scale,
+                                      add_concepts=add_concepts, keep_concepts=keep_concepts, keep_weight=keep_weight)
     problems: list[MidlevelError] = [FinetuneError(p) for p in bad_arguments]
     problems += _output_problems(out, overwrite, cache_dir)
     base_model = data = plan = parts = None
     try:
-        base_model = _load_base(base)
+        base_model = _load_base(base, extending=add_concepts)
     except MidlevelError as exc:
         problems.append(exc)
     bcfg = base_model.config if base_model is not None else None
+    bad_keep = keep_problems(bcfg, keep_concepts) if bcfg is not None and add_concepts else []
+    problems += [FinetuneError(p) for p in bad_keep]
     scales = {"concept": _scale(concept_scale, bcfg and bcfg.concept_scale),
               "target": _scale(target_scale, bcfg and bcfg.target_scale)}
     table_problems: list[MidlevelError] = []
@@ -425,15 +660,19 @@ def _checked_inputs(base: str | Path, annotations: str | Path, audio_dir: str | 
         table_problems.append(exc)
     problems += table_problems
     if data is not None and bcfg is not None:
-        if not concepts:
+        if not concepts and not add_concepts:  # extending: the columns are the added concepts, checked in the plan
             try:
                 check_concept_columns(bcfg, data)
             except FinetuneError as exc:
                 problems.append(exc)
         if mode in MODES and (head is None or head in HEADS) and None not in scales.values() and not table_problems:
             try:
-                plan = plan_model(bcfg, data, scales, mode, head)
-            except FinetuneError as exc:
+                if add_concepts:
+                    if not bad_keep:
+                        plan = plan_extension(base_model, data, scales, mode, head, keep_concepts, concept_scale)
+                else:
+                    plan = plan_model(bcfg, data, scales, mode, head)
+            except MidlevelError as exc:
                 problems.append(exc)
         if not bad_arguments and not table_problems:
             try:
@@ -500,6 +739,9 @@ def _split(data: Annotations, fractions: Sequence[float], seed: int) -> dict[str
 
 
 def _description(result: dict[str, Any]) -> str:
+    if "extension" in result:
+        return (f"{result['base']['name']} extended with {', '.join(result['extension']['added'])} "
+                f"({result['mode']}) on {result['data']['rows']} clips of {Path(result['data']['annotations']).name}")
     return (f"{result['base']['name']} fine-tuned ({result['mode']}) on {result['data']['rows']} clips of "
             f"{Path(result['data']['annotations']).name}")
 
@@ -567,13 +809,26 @@ def _front_matter(result: dict[str, Any]) -> list[str]:
     return ["---", *_yaml(front), "---"]
 
 
+def added_note(added: Sequence[str]) -> str:
+    return (f"added concept(s) {', '.join(added)} have zero weight in the head (fine-tuned without target "
+            "ratings): they are predicted and explained, but do not move the targets")
+
+
 def _head_text(result: dict[str, Any]) -> str:
+    extension = result.get("extension")
+    if result["head"]["action"] == "extend":
+        dropped = (f"; the dropped concept(s) {', '.join(extension['dropped'])} had no weight in it, so their "
+                   "columns were removed" if extension["dropped"] else "")
+        return (f"the base's `{result['head']['kind']}` head, unchanged for the kept concepts; the added concepts "
+                f"have zero weight in it (no target ratings were given), so they do not move the targets{dropped}")
     if result["head"]["action"] == "keep":
         return "kept from the base model (no target ratings were given; the concepts are the base's)"
     if result["head"]["action"] == "identity":
         return IDENTITY_NOTE
     how = " and trained jointly" if result["mode"] == "joint" else " (on the predicted training concepts)"
-    return f"a `{result['head']['kind']}` head fitted on the target ratings{how}"
+    on = ("" if extension is None
+          else f" on all {len(extension['kept']) + len(extension['added'])} concepts, kept and added,")
+    return f"a `{result['head']['kind']}` head fitted{on} on the target ratings{how}"
 
 
 def _training_text(training: dict[str, Any] | None) -> str:
@@ -590,6 +845,40 @@ def _scale_text(scale: Sequence[float]) -> str:
     return f"scale {scale[0]:g}-{scale[1]:g}"
 
 
+def _drift_rows(result: dict[str, Any], kind: str) -> list[str]:
+    drift = result["extension"]["drift"]
+    rows = []
+    for name in drift["test"][kind]:
+        cells = [f"{drift[s][kind][name][m]:.3f}" for s in ("val", "test") for m in ("r", "mean_abs_change")]
+        rows.append(f"| {'**mean**' if name == 'mean' else name} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def extension_text(result: dict[str, Any]) -> str:
+    """Markdown: which concepts were kept, added and dropped, and how far the kept ones (and the targets, when
+    the base's head was kept) drifted from the base's own predictions on the held-out parts."""
+    ext, drift = result["extension"], result["extension"]["drift"]
+    if result["mode"] == "freeze":
+        held = "exactly the base's (frozen backbone, the base's concept-layer rows)"
+    else:
+        held = (f"held to the base model's own predictions on the same input by distillation (keep weight "
+                f"{ext['keep_weight']:g})")
+    lines = [f"- kept ({len(ext['kept'])}): {', '.join(ext['kept'])}: {held}",
+             f"- added ({len(ext['added'])}): {', '.join(ext['added'])}: learnt from the ratings (started as a linear "
+             "probe of the base's features); their scores are in the metrics tables below",
+             f"- dropped: {', '.join(ext['dropped']) if ext['dropped'] else 'none'}", "",
+             f"Drift of the kept concepts from the base model's predictions on the same held-out clips "
+             f"({drift['val']['n']} validation, {drift['test']['n']} test): Pearson r with the base's predictions and "
+             "the mean absolute change in rating units.", "",
+             "| kept concept | r val | mean abs change val | r test | mean abs change test |", "|---|---|---|---|---|",
+             *_drift_rows(result, "concepts"), ""]
+    if "targets" in drift["test"]:
+        lines += ["The targets (the base's head, through the kept concepts), against the base model's:", "",
+                  "| target | r val | mean abs change val | r test | mean abs change test |", "|---|---|---|---|---|",
+                  *_drift_rows(result, "targets"), ""]
+    return "\n".join(lines)
+
+
 def model_card(result: dict[str, Any]) -> str:
     """README.md for the output folder, every number read from ``result`` (measured, not typed)."""
     data, split, base = result["data"], result["split"], result["base"]
@@ -597,6 +886,9 @@ def model_card(result: dict[str, Any]) -> str:
     by = "artist (no artist in two parts)" if split["by"] == "artist" else "file"
     concept_layer = ("rebuilt for the new concepts (started as a linear probe of the frozen backbone)"
                      if result["concepts_changed"] else "continued from the base")
+    if "extension" in result:
+        concept_layer = ("grown: the base's rows for the kept concepts, new rows for the added ones (started as a "
+                         "linear probe of the base's backbone)")
     targets = (", ".join(data["target_names"]) + f" ({_scale_text(data['target_scale'])})"
                if data["target_names"] else "none given")
     lines = [
@@ -615,6 +907,7 @@ def model_card(result: dict[str, Any]) -> str:
         "## Split", "",
         f"By {by}, seed {split['seed']}, fractions " + "/".join(f"{f:g}" for f in split["fractions"])
         + f": {sizes['train']} train, {sizes['val']} validation, {sizes['test']} test clips.", "",
+        *(["## Concepts kept and added", "", extension_text(result)] if "extension" in result else []),
         "## Training", "", _training_text(result["training"]), "",
         "## Metrics on the held-out test part", "",
         "*Before*: the base network adapted in closed form only (a linear probe for new concepts, a head fitted "

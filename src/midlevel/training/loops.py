@@ -12,6 +12,10 @@ makes the target part proportional to the head's fitting objective (see ``Sparse
 Early stopping watches the validation mean Pearson r of what the setup predicts (concepts,
 targets, or, for joint, the average of both).
 
+A ``Distillation`` holds some of a two-stage model's concepts to a frozen teacher's outputs on the
+same (augmented, cropped) input while the others are learnt from ratings: how fine-tuning adds
+concepts to a model without losing the ones it has (``training.finetune``).
+
 Each epoch is seeded from (seed, epoch) and the full state is saved after every epoch, so a
 run killed and resumed gives the same weights as one that was never interrupted. A resumed run
 may raise the epoch budget (to extend training); every other setting must match.
@@ -79,6 +83,10 @@ class TrainSettings:
     #: kept in eval mode (fixed batch-norm statistics, no dropout), so what it computes cannot drift.
     #: Empty: train everything. For adding inputs to a trained network without retraining the rest.
     trainable: tuple[str, ...] = ()
+    #: keep the batch-norm layers in eval mode: the normalisation statistics the network starts with are used
+    #: and kept (their affine weights still train). For fine-tuning that must not move what the network
+    #: computes for concepts it already has (``Distillation``): batch statistics would move them unseen.
+    freeze_norm: bool = False
 
     def __post_init__(self) -> None:
         self.trainable = tuple(str(p) for p in self.trainable)
@@ -128,6 +136,54 @@ class ArraySet:
         return int(self.logspec.shape[0])
 
 
+@dataclass
+class Distillation:
+    """Concepts held to a frozen ``teacher``: the model's concept columns ``kept`` learn the teacher's concept
+    columns ``teacher_columns`` (its eval-mode outputs on the very batch the model sees, after cropping and
+    augmentation), the other columns learn ``ArraySet.concepts`` (whose ``kept`` columns are ignored in
+    training; for validation they must hold the teacher's outputs, which ``validation_score`` compares with).
+
+    Concept loss (rescaled units): ``(mse of the rated columns + weight x mse of the kept ones) / (1 + weight)``;
+    the validation score is the same mix of the two parts' mean Pearson r."""
+
+    teacher: TwoStageModel
+    teacher_columns: list[int]
+    kept: list[int]
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.teacher.eval()
+        for param in self.teacher.parameters():
+            param.requires_grad_(False)
+
+    def rated(self, n_concepts: int) -> list[int]:
+        return [k for k in range(n_concepts) if k not in self.kept]
+
+    def column_weights(self, n_concepts: int) -> torch.Tensor:
+        """Per concept column, its weight in the concept loss (summing to 1)."""
+        weights = torch.zeros(n_concepts)
+        rated = self.rated(n_concepts)
+        weights[rated] = 1.0 / len(rated) / (1.0 + self.weight)
+        weights[self.kept] = self.weight / len(self.kept) / (1.0 + self.weight)
+        return weights
+
+    @torch.no_grad()
+    def fill(self, logspec: torch.Tensor, concepts: torch.Tensor) -> torch.Tensor:
+        """``concepts`` (B, K) with the kept columns replaced by the teacher's outputs for ``logspec``
+        (un-normalised: the teacher normalises with its own statistics)."""
+        taught = self.teacher.concepts_from_spectrogram(self.teacher.frontend.normalize(logspec.float()))
+        concepts = concepts.clone()
+        concepts[:, self.kept] = taught[:, self.teacher_columns].to(concepts.dtype)
+        return concepts
+
+    def score(self, truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+        r = pearson_per_column(truth, predicted)
+        rated = self.rated(truth.shape[1])
+        kept_r, rated_r = float(np.nanmean(r[self.kept])), float(np.nanmean(r[rated]))
+        return {"kept_r": kept_r, "rated_r": rated_r,
+                "concept_r": (rated_r + self.weight * kept_r) / (1.0 + self.weight)}
+
+
 def _unit(values: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
     lo, hi = scale
     return (values - lo) / (hi - lo)
@@ -169,18 +225,21 @@ def spectrogram_predictions(model: AudioModel, data: ArraySet) -> tuple[np.ndarr
 
 def batch_loss(model: AudioModel, settings: TrainSettings, spec: torch.Tensor, c_true, t_true,
                rolls: torch.Tensor | None = None, ingredients: torch.Tensor | None = None,
-               ingredient_head: torch.nn.Module | None = None, target_mask: torch.Tensor | None = None) -> torch.Tensor:
+               ingredient_head: torch.nn.Module | None = None, target_mask: torch.Tensor | None = None,
+               concept_weights: torch.Tensor | None = None) -> torch.Tensor:
     """The setup's loss, plus ``roll_weight`` x the note-roll cross-entropy when ``rolls`` are given, plus
     ``ingredient_weight`` x the squared error of ``ingredient_head`` (on the embedding) against the
     standardised ``ingredients`` when they are given. ``target_mask`` (B,) bool: the clips whose targets
-    count (None: all)."""
+    count (None: all). ``concept_weights`` (K,) summing to 1: each concept column's weight in the concept
+    loss (None: all alike, the plain mean)."""
     if rolls is None:
         embedding = model.backbone(spec)
-        loss = _setup_loss(model, settings, embedding, c_true, t_true, target_mask)
+        loss = _setup_loss(model, settings, embedding, c_true, t_true, target_mask, concept_weights)
     else:
         embedding, logits = model.backbone.forward_with_salience(spec)
         roll_loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, rolls.to(logits.dtype))
-        loss = _setup_loss(model, settings, embedding, c_true, t_true, target_mask) + settings.roll_weight * roll_loss
+        loss = (_setup_loss(model, settings, embedding, c_true, t_true, target_mask, concept_weights)
+                + settings.roll_weight * roll_loss)
     if ingredients is not None:
         loss = loss + settings.ingredient_weight * torch.nn.functional.mse_loss(ingredient_head(embedding), ingredients)
     return loss
@@ -210,13 +269,14 @@ def ingredient_read_out(model: AudioModel, train: ArraySet, settings: TrainSetti
 
 
 def _setup_loss(model: AudioModel, settings: TrainSettings, embedding: torch.Tensor, c_true, t_true,
-                target_mask: torch.Tensor | None = None) -> torch.Tensor:
+                target_mask: torch.Tensor | None = None, concept_weights: torch.Tensor | None = None) -> torch.Tensor:
     cfg = model.config
     outputs = model.outputs_from_embedding(embedding)
     if settings.setup == "a2e":
         return torch.mean((_unit(outputs, cfg.target_scale) - _unit(t_true, cfg.target_scale)) ** 2)
     concepts = outputs
-    loss_c = torch.mean((_unit(concepts, cfg.concept_scale) - _unit(c_true, cfg.concept_scale)) ** 2)
+    squared = (_unit(concepts, cfg.concept_scale) - _unit(c_true, cfg.concept_scale)) ** 2
+    loss_c = squared.mean() if concept_weights is None else (squared * concept_weights).sum(dim=-1).mean()
     if settings.setup == "concepts":
         return loss_c
     span = cfg.target_scale[1] - cfg.target_scale[0]
@@ -230,14 +290,18 @@ def _setup_loss(model: AudioModel, settings: TrainSettings, embedding: torch.Ten
     return w * loss_c + (1 - w) * loss_t
 
 
-def validation_score(model: AudioModel, settings: TrainSettings, data: ArraySet) -> dict[str, float]:
+def validation_score(model: AudioModel, settings: TrainSettings, data: ArraySet,
+                     distill: Distillation | None = None) -> dict[str, float]:
     out = network_outputs(model, data)
     scores: dict[str, float] = {}
     if settings.setup == "a2e":
         scores["target_r"] = float(np.nanmean(pearson_per_column(data.targets, out)))
         scores["score"] = scores["target_r"]
         return scores
-    scores["concept_r"] = float(np.nanmean(pearson_per_column(data.concepts, out)))
+    if distill is None:
+        scores["concept_r"] = float(np.nanmean(pearson_per_column(data.concepts, out)))
+    else:
+        scores.update(distill.score(data.concepts, out))
     scores["score"] = scores["concept_r"]
     if settings.setup == "joint":
         scores["target_r"] = float(np.nanmean(pearson_per_column(data.targets, model.head.predict(out))))
@@ -251,31 +315,41 @@ def trains(name: str, settings: TrainSettings) -> bool:
 
 
 def set_training_modes(model: torch.nn.Module, settings: TrainSettings) -> None:
-    """Train mode for the trained modules, eval mode for the frozen ones (``TrainSettings.trainable``)."""
+    """Train mode for the trained modules, eval mode for the frozen ones (``TrainSettings.trainable``) and for
+    batch norm with ``TrainSettings.freeze_norm``."""
     model.train()
     if settings.trainable:
         for name, module in model.named_modules():
             module.training = bool(name) and trains(name, settings)
+    if settings.freeze_norm:
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
 
 
 def train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings: TrainSettings,
-                  out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
+                  out_dir: str | Path, *, progress: bool = True, distill: Distillation | None = None) -> dict[str, Any]:
     """Train with early stopping; resumes from ``out_dir`` if a run was interrupted there.
 
     Returns the history; the best epoch's model is saved to ``out_dir/best`` (a model folder)
     and loaded back into ``model``. Denormal floats are flushed to zero meanwhile (``flush_denormals``).
+    ``distill``: concepts held to a frozen teacher (``Distillation``; not part of the saved state: a
+    resumed run must pass the same one).
     """
     with flush_denormals():
-        return _train_network(model, train, valid, settings, out_dir, progress=progress)
+        return _train_network(model, train, valid, settings, out_dir, progress=progress, distill=distill)
 
 
 def _train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings: TrainSettings,
-                   out_dir: str | Path, *, progress: bool) -> dict[str, Any]:
+                   out_dir: str | Path, *, progress: bool, distill: Distillation | None = None) -> dict[str, Any]:
     out_dir = Path(out_dir)
     if settings.setup == "a2e" and not isinstance(model, BlackBoxModel):
         raise TypeError("the a2e setup trains a BlackBoxModel")
     if settings.setup != "a2e" and not isinstance(model, TwoStageModel):
         raise TypeError(f"the {settings.setup} setup trains a TwoStageModel")
+    if distill is not None and settings.setup == "a2e":
+        raise ValueError("distillation holds concepts; the a2e setup has none")
+    concept_weights = None if distill is None else distill.column_weights(len(model.config.concept_names))
     was_trainable = {name: p.requires_grad for name, p in model.named_parameters()}
     if settings.trainable:
         named = dict(model.named_parameters())
@@ -341,16 +415,18 @@ def _train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings
                 rolls = rolls[..., offset:offset + settings.crop_frames] if rolls is not None else None
             if shifts is not None:
                 batch = transpose_batch(batch, shifts, gen)
+            if distill is not None:  # the teacher sees what the model sees
+                c_batch = distill.fill(batch, c_batch)
             spec = model.frontend.normalize(batch.float())
             loss = batch_loss(model, settings, spec, c_batch,
                               t_all[idx] if t_all is not None else None, rolls,
                               *((read_out[1][idx], read_out[0]) if read_out is not None else (None, None)),
-                              target_mask=target_mask)
+                              target_mask=target_mask, concept_weights=concept_weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)
-        scores = validation_score(model, settings, valid)
+        scores = validation_score(model, settings, valid, distill)
         row = {"epoch": epoch, "train_loss": total / len(train), "seconds": time.perf_counter() - start, **scores}
         state["history"].append(row)
         if scores["score"] > state["best_score"]:
