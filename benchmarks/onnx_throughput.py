@@ -34,6 +34,7 @@ import torch
 from midlevel import ModelConfig, TwoStageModel, example_clip, load_audio
 from midlevel.export import TrackGraph, export_onnx
 from midlevel.ioutil import atomic_write_text
+from report_cli import cpu_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNTIMES = ("onnxruntime", "torch", "torch_explain")
@@ -44,16 +45,6 @@ def clip(seconds: float, sample_rate: int) -> np.ndarray:
     real = load_audio(example_clip(), sample_rate).samples
     n = int(seconds * sample_rate)
     return np.ascontiguousarray(np.tile(real, n // len(real) + 1)[:n])
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def session(path: Path, threads: int, *, profile: bool = False) -> ort.InferenceSession:

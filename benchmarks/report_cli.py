@@ -5,6 +5,7 @@ Markdown printed). ``studies/*.py`` import it from here through ``sys.path``."""
 from __future__ import annotations
 
 import argparse
+import platform
 from pathlib import Path
 from typing import Callable
 
@@ -29,3 +30,14 @@ def run_and_report(args: argparse.Namespace, run: Callable[[argparse.Namespace],
     write_report(args.out, args.stem, summary, markdown(summary))
     print(markdown(summary))
     return 0
+
+
+def cpu_name() -> str:
+    """The processor's model name (for the results' machine line), or what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

@@ -7,15 +7,12 @@ pretrained backbones beat training from scratch is measured by benchmarks/finetu
 import argparse
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import kill_when_written
 
 from midlevel import ModelConfig, TwoStageModel, load
 from midlevel.checkpoint import ModelLoadError
@@ -164,13 +161,8 @@ def test_an_interrupted_run_resumes_and_other_arguments_are_refused(base, tmp_pa
     call = (f"import torch; torch.set_num_threads(1); from midlevel.training.finetune import finetune; "
             f"finetune({str(base)!r}, {str(annotations)!r}, {str(audio)!r}, {str(out)!r}, epochs=5, patience=20, "
             f"batch_size=8, progress=False)")
-    proc = subprocess.Popen([sys.executable, "-c", call])
     state_file = partial / "run" / "state.json"
-    deadline = time.time() + 60
-    while not state_file.is_file() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when_written(call, state_file, 60)
     killed = json.loads(state_file.read_text())
     assert killed["epoch"] < 4 and not out.exists()  # stopped part-way; nothing at --out
     listing = sorted(p.name for p in partial.rglob("*"))

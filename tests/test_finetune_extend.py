@@ -9,16 +9,13 @@ makes the interrupted and the uninterrupted run compute alike, bit for bit.
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import kill_when_written
 from test_finetune import run_cli, tones
 
 from midlevel import ModelConfig, TwoStageModel, load
@@ -305,13 +302,8 @@ def test_an_interrupted_extension_resumes_to_the_same_weights(bases, tmp_path):
     args = dict(add_concepts=True, epochs=6, patience=20, batch_size=8, seed=3, progress=False)
     call = (f"import torch; torch.set_num_threads(1); from midlevel.training.finetune import finetune; "
             f"finetune({str(bases['linear'])!r}, {str(annotations)!r}, {str(audio)!r}, {str(out)!r}, **{args!r})")
-    proc = subprocess.Popen([sys.executable, "-c", call])
     state_file = partial / "run" / "state.json"
-    deadline = time.time() + 90
-    while not state_file.is_file() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when_written(call, state_file, 90)
     killed = json.loads(state_file.read_text())
     assert killed["epoch"] < 5 and not out.exists()
     with pytest.raises(FinetuneError, match="other arguments.*differing: extend"):

@@ -99,9 +99,13 @@ class CompactMusicBackbone(nn.Module):
         self.band_mean.copy_(torch.as_tensor(mean, dtype=self.band_mean.dtype).expand_as(self.band_mean))
         self.band_std.copy_(torch.as_tensor(std, dtype=self.band_std.dtype).clamp_min(1e-6).expand_as(self.band_std))
 
+    def log_spectrogram(self, spec: torch.Tensor) -> torch.Tensor:
+        """(b, 1, bands, t) normalised -> the front-end's log spectrogram, normalisation undone."""
+        return spec * self.band_std[:, None] + self.band_mean[:, None]
+
     def whiten(self, spec: torch.Tensor) -> torch.Tensor:
         """(b, 1, bands, t) normalised -> (b, 1, bands, t) log spectrogram above its local band mean."""
-        logspec = spec * self.band_std[:, None] + self.band_mean[:, None]
+        logspec = self.log_spectrogram(spec)
         k = self.whiten_bands
         local = F.avg_pool2d(logspec, (k, 1), stride=1, padding=(k // 2, 0), count_include_pad=False)
         return F.relu(logspec - local)
@@ -176,8 +180,8 @@ class CompactTranscribeBackbone(CompactMusicBackbone):
             measures = torch.cat([self.note_keys(probs[:, 0]), self.note_melody(probs[:, 1])], dim=1)
             pre = pre + self.note_measures_in(measures)
         if self.equivariant is not None:
-            logspec = spec * self.band_std[:, None] + self.band_mean[:, None]
-            pre = pre + self.equivariant_in(self.equivariant(logspec, probs, self.rhythm.envelopes(spec)))
+            pre = pre + self.equivariant_in(self.equivariant(self.log_spectrogram(spec), probs,
+                                                             self.rhythm.envelopes(spec)))
         return self.mix[3](self.mix[2](pre)), logits  # ReLU, dropout
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:

@@ -127,11 +127,7 @@ def _targets_from_file(path: Path, id_column: str, ids: list[str], columns: list
         table.rename({"number": "song_id"})
     table.require((id_column,))
     problems: list[MidlevelError] = []
-    try:
-        target_ids = [str(i) for i in table.ids(id_column, _id_parser(id_column))]
-    except DatasetError as exc:
-        problems.append(exc)
-        target_ids = _raw_ids(table, id_column)
+    target_ids = _checked_ids(table, id_column, problems)
     columns = columns or [n for n in table.names if n != id_column]
     if not columns:
         raise DatasetError(path, "no target columns besides the id", line=table.header_line)
@@ -144,6 +140,16 @@ def _targets_from_file(path: Path, id_column: str, ids: list[str], columns: list
     if absent:
         raise DatasetError(path, f"no target ratings for {len(absent)} annotated clip(s): {', '.join(absent)}")
     return frame.loc[ids]
+
+
+def _checked_ids(table: Table, id_column: str, problems: list[MidlevelError]) -> list[str]:
+    """The table's ids; when they are bad (duplicates, blanks), the problem goes to ``problems`` and the raw
+    cells stand in, so the rest of the table is still checked in the same pass."""
+    try:
+        return [str(i) for i in table.ids(id_column, _id_parser(id_column))]
+    except DatasetError as exc:
+        problems.append(exc)
+        return _raw_ids(table, id_column)
 
 
 def _raw_ids(table: Table, id_column: str) -> list[str]:
@@ -183,11 +189,7 @@ def read_finetune_annotations(annotations: str | Path, audio_dir: str | Path, *,
     if layout == "midlevel":
         table.rename(RAW_FEATURE_NAMES)
     problems: list[MidlevelError] = []
-    try:
-        ids = [str(i) for i in table.ids(id_column, _id_parser(id_column))]
-    except DatasetError as exc:
-        problems.append(exc)
-        ids = _raw_ids(table, id_column)
+    ids = _checked_ids(table, id_column, problems)
     in_table_targets = [] if targets_file else _names(target_columns)
     if concept_columns:
         concepts, hint = _names(concept_columns), ""
