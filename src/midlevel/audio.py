@@ -60,6 +60,9 @@ import soxr
 
 from .errors import MidlevelError
 
+#: file name endings of the formats libsndfile decodes here, for commands that pick audio out of a folder
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
+
 _INT_SCALES = {  # dtype -> (offset, scale) so that (x - offset) / scale lies in [-1, 1)
     np.dtype(np.int8): (0, 2.0**7),
     np.dtype(np.uint8): (128, 2.0**7),

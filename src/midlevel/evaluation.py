@@ -51,6 +51,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .audio import AUDIO_SUFFIXES
 from .datasets.errors import DatasetError, normalise_name, read_table
 from .training.metrics import score_outputs
 
@@ -60,7 +61,6 @@ SPLITS = ("test", "val", "train", "all")
 FILE_COLUMNS = ("file", "path", "filename")
 PIECE_COLUMNS = ("piece_id", "piece")
 LAYOUT_NAMES = {"midlevel": "Mid-level layout", "soundtracks": "Soundtracks layout", "csv": "CSV"}
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
 
 # -- data sets ---------------------------------------------------------------------------------------
