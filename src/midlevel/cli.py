@@ -396,6 +396,54 @@ def explain_from_args(model: AudioModel, audio: Any, args: argparse.Namespace) -
                                  n_freq=n_freq, max_evals=args.shap_max_evals)
 
 
+def cmd_annotate(args: argparse.Namespace) -> int:
+    """``annotate.annotate`` plus a summary; exit 2 when any file failed (each listed in the errors table)."""
+    from .annotate import annotate
+
+    summary = annotate(args.inputs, args.out, model=args.model, workers=args.workers, engine=args.engine,
+                       errors=args.errors, progress=False if args.no_progress else None)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        done = summary["inputs"] - summary["resumed"]
+        rate = f"{done / summary['seconds']:.2f} files/s, " if done else ""
+        speed = f"{summary['audio_seconds'] / summary['seconds']:.0f}x real time" if summary["seconds"] else ""
+        print(f"annotated {summary['annotated']} of {summary['inputs']} file(s) with {summary['model']} into "
+              f"{summary['out']}" + (f" ({summary['resumed']} done by an earlier run)" if summary["resumed"] else "")
+              + f"; {summary['seconds']:.1f} s, {rate}{speed}")
+    for failure in summary["failures"][:10]:
+        print(f"midlevel: error: {failure['path']}: {failure['reason']}", file=sys.stderr)
+    if summary["failed"]:
+        print(f"midlevel: {summary['failed']} of {summary['inputs']} input(s) failed; {summary['errors_out']} "
+              "lists them", file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_annotate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``midlevel annotate INPUT... --out TABLE`` (``annotate.annotate``)."""
+    p = subparsers.add_parser("annotate", help="annotate a catalogue: a table row per audio file (resumable)",
+                              description="Explain every audio file into one table (Parquet or CSV): concepts, "
+                                          "targets, contributions, flags, model and weights. Resumable: rerun "
+                                          "the same command after an interruption.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="a folder (audio files, recursively), a quoted glob, a .csv/.parquet list with a 'file' "
+                        "or 'path' column, a file, or an s3:// (any pyarrow filesystem) file or folder")
+    p.add_argument("--out", required=True, help="the table: .parquet or .csv (parts kept in OUT.parts until done)")
+    p.add_argument("--model", help="zoo name or model folder (default: the zoo's default model)")
+    p.add_argument("--workers", type=int, help="processes (local engine; default 1) or Ray actors (default: "
+                                               "every CPU of the cluster); one torch thread each")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: processes on this machine; ray: a Ray Data actor pool (RAY_ADDRESS joins a "
+                        "cluster; the 'ray' extra)")
+    p.add_argument("--errors", help="the table of files that failed (path, reason; default: OUT's name + "
+                                    ".errors, e.g. table.errors.parquet)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: one on a terminal)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_annotate)
+    return p
+
+
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     from .export import TrackGraph, export_onnx
     from .zoo import load
@@ -501,6 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_corpus_build)
     add_export_parser(sub)
     add_finetune_parser(sub)
+    add_annotate_parser(sub)
     p = sub.add_parser("models", help="list the zoo's checkpoints with their held-out scores; * marks the default")
     p.add_argument("--all", action="store_true", help="also list superseded entries (not installed)")
     p.add_argument("--json", action="store_true")
