@@ -197,12 +197,7 @@ class GAMHead(AdditiveHead):
         if len(c) < 2:
             raise ValueError("concepts needs at least 2 rows to fit a GAM")
         n, nb = len(c), self.n_basis
-        with torch.no_grad():
-            basis = self.basis(torch.as_tensor(c, device=self.knots.device)).cpu().numpy()
-        basis_mean = basis.mean(0)
-        to_coef = np.tril(np.ones((nb, nb - 1)), -1)  # beta = to_coef @ increments
-        design = np.einsum("nkb,bj->nkj", basis - basis_mean, to_coef).reshape(n, -1)
-        rough = np.kron(np.eye(self.n_concepts), np.diff(np.eye(nb - 1), axis=0))  # D2 beta
+        design, basis_mean, rough = self._design(c)
         y_mean = y.mean(0)
         yc = y - y_mean
         if self.smoothness == "auto":
@@ -229,6 +224,19 @@ class GAMHead(AdditiveHead):
             self.basis_mean.copy_(torch.as_tensor(basis_mean))
             self.lambdas.copy_(torch.as_tensor(lambdas))
         return self
+
+    def _design(self, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What a fit solves with, for (N, K) concepts: the design in increment coordinates, centred on
+        ``c`` (N, K * (n_basis - 1)); the mean basis row (K, n_basis); the second-difference operator on
+        the increments (D2 beta), so the roughness of increments s is ``|rough @ s|^2``."""
+        n, nb = len(c), self.n_basis
+        with torch.no_grad():
+            basis = self.basis(torch.as_tensor(c, device=self.knots.device)).cpu().numpy()
+        basis_mean = basis.mean(0)
+        to_coef = np.tril(np.ones((nb, nb - 1)), -1)  # beta = to_coef @ increments
+        design = np.einsum("nkb,bj->nkj", basis - basis_mean, to_coef).reshape(n, -1)
+        rough = np.kron(np.eye(self.n_concepts), np.diff(np.eye(nb - 1), axis=0))  # D2 beta
+        return design, basis_mean, rough
 
     @staticmethod
     def _gcv_smoothness(design: np.ndarray, rough: np.ndarray, yc: np.ndarray) -> np.ndarray:
