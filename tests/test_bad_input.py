@@ -227,7 +227,7 @@ ROWS = {
         ["model/config.json: concept_names must be a list of strings; got 'abc' (str)"], []),
     "config: unknown head": (
         model_variant(lambda m: m.update(head="forest")), 2,
-        ["model/config.json: head: unknown head type 'forest'; choose from ['gam', 'linear']"], []),
+        ["model/config.json: head: unknown head type 'forest'; choose from ['gam', 'gam_logistic', 'linear', 'logistic']"], []),
     "config: unknown head parameter": (
         model_variant(lambda m: m.update(head_params={"x": 1})), 2,
         ["model/config.json: head_params: ['x'] are not parameters of the 'linear' head"], []),
