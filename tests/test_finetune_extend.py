@@ -214,6 +214,22 @@ def test_a_target_that_depends_on_the_added_concept_weights_it(bases, tmp_path):
     assert "a `linear` head fitted on all 3 concepts" in (tmp_path / "out" / "README.md").read_text()
 
 
+@pytest.mark.parametrize("mode", ["freeze", "joint"])
+def test_a_refitted_gam_head_shapes_the_added_concept(bases, tmp_path, fresh, mode):
+    """The GAM head refitted on all concepts gives the added concept a shape that rises with it; in joint mode
+    the network is trained together with the refitted head and the sum still holds."""
+    annotations, audio, _ = write_data(tmp_path / "data", targets={"grit": lambda r: 1 + 0.8 * (r[:, 2] - 1)})
+    result = finetune(bases["gam"], annotations, audio, tmp_path / "out", add_concepts=True, mode=mode,
+                      target_columns=["grit"], epochs=2, **FAST)
+    model = load(tmp_path / "out")
+    assert model.config.head == "gam" and result["head"]["action"] == "fit"
+    ours = explained(model, fresh)
+    assert_additive(ours)
+    noise_terms = np.array([e.contributions[0, 2] for e in ours])
+    assert pearson(noise_terms, fresh.ratings[:, 2]) > 0.5
+    assert np.ptp(noise_terms) > 2 * np.ptp([e.contributions[0, :2] for e in ours], axis=0).max()
+
+
 def test_a_target_that_ignores_the_added_concept_leaves_the_old_weights(bases, tmp_path):
     base = load(bases["linear"])
     annotations, audio, ratings = write_data(tmp_path / "data", n=36)
@@ -267,6 +283,9 @@ REFUSALS = {
         r"--keep-concepts drops \['pitch'\], which the base model's head uses; without target ratings the head "
         r"cannot be refitted"),
     "a negative keep weight": ({}, dict(keep_weight=-1.0), FinetuneError, r"keep_weight \(--keep-weight\) must be"),
+    "a keep weight without adding": (
+        {}, dict(add_concepts=False, keep_weight=2.0), FinetuneError,
+        r"keep_weight \(--keep-weight\) weighs the kept concepts' distillation.*it needs add_concepts"),
 }
 
 

@@ -187,11 +187,28 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def explanation_logging(directory: str | None, command: str, *, per_run: bool) -> list:
+    """``--log-explanations DIR``: the built-in explanation logger writing TensorBoard events into DIR
+    (``training.callbacks.explanation_callbacks``); none without it. Checks the extra before any work."""
+    if not directory:
+        return []
+    require_all(("tensorboard", "matplotlib"), "tensorboard", f"{command} --log-explanations")
+    from .training.callbacks import explanation_callbacks
+
+    return explanation_callbacks(directory, per_run=per_run)
+
+
+def add_device_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="where to train: cpu (default), cuda, cuda:N, mps or auto; under "
+                   "torchrun --nproc_per_node N the processes train data-parallel (docs/scale_out.md)")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .training.loops import TrainSettings
     from .training.recipes import train_family
     from .training.report import target_table
 
+    callbacks = explanation_logging(args.log_explanations, "midlevel train", per_run=True)
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              patience=args.patience, seed=args.seed, joint_weight=args.joint_weight,
                              crop_frames=args.crop_frames, lr_schedule=args.lr_schedule,
@@ -207,7 +224,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     results = train_family(args.corpus, args.out, backbone=args.backbone, heads=args.heads.split(","),
                            joint_heads=joint, settings=settings, cache_dir=args.cache_dir, concepts=concepts,
                            black_box=not args.no_a2e, init_from=args.init_from,
-                           level_target_dbfs=args.level_normalize, roll_source=roll_source)
+                           level_target_dbfs=args.level_normalize, roll_source=roll_source, callbacks=callbacks,
+                           device=args.device)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
+        return 0
     names = [n for n in results["models"] if n != "a2mid"]
     print(target_table(results, names))
     print(f"models and results.json written to {args.out}")
@@ -220,6 +240,16 @@ def cmd_corpus_build(args: argparse.Namespace) -> int:
     summary = build_corpus(args.out, args.n, seconds=args.seconds, seed=args.seed, workers=args.workers,
                            audio_format=args.format, only_split=args.only_split, clips_per_piece=args.clips_per_piece,
                            conditions=args.conditions)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_corpus_speech(args: argparse.Namespace) -> int:
+    require_all(("pedalboard", "librosa", "parselmouth", "tqdm"), "corpus", "midlevel corpus speech")
+    from .datasets.spoken_digits import build_spoken_digits
+
+    summary = build_spoken_digits(args.out, reps=args.reps, seed=args.seed, conditions=args.conditions,
+                                  workers=args.workers, progress=sys.stderr.isatty())
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -247,13 +277,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from .training.finetune import finetune, metric_tables
 
+    callbacks = explanation_logging(args.log_explanations, "midlevel finetune", per_run=False)
     result = finetune(args.base, args.annotations, args.audio_dir, args.out, targets=args.targets,
                       concepts=args.concepts, target_columns=args.target_columns, concept_scale=args.concept_scale,
                       target_scale=args.target_scale, mode=args.mode, head=args.head, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
                       joint_weight=args.joint_weight, split=args.split, resample=args.resample,
                       overwrite=args.overwrite, cache_dir=args.cache_dir, add_concepts=args.add_concepts,
-                      keep_concepts=args.keep_concepts, keep_weight=args.keep_weight)
+                      keep_concepts=args.keep_concepts, keep_weight=args.keep_weight, callbacks=callbacks,
+                      device=args.device)
     print(metric_tables(result, "test"))
     print(f"model written to {args.out} (model card: {Path(args.out) / 'README.md'})")
     return 0
@@ -307,7 +339,7 @@ def add_finetune_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
                    "replacing them; the kept ones are held to the base's predictions (see --keep-weight)")
     p.add_argument("--keep-concepts", type=_names, help="with --add-concepts: comma-separated base concepts to keep "
                    "(default: all)")
-    p.add_argument("--keep-weight", type=float, default=3.0, help="with --add-concepts: weight of the kept "
+    p.add_argument("--keep-weight", type=float, help="with --add-concepts: weight of the kept "
                    "concepts' distillation loss against the added ones' rating loss (default 3)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=16)
@@ -321,6 +353,10 @@ def add_finetune_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument("--cache-dir", help="spectrogram cache folder (default: inside OUT.partial)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a non-empty OUT (only once the new model is complete)")
+    p.add_argument("--log-explanations", metavar="DIR",
+                   help="log each epoch's explanation of fixed validation clips (concept r, head, contributions, "
+                        "attribution maps, listenable parts) as TensorBoard events in DIR: tensorboard --logdir DIR")
+    add_device_argument(p)
     p.set_defaults(func=cmd_finetune)
     return p
 
@@ -529,6 +565,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", metavar="MODEL",
                    help="warm-start every network from this model folder or zoo name (same backbone, concepts "
                         "and kind), e.g. to continue a model on a larger corpus")
+    p.add_argument("--log-explanations", metavar="DIR",
+                   help="log each epoch's explanation of fixed validation clips (concept r, head, contributions, "
+                        "attribution maps, listenable parts) as TensorBoard events in DIR/<network>: "
+                        "tensorboard --logdir DIR")
+    add_device_argument(p)
     p.set_defaults(func=cmd_train)
     corpus = sub.add_parser("corpus", help="the controlled corpus").add_subparsers(dest="corpus_command", required=True)
     p = corpus.add_parser("build", help="render a controlled corpus (resumable; deterministic for a seed)")
@@ -547,6 +588,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "(soundfont, room, EQ, compression, level, noise and codec drawn per clip; same clips and "
                         "labels as the dry build of the seed; datasets.controlled.conditions)")
     p.set_defaults(func=cmd_corpus_build)
+    p = corpus.add_parser("speech", help="synthesise the controlled spoken-digit corpus (espeak-ng, flite, festival "
+                          "voices; resumable; deterministic for a seed)")
+    p.add_argument("--out", required=True, help="corpus folder")
+    p.add_argument("--reps", type=int, default=5, help="repetitions of each digit by each voice")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="synthesis processes")
+    p.add_argument("--conditions", choices=["dry", "randomised"], default="randomised",
+                   help="recording conditions after synthesis: none, or the music corpus's randomised ones")
+    p.set_defaults(func=cmd_corpus_speech)
     add_export_parser(sub)
     add_finetune_parser(sub)
     add_annotate_parser(sub)

@@ -78,12 +78,16 @@ from ..datasets import DatasetError
 from ..datasets.errors import normalise_name
 from ..errors import MidlevelError, refuse
 from ..heads import HEADS
+
+#: the heads fine-tuning fits on rated targets (the classification heads take class labels: not here yet)
+RATING_HEADS = {k: v for k, v in HEADS.items() if k in ("linear", "gam")}
 from ..ioutil import atomic_write_text, output_path_problem, sha256_file
 from ..model import TwoStageModel
 from ..zoo import load, weights_sha256
 from .annotations import Annotations, check_audio, read_finetune_annotations
 from .cache import cache_file, cache_key, cached_log_spectrograms
 from .data import LabelledClips
+from .distributed import DeviceError, resolve_device
 from .loops import (ArraySet, Distillation, TrainSettings, batched_outputs, network_outputs, predict_targets,
                     spectrogram_predictions, train_network, validation_score)
 from .metrics import pearson_per_column, score_outputs
@@ -92,6 +96,7 @@ from .recipes import evaluate
 MODES = ("full", "freeze", "head", "joint")
 MIN_PART = 3  # clips per split part: fewer cannot give a meaningful Pearson r
 PROBE_ALPHAS = np.logspace(-3, 4, 15)
+DEFAULT_KEEP_WEIGHT = 3.0  # the kept concepts' distillation loss against the added ones' rating loss
 IDENTITY_NOTE = ("no target ratings were given for these concepts: the head is the identity, so each "
                  "target is a concept and its explanation is trivially exact")
 
@@ -121,8 +126,8 @@ class Plan:
 def plan_model(base: ModelConfig, data: Annotations, scales: dict[str, tuple[float, float]], mode: str,
                head: str | None) -> Plan:
     """Decide the output config; reorders ``data.concepts`` to the base's order when they are the base's."""
-    if head is not None and head not in HEADS:
-        raise FinetuneError(f"unknown head type {head!r}; choose from {sorted(HEADS)}")
+    if head is not None and head not in RATING_HEADS:
+        raise FinetuneError(f"unknown head type {head!r}; choose from {sorted(RATING_HEADS)}")
     concepts = list(data.concepts.columns)
     same = sorted(concepts) == sorted(base.concept_names) and scales["concept"] == tuple(base.concept_scale)
     if same:
@@ -312,7 +317,8 @@ def start_model(base: TwoStageModel, plan: Plan, train: ArraySet, seed: int) -> 
 
 
 def _train(model: TwoStageModel, plan: Plan, mode: str, arrays: dict[str, ArraySet], settings: TrainSettings,
-           run_dir: Path, progress: bool, distill: Distillation | None = None) -> dict[str, Any] | None:
+           run_dir: Path, progress: bool, distill: Distillation | None = None,
+           callbacks: Sequence[Any] = (), device: str | None = "cpu") -> dict[str, Any] | None:
     """Adapt ``model`` in place as ``mode`` says; the training summary, or None without gradient training."""
     train = arrays["train"]
     summary = None
@@ -320,7 +326,8 @@ def _train(model: TwoStageModel, plan: Plan, mode: str, arrays: dict[str, ArrayS
         started = time.perf_counter()
         start_score = validation_score(model, settings, arrays["val"], distill)["score"]
         start_weights = copy.deepcopy(model.state_dict())
-        state = train_network(model, train, arrays["val"], settings, run_dir, progress=progress, distill=distill)
+        state = train_network(model, train, arrays["val"], settings, run_dir, progress=progress, distill=distill,
+                              callbacks=callbacks, device=device)
         kept_start = bool(start_score >= state["best_score"])
         if kept_start:
             model.load_state_dict(start_weights)
@@ -467,15 +474,21 @@ def finetune(base: str | Path, annotations: str | Path, audio_dir: str | Path, o
              joint_weight: float = 0.5, split: Sequence[float] = (0.7, 0.15, 0.15), resample: bool = False,
              overwrite: bool = False, cache_dir: str | Path | None = None, progress: bool = True,
              add_concepts: bool = False, keep_concepts: Sequence[str] | None = None,
-             keep_weight: float = 3.0) -> dict[str, Any]:
+             keep_weight: float | None = None, callbacks: Sequence[Any] = (), device: str | None = "cpu"
+             ) -> dict[str, Any]:
     """Fine-tune ``base`` (zoo name or model folder) on rated audio; returns what the card reports.
 
     ``annotations``: a ratings CSV (see ``training.annotations``); ``targets``: an optional second
     CSV of target ratings, or ``target_columns`` of the annotations. Scales default to the base's.
     ``add_concepts``: the rated concepts are added to the base's (all kept, or ``keep_concepts``), which
-    are held to the base's predictions with weight ``keep_weight`` (module docstring).
+    are held to the base's predictions with weight ``keep_weight`` (default ``DEFAULT_KEEP_WEIGHT``; module
+    docstring); giving it without ``add_concepts`` is refused rather than ignored.
     ``out`` becomes a model folder (``midlevel.load(out)``) with ``README.md`` (the model card) and
     ``finetune.json`` (this function's result). Re-running an interrupted call resumes it.
+    ``callbacks``: passed to ``train_network`` (``training.callbacks``) in the modes that train by gradient
+    (full, joint); the others train no network and call none. ``device``: where the network trains (cpu,
+    cuda, cuda:N, mps, auto); the model is saved from the CPU. Fine-tuning runs in one process: under
+    torchrun with several processes it is refused (a fine-tune is small; ``midlevel train`` scales out).
     """
     out = Path(out)
     base_model, data, plan, parts, scales = _checked_inputs(
@@ -483,7 +496,8 @@ def finetune(base: str | Path, annotations: str | Path, audio_dir: str | Path, o
         concept_scale=concept_scale, target_scale=target_scale, mode=mode, head=head, epochs=epochs,
         batch_size=batch_size, lr=lr, patience=patience, seed=seed, joint_weight=joint_weight, split=split,
         resample=resample, overwrite=overwrite, cache_dir=cache_dir, progress=progress,
-        add_concepts=add_concepts, keep_concepts=keep_concepts, keep_weight=keep_weight)
+        add_concepts=add_concepts, keep_concepts=keep_concepts, keep_weight=keep_weight, device=device)
+    keep_weight = DEFAULT_KEEP_WEIGHT if keep_weight is None else float(keep_weight)
     bcfg = base_model.config
     settings = TrainSettings(setup="joint" if mode == "joint" else "concepts", epochs=epochs, batch_size=batch_size,
                              lr=lr, patience=patience, seed=seed, joint_weight=joint_weight, freeze_norm=plan.extends)
@@ -504,7 +518,7 @@ def finetune(base: str | Path, annotations: str | Path, audio_dir: str | Path, o
         distill = _distillation(base_model, plan, keep_weight)
     model = start_model(base_model, plan, arrays["train"], seed)
     before = {name: _scores(model, arrays[name], clips[name], plan) for name in ("val", "test")}
-    training = _train(model, plan, mode, arrays, settings, partial / "run", progress, distill)
+    training = _train(model, plan, mode, arrays, settings, partial / "run", progress, distill, callbacks, device)
     after = {name: _scores(model, arrays[name], clips[name], plan) for name in ("val", "test")}
     result = {
         "model": str(out), "name": out.name, "base": request["base"], "mode": mode,
@@ -552,18 +566,21 @@ def argument_problems(*, mode: str, head: str | None, epochs: Any, batch_size: A
                       seed: Any, joint_weight: Any, split: Sequence[float],
                       concept_scale: Sequence[float] | None, target_scale: Sequence[float] | None,
                       add_concepts: bool = False, keep_concepts: Sequence[str] | None = None,
-                      keep_weight: Any = 3.0) -> list[str]:
+                      keep_weight: Any = None) -> list[str]:
     """What is wrong with ``finetune``'s settings, one phrase each (all of them, not the first)."""
     problems = []
     if keep_concepts is not None and not add_concepts:
         problems.append("keep_concepts (--keep-concepts) chooses the base's concepts to keep when adding concepts; "
                         "it needs add_concepts (--add-concepts)")
-    if not (_finite(keep_weight) and keep_weight >= 0):
+    if keep_weight is not None and not add_concepts:
+        problems.append("keep_weight (--keep-weight) weighs the kept concepts' distillation when adding concepts; "
+                        "it needs add_concepts (--add-concepts)")
+    if keep_weight is not None and not (_finite(keep_weight) and keep_weight >= 0):
         problems.append(f"{_option('keep_weight')} must be a number >= 0; got {keep_weight!r}")
     if mode not in MODES:
         problems.append(f"{_option('mode')} must be one of {MODES}; got {mode!r}")
-    if head is not None and head not in HEADS:
-        problems.append(f"unknown head type {head!r}; choose from {sorted(HEADS)}")
+    if head is not None and head not in RATING_HEADS:
+        problems.append(f"unknown head type {head!r}; choose from {sorted(RATING_HEADS)}")
     for name, value, least in (("epochs", epochs, 1), ("batch_size", batch_size, 1), ("patience", patience, 0),
                                ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
@@ -631,7 +648,8 @@ def _checked_inputs(base: str | Path, annotations: str | Path, audio_dir: str | 
                     batch_size: int, lr: float, patience: int, seed: int, joint_weight: float,
                     split: Sequence[float], resample: bool, overwrite: bool, cache_dir: str | Path | None,
                     progress: bool, add_concepts: bool = False, keep_concepts: Sequence[str] | None = None,
-                    keep_weight: float = 3.0) -> tuple[TwoStageModel, Annotations, Plan, dict[str, list[str]], dict]:
+                    keep_weight: float | None = None, device: str | None = "cpu"
+                    ) -> tuple[TwoStageModel, Annotations, Plan, dict[str, list[str]], dict]:
     """Every check of a fine-tuning run, before anything is written: the arguments, the output places,
     the base model, the whole annotation table(s), the split and every clip (header and, unless its
     spectrograms are cached already, a full decode). All problems are raised together (``Refusals``)."""
@@ -640,6 +658,14 @@ def _checked_inputs(base: str | Path, annotations: str | Path, audio_dir: str | 
                                       concept_scale=concept_scale, target_scale=target_scale,
                                       add_concepts=add_concepts, keep_concepts=keep_concepts, keep_weight=keep_weight)
     problems: list[MidlevelError] = [FinetuneError(p) for p in bad_arguments]
+    try:
+        resolve_device(device)
+    except DeviceError as exc:
+        problems.append(exc)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        problems.append(FinetuneError("finetune runs in one process, not under torchrun with several (WORLD_SIZE="
+                                      f"{os.environ['WORLD_SIZE']}); use --device cuda for a GPU, or midlevel train to "
+                                      "scale out"))
     problems += _output_problems(out, overwrite, cache_dir)
     base_model = data = plan = parts = None
     try:
@@ -665,7 +691,7 @@ def _checked_inputs(base: str | Path, annotations: str | Path, audio_dir: str | 
                 check_concept_columns(bcfg, data)
             except FinetuneError as exc:
                 problems.append(exc)
-        if mode in MODES and (head is None or head in HEADS) and None not in scales.values() and not table_problems:
+        if mode in MODES and (head is None or head in RATING_HEADS) and None not in scales.values() and not table_problems:
             try:
                 if add_concepts:
                     if not bad_keep:
@@ -709,7 +735,7 @@ def _labelled_arrays(data: Annotations, parts: dict[str, list[str]], base: TwoSt
     for name, ids in parts.items():
         paths, c, t = data.rows(ids)
         spec = cached_log_spectrograms(paths, base.frontend, base.config.window_samples, cache, progress=progress)
-        arrays[name] = ArraySet(spec, c, t)
+        arrays[name] = ArraySet(spec, c, t, paths=list(paths))
         clips[name] = LabelledClips(list(ids), paths, c, t, list(data.concepts.columns), targets)
     return arrays, clips
 

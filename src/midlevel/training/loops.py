@@ -28,7 +28,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -38,7 +38,9 @@ from ..ioutil import atomic_write_text
 from ..model import AudioModel, BlackBoxModel, TwoStageModel
 from ..numerics import flush_denormals
 from .augment import EquivariantAugmentation, transpose_batch, transposition_matrices
+from .callbacks import Callback, CallbackList, TrainInfo
 from .checkpointing import load_training_state, save_training_state
+from .distributed import Parallel, parallel_from_environment
 from .metrics import pearson_per_column
 
 SETUPS = ("concepts", "joint", "a2e")
@@ -131,6 +133,8 @@ class ArraySet:
     targets: np.ndarray | None = None
     rolls: torch.Tensor | None = None  # (N, channels, pitches, frames) 0/1 note rolls, for ``roll_weight``
     ingredients: np.ndarray | None = None  # (N, M) the ratings' recorded ingredients, for ``ingredient_weight``
+    #: the clips' audio files (None: not known), for callbacks that play them (``callbacks.ExplanationLogger``)
+    paths: list[Path] | None = None
 
     def __len__(self) -> int:
         return int(self.logspec.shape[0])
@@ -195,7 +199,8 @@ def batched_outputs(model: AudioModel, data: ArraySet, forward, batch_size: int 
     """``forward`` applied to the normalised spectrograms batch by batch, in eval mode."""
     was_training = model.training
     model.eval()
-    out = [forward(model.frontend.normalize(data.logspec[i:i + batch_size].float())).numpy()
+    device = model.frontend.filterbank.device
+    out = [forward(model.frontend.normalize(data.logspec[i:i + batch_size].float().to(device))).cpu().numpy()
            for i in range(0, len(data), batch_size)]
     model.train(was_training)
     return np.concatenate(out).astype(np.float64)
@@ -328,20 +333,48 @@ def set_training_modes(model: torch.nn.Module, settings: TrainSettings) -> None:
 
 
 def train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings: TrainSettings,
-                  out_dir: str | Path, *, progress: bool = True, distill: Distillation | None = None) -> dict[str, Any]:
+                  out_dir: str | Path, *, progress: bool = True, distill: Distillation | None = None,
+                  callbacks: Sequence[Callback] = (), device: str | torch.device | None = "cpu",
+                  parallel: Parallel | None = None) -> dict[str, Any]:
     """Train with early stopping; resumes from ``out_dir`` if a run was interrupted there.
 
     Returns the history; the best epoch's model is saved to ``out_dir/best`` (a model folder)
     and loaded back into ``model``. Denormal floats are flushed to zero meanwhile (``flush_denormals``).
     ``distill``: concepts held to a frozen teacher (``Distillation``; not part of the saved state: a
-    resumed run must pass the same one).
+    resumed run must pass the same one). ``callbacks`` (``training.callbacks``): called when the run
+    begins, after each epoch it trains (once the epoch is saved) and at its end; they are not part of the
+    saved state and do not change the weights (e.g. ``ExplanationLogger`` into TensorBoard).
+    ``device``: where the network trains (``distributed.resolve_device``: cpu, cuda, mps, auto); the model is
+    back on the CPU afterwards. ``parallel``: this process's place among data-parallel processes (default:
+    from torchrun's environment, or one process); see ``training.distributed``.
     """
+    parallel = parallel or parallel_from_environment(device)
     with flush_denormals():
-        return _train_network(model, train, valid, settings, out_dir, progress=progress, distill=distill)
+        return _train_network(model, train, valid, settings, out_dir, progress=progress and parallel.main,
+                              distill=distill, callbacks=callbacks if parallel.main else (), parallel=parallel)
+
+
+class _Loss(torch.nn.Module):
+    """The model's training loss as one module's forward, which is what ``DistributedDataParallel``
+    synchronises; it holds the training-only ingredient read-out too, so its gradients are averaged alike."""
+
+    def __init__(self, model: AudioModel, settings: TrainSettings, read_out: torch.nn.Module | None,
+                 concept_weights: torch.Tensor | None) -> None:
+        super().__init__()
+        self.model, self.read_out, self.settings, self.concept_weights = model, read_out, settings, concept_weights
+
+    def forward(self, spec, c_true, t_true, rolls, ingredients, target_mask) -> torch.Tensor:
+        return batch_loss(self.model, self.settings, spec, c_true, t_true, rolls, ingredients, self.read_out,
+                          target_mask=target_mask, concept_weights=self.concept_weights)
+
+
+def _on(device: torch.device, *values):
+    return tuple(None if v is None else v.to(device) for v in values)
 
 
 def _train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings: TrainSettings,
-                   out_dir: str | Path, *, progress: bool, distill: Distillation | None = None) -> dict[str, Any]:
+                   out_dir: str | Path, *, progress: bool, distill: Distillation | None = None,
+                   callbacks: Sequence[Callback] = (), parallel: Parallel = Parallel()) -> dict[str, Any]:
     out_dir = Path(out_dir)
     if settings.setup == "a2e" and not isinstance(model, BlackBoxModel):
         raise TypeError("the a2e setup trains a BlackBoxModel")
@@ -368,7 +401,13 @@ def _train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings
         if not hasattr(model.backbone, "forward_with_salience"):
             raise ValueError(f"roll_weight > 0 needs a transcribing backbone (e.g. compact_transcribe), "
                              f"not {model.config.backbone!r}")
+    device = parallel.device
+    model.to(device)
+    if distill is not None:
+        distill.teacher.to(device)
     read_out = ingredient_read_out(model, train, settings)
+    if read_out is not None:
+        read_out[0].to(device)
     tracked: torch.nn.Module = model  # what the training state holds: the model, and the read-out if any
     if read_out is not None:
         params += list(read_out[0].parameters())
@@ -390,6 +429,11 @@ def _train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings
     equivariant = EquivariantAugmentation(model.config.frontend, list(model.config.concept_names),
                                           semitones=settings.equivariant_semitones, stretch=settings.equivariant_stretch,
                                           scale=tuple(model.config.concept_scale)) if settings.equivariant else None
+    net = parallel.wrap(_Loss(model, settings, read_out[0] if read_out is not None else None,
+                              None if concept_weights is None else concept_weights.to(device)),
+                        unused_parameters=settings.setup == "concepts")
+    hooks = CallbackList(callbacks)
+    hooks.on_train_begin(TrainInfo(model, settings, train, valid, out_dir, state["epoch"] + 1))
     for epoch in range(state["epoch"] + 1, settings.epochs):
         if epoch - state["best_epoch"] > settings.patience and state["best_epoch"] >= 0:
             break
@@ -415,30 +459,48 @@ def _train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings
                 rolls = rolls[..., offset:offset + settings.crop_frames] if rolls is not None else None
             if shifts is not None:
                 batch = transpose_batch(batch, shifts, gen)
+            # everything above is drawn for the global batch, as one process draws it; this rank trains on its share
+            if not parallel.trainable_batch(len(idx)):
+                continue
+            part = parallel.share(len(idx))
+            t_batch = t_all[idx] if t_all is not None else None
+            ingredients = read_out[1][idx] if read_out is not None else None
+            batch, c_batch, t_batch, rolls, ingredients, target_mask = _on(device, *(
+                None if v is None else v[part] for v in (batch, c_batch, t_batch, rolls, ingredients, target_mask)))
             if distill is not None:  # the teacher sees what the model sees
                 c_batch = distill.fill(batch, c_batch)
             spec = model.frontend.normalize(batch.float())
-            loss = batch_loss(model, settings, spec, c_batch,
-                              t_all[idx] if t_all is not None else None, rolls,
-                              *((read_out[1][idx], read_out[0]) if read_out is not None else (None, None)),
-                              target_mask=target_mask, concept_weights=concept_weights)
+            with parallel.autocast():
+                loss = net(spec, c_batch, t_batch, rolls, ingredients, target_mask)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            # scaled by this rank's share of the global batch: the averaged gradient is the global batch's
+            (loss * (len(batch) * parallel.world / len(idx)) if parallel.distributed else loss).backward()
             optimizer.step()
-            total += loss.item() * len(idx)
-        scores = validation_score(model, settings, valid, distill)
+            total += loss.item() * len(batch)
+        total = parallel.sum(total)
+        parallel.average_buffers(model)
+        scores = validation_score(model, settings, valid, distill)  # every rank: same weights, same decision
         row = {"epoch": epoch, "train_loss": total / len(train), "seconds": time.perf_counter() - start, **scores}
         state["history"].append(row)
-        if scores["score"] > state["best_score"]:
+        better = scores["score"] > state["best_score"]
+        if better:
             state["best_score"], state["best_epoch"] = scores["score"], epoch
-            model.save_pretrained(out_dir / "best")
-        save_training_state(out_dir, epoch, tracked, optimizer, state)
-        atomic_write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["history"]))
+        if parallel.main:
+            if better:
+                model.save_pretrained(out_dir / "best")
+            save_training_state(out_dir, epoch, tracked, optimizer, state)
+            atomic_write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["history"]))
         if progress:
             tqdm.write(f"epoch {epoch}: loss {row['train_loss']:.4f} "
                        + " ".join(f"{k} {v:.3f}" for k, v in scores.items()) + f" ({row['seconds']:.0f} s)")
+        hooks.on_epoch_end(epoch, model, row)  # after the save: a failing callback loses no epoch
     for name, param in model.named_parameters():  # frozen only while training
         param.requires_grad_(was_trainable[name])
+    parallel.barrier()  # rank 0 has written the best model
     best = type(model).from_pretrained(out_dir / "best")
+    model.to("cpu")
+    if distill is not None:
+        distill.teacher.to("cpu")
     model.load_state_dict(best.state_dict())
+    hooks.on_train_end(model, state["history"])
     return state

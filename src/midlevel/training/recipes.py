@@ -38,6 +38,7 @@ from ..numerics import flush_denormals
 from ..zoo import load, weights_sha256
 from .cache import cached_log_spectrograms
 from .data import LabelledClips, load_splits
+from .distributed import parallel_from_environment
 from .loops import ArraySet, TrainSettings, network_outputs, spectrogram_predictions, train_network
 from .metrics import score_outputs
 
@@ -97,7 +98,8 @@ def _arrays(splits: dict[str, LabelledClips], frontend, n_samples: int, cache_di
         if rolls_from is not None:
             rolls = torch.from_numpy(roll_source(rolls_from, c.ids, logspec.shape[-1], frontend.cfg.hop_length,
                                                  cache_dir=cache_dir, progress=progress))
-        out[name] = ArraySet(logspec, c.concepts, c.targets, rolls, ingredients[k] if ingredients is not None else None)
+        out[name] = ArraySet(logspec, c.concepts, c.targets, rolls, ingredients[k] if ingredients is not None else None,
+                             paths=list(c.paths))
     return out
 
 
@@ -167,7 +169,8 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
                  head_params: dict[str, dict] | None = None, cache_dir: str | Path | None = None,
                  concepts: Sequence[str] | None = None, black_box: bool = True,
                  init_from: str | Path | None = None, level_target_dbfs: float | None = None,
-                 roll_source: Callable | None = None, progress: bool = True) -> dict[str, Any]:
+                 roll_source: Callable | None = None, progress: bool = True,
+                 callbacks: Sequence[Any] = (), device: str | None = "cpu") -> dict[str, Any]:
     """Train and evaluate the whole family; resumable (finished stages are skipped).
 
     ``heads`` get sequential and independent fits on the concept model (none: no concept model is
@@ -183,7 +186,17 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
     instead of a random start: continuing a model on a larger corpus costs a fraction of training
     it again. See ``warm_start`` for what must match and what is kept. ``level_target_dbfs`` turns on the
     front-end's per-window level normalisation (``FrontendConfig.level_target_dbfs``).
+
+    ``callbacks`` (``training.callbacks``) are passed to every network's ``train_network``: each network
+    is a run of its own (``on_train_begin``, whose ``TrainInfo.name`` is the run's folder: ``a2mid``,
+    ``joint-<head>``, ``a2e``). The fitted heads train no network and call none.
+
+    ``device`` (cpu, cuda, mps, auto): where the networks train. Under ``torchrun`` every process runs this
+    function: rank 0 builds the spectrogram cache before the others read it, the networks train data-parallel
+    (``training.distributed``), and only rank 0 evaluates and writes models and ``results.json``.
     """
+    parallel = parallel_from_environment(device)
+    progress = progress and parallel.main
     out_dir, settings = Path(out_dir), settings or TrainSettings()
     head_params = head_params or {}
     cache_dir = Path(cache_dir) if cache_dir else out_dir / "cache"
@@ -202,14 +215,18 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
     if settings.roll_weight and roll_source is None:
         raise ValueError("roll_weight > 0 needs roll_source: the controlled corpus's note rolls "
                          "(midlevel.datasets.controlled.rolls.corpus_rolls)")
-    arrays = _arrays(splits, frontend, base.window_samples, cache_dir, progress, roll_source=roll_source,
-                     rolls_from=corpus if settings.roll_weight else None,
-                     ingredients_from=corpus if settings.ingredient_weight else None)
+    with parallel.main_first():  # one process writes the cache; the others read it
+        arrays = _arrays(splits, frontend, base.window_samples, cache_dir, progress, roll_source=roll_source,
+                         rolls_from=corpus if settings.roll_weight else None,
+                         ingredients_from=corpus if settings.ingredient_weight else None)
     spec = arrays["train"].logspec.float()
     mean, std = spec.mean(dim=(0, 2)), spec.std(dim=(0, 2))
     del spec
 
     def record(name: str, model: AudioModel, state: dict | None, started: float) -> None:
+        if not parallel.main:  # rank 0 writes; the others wait for it (they may read the model next)
+            parallel.barrier()
+            return
         history = state["history"] if state else []
         model.config = replace(model.config, name=name)
         model.save_pretrained(out_dir / "models" / name)
@@ -224,6 +241,7 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
             "seconds_total": sum(h["seconds"] for h in history) if history else time.perf_counter() - started,
         }
         atomic_write_text(results_file, json.dumps(results, indent=1, sort_keys=True) + "\n")
+        parallel.barrier()
 
     def fresh(kind: str, head: str = "linear") -> AudioModel:
         torch.manual_seed(settings.seed)
@@ -241,7 +259,8 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
         started = time.perf_counter()
         concept_model = fresh("two_stage")
         state = train_network(concept_model, train, arrays["val"], replace(settings, setup="concepts"),
-                              out_dir / "runs" / "a2mid", progress=progress)
+                              out_dir / "runs" / "a2mid", progress=progress, callbacks=callbacks,
+                              parallel=parallel)
         concept_model.head.fit(network_outputs(concept_model, train), train.targets)
         record("a2mid", concept_model, state, started)
     if heads:
@@ -264,7 +283,8 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
             if init is None or not same_head(model.config, init.config):  # a warm start keeps a matching head
                 model.head.fit(train.concepts, train.targets)
             state = train_network(model, train, arrays["val"], replace(settings, setup="joint"),
-                                  out_dir / "runs" / f"joint-{head}", progress=progress)
+                                  out_dir / "runs" / f"joint-{head}", progress=progress, callbacks=callbacks,
+                                  parallel=parallel)
             record(f"joint-{head}", model, state, started)
     if black_box and "a2e" not in results["models"]:
         started = time.perf_counter()
@@ -272,6 +292,7 @@ def train_family(corpus: str | Path, out_dir: str | Path, *, backbone: str = "co
         # no transposition: the black box may hear register, which the corpus's emotions depend on
         state = train_network(model, train, arrays["val"], replace(settings, setup="a2e", transpose_semitones=0,
                                                                         equivariant_semitones=0, equivariant_stretch=1.0),
-                              out_dir / "runs" / "a2e", progress=progress)
+                              out_dir / "runs" / "a2e", progress=progress, callbacks=callbacks,
+                              parallel=parallel)
         record("a2e", model, state, started)
     return results
