@@ -202,3 +202,46 @@ def test_uris_are_read_through_pyarrow_filesystems(library, local_table, tmp_pat
     pd.testing.assert_frame_equal(table.drop(columns="path"), reference.drop(columns="path"), check_exact=True)
     reasons = pd.read_parquet(tmp_path / "uri.errors.parquet").set_index("path")["reason"]
     assert reasons[f"file://{library}/empty.wav"] == "file is empty (0 bytes)"  # no temporary name in it
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the workers through Linux's /proc")
+def test_a_worker_killed_mid_run_costs_no_row(library, local_table, tmp_path):
+    """The kernel's out-of-memory killer takes a worker: the files in flight are read again, each by a worker
+    of its own, a new pool goes on, and the table is byte-identical to an undisturbed run."""
+    import threading
+
+    out, _ = local_table
+    table = tmp_path / "killed.parquet"
+    parts, killed = Path(f"{table}.parts"), []
+
+    def kill_a_worker():  # once the first row is safely written, as the workers are reading the next files
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(parts.glob("part-*")):
+            time.sleep(0.005)
+        workers = [pid for pid in children(os.getpid())
+                   if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+        if workers:
+            os.kill(workers[0], signal.SIGKILL)
+            killed.append(workers[0])
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    summary = annotate(library, table, model=MODEL, workers=2, progress=False, part_rows=1)
+    killer.join()
+    assert killed, "no worker was running to kill"
+    assert summary["annotated"] == 6 and summary["failed"] == 3
+    assert table.read_bytes() == out.read_bytes()
+    assert table.with_name("killed.errors.parquet").read_bytes() == out.with_name("table.errors.parquet").read_bytes()

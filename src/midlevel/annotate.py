@@ -380,22 +380,58 @@ def _worker_annotate(path: str) -> dict[str, Any]:
     return annotate_one(_WORKER["model"], path, _WORKER["sha256"])
 
 
+#: a worker that dies while reading files (the kernel's out-of-memory killer, a crash in a decoder) costs the
+#: pool; it is restarted this many times before the run stops (each time the files in flight are re-read alone)
+POOL_RESTARTS = 8
+DIED = "the worker process died while reading it (out of memory, or a crash in a decoder)"
+
+
+def _spawn_pool(workers: int, spec, weights_sha256: str) -> ProcessPoolExecutor:
+    import multiprocessing
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(spec, weights_sha256))
+
+
+def _stop(pool: ProcessPoolExecutor, pending, *, now: bool = True) -> None:
+    """Shut ``pool`` down; ``now``: cancel what is pending and end its workers mid-file (Ctrl-C, a dead worker,
+    a caller that stopped reading), rather than let them finish."""
+    if now:
+        for future in pending:
+            future.cancel()
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _alone(spec, weights_sha256: str, path: str) -> dict[str, Any]:
+    """``path`` read by a fresh worker of its own: its record, or an error record when that worker dies too."""
+    pool = _spawn_pool(1, spec, weights_sha256)
+    try:
+        return pool.submit(_worker_annotate, path).result()
+    except BrokenProcessPool:
+        return {"path": path, "error": DIED}
+    finally:
+        _stop(pool, [])
+
+
 def local_records(model: AudioModel, spec, weights_sha256: str, paths: Sequence[str], workers: int
                   ) -> Iterator[dict[str, Any]]:
     """Records of ``paths`` in the order they finish: in this process (``workers=1``, ``model``) or in a
-    pool of spawned processes that each load ``spec`` once."""
+    pool of spawned processes that each load ``spec`` once.
+
+    When a worker dies, every file then in flight is read again by a worker of its own: those that kill it
+    too get an error record (``DIED``), the others their rows, and a new pool goes on with the rest; after
+    ``POOL_RESTARTS`` deaths the run stops (the rows done so far are kept)."""
     if workers <= 1:
         with one_thread():
             for path in paths:
                 yield annotate_one(model, path, weights_sha256)
         return
-    import multiprocessing
-
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(spec, weights_sha256))
+    pool = _spawn_pool(workers, spec, weights_sha256)
     pending: dict[Any, str] = {}
     todo = iter(paths)
-    finished = False
+    restarts, finished = 0, False
     try:
         while True:
             while len(pending) < 2 * workers and (path := next(todo, None)) is not None:
@@ -403,24 +439,31 @@ def local_records(model: AudioModel, spec, weights_sha256: str, paths: Sequence[
             if not pending:
                 break
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            broken = False
             for future in done:
                 path = pending.pop(future)
                 try:
-                    yield future.result()
+                    record = future.result()
                 except BrokenProcessPool:
-                    reading = sorted({path, *pending.values()})
+                    broken = True
+                    pending[future] = path  # read again below with the others in flight
+                    continue
+                yield record
+            if broken:
+                suspects = sorted(set(pending.values()))
+                _stop(pool, pending)
+                pending = {}
+                restarts += 1
+                if restarts > POOL_RESTARTS:
                     raise AnnotateError(
-                        "a worker process died (out of memory, or a crash in a decoder) while reading one of: "
-                        f"{', '.join(reading)}; the rows done so far are kept, rerun to go on (without that file)"
-                    ) from None
+                        f"worker processes died {restarts} times (out of memory, or a crash in a decoder), last "
+                        f"while reading one of: {', '.join(suspects)}; the rows done so far are kept, rerun to go on")
+                for path in suspects:
+                    yield _alone(spec, weights_sha256, path)
+                pool = _spawn_pool(workers, spec, weights_sha256)
         finished = True
     finally:
-        if not finished:  # Ctrl-C, a dead worker, or the caller stopped reading: stop the workers now
-            for future in pending:
-                future.cancel()
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
+        _stop(pool, pending, now=not finished)
 
 
 class RayAnnotator:
