@@ -12,6 +12,14 @@ command -v fluidsynth >/dev/null 2>&1 || missing+=(fluidsynth)
 # recorded music for benchmarks/real_recordings.py; its test needs one package (asc-music, 10 MB); the full
 # benchmark also reads ufoai-music, planetblupi-music-ogg and frozen-bubble-data where installed
 [ -f /usr/share/games/asc/music/frontiers.mp3 ] || missing+=(asc-music)
+# speech synthesisers for the spoken-digit corpus (midlevel corpus speech): espeak-ng's accents and variants,
+# flite's voices and three festival voices
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+command -v flite >/dev/null 2>&1 || missing+=(flite)
+command -v festival >/dev/null 2>&1 || missing+=(festival)
+[ -d /usr/share/festival/voices/english/kal_diphone ] || missing+=(festvox-kallpc16k)
+[ -d /usr/share/festival/voices/english/ked_diphone ] || missing+=(festvox-kdlpc16k)
+[ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ] || missing+=(festvox-us-slt-hts)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} with apt-get"
   apt-get update -qq
