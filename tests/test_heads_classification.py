@@ -218,7 +218,7 @@ def test_head_params_survive_json(kind, n_classes):
 def test_two_stage_model_with_a_classification_head_round_trips(kind, tmp_path):
     torch.manual_seed(0)
     classes = ["normal", "murmur", "artifact"]
-    config = ModelConfig(head=kind, target_names=classes, target_scale=(-20.0, 20.0), name=f"test-{kind}",
+    config = ModelConfig(head=kind, task="classification", target_names=classes, name=f"test-{kind}",
                          head_params={"class_weight": "balanced"})
     model = TwoStageModel(config).eval()
     rng = np.random.default_rng(12)

@@ -48,8 +48,13 @@ def _format_explanation(expl, *, with_contributions: bool, top: int) -> str:
                            "display.float_format", "{:.2f}".format):
         if expl.concept_names:  # a black box has none
             lines += ["", "concepts:", expl.concept_series().to_frame().T.to_string(index=False)]
+        if expl.probabilities is not None:  # a classifier: its targets are logits
+            probs = pd.Series(expl.probabilities, index=expl.target_names, name="probability")
+            lines += ["", f"class: {expl.predicted_class} (p = {expl.probabilities.max():.3f})",
+                      probs.to_frame().T.to_string(index=False, float_format="{:.3f}".format)]
         if with_contributions:
-            lines += ["", "contributions (target = intercept + sum of concept terms):", expl.to_frame().to_string()]
+            what = "logit" if expl.probabilities is not None else "target"
+            lines += ["", f"contributions ({what} = intercept + sum of concept terms):", expl.to_frame().to_string()]
             if top:
                 lines += ["", f"top {top} concepts per target:", expl.top(top).to_string(index=False)]
         else:
@@ -250,6 +255,16 @@ def cmd_corpus_speech(args: argparse.Namespace) -> int:
 
     summary = build_spoken_digits(args.out, reps=args.reps, seed=args.seed, conditions=args.conditions,
                                   workers=args.workers, progress=sys.stderr.isatty())
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_corpus_heart(args: argparse.Namespace) -> int:
+    require_all(("scipy", "tqdm"), "corpus", "midlevel corpus heart")
+    from .datasets.heart_sounds import build_pcg_corpus
+
+    summary = build_pcg_corpus(args.out, args.n, seed=args.seed, workers=args.workers, noise=args.noise,
+                               seconds=args.seconds, progress=sys.stderr.isatty())
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -597,6 +612,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conditions", choices=["dry", "randomised"], default="randomised",
                    help="recording conditions after synthesis: none, or the music corpus's randomised ones")
     p.set_defaults(func=cmd_corpus_speech)
+    p = corpus.add_parser("heart", help="simulate the controlled phonocardiogram corpus in the PhysioNet 2016 layout "
+                          "(concepts and per-beat segmentation known; resumable; deterministic for a seed)")
+    p.add_argument("--out", required=True, help="corpus folder (training-a ... training-f, concepts.csv, segments/)")
+    p.add_argument("--n", type=int, required=True, help="number of recordings")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="rendering processes")
+    p.add_argument("--seconds", type=float, default=15.0, help="length of each recording (5-120 s)")
+    p.add_argument("--noise", choices=["clean", "randomised"], default="randomised",
+                   help="recording conditions: clean (sensor noise only, no band-limiting) or randomised (motion, "
+                        "breathing, talking, intestinal sounds, sensor noise, stethoscope band and gain drawn per "
+                        "recording; same patients and labels)")
+    p.set_defaults(func=cmd_corpus_heart)
     add_export_parser(sub)
     add_finetune_parser(sub)
     add_annotate_parser(sub)

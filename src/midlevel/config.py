@@ -17,6 +17,9 @@ from .concepts import EMOTION_SCALE, EMOTIONS, MIDLEVEL_FEATURES, MIDLEVEL_SCALE
 from .errors import MidlevelError
 
 CONFIG_VERSION = 1
+TASKS = ("regression", "classification")
+#: the heads whose outputs are class logits (``heads.logistic.LogitHead``); a classifier's two-stage head
+CLASSIFICATION_HEADS = ("logistic", "gam_logistic")
 
 
 class ConfigError(MidlevelError, ValueError):
@@ -60,6 +63,10 @@ class ModelConfig:
     target_scale: tuple[float, float] = EMOTION_SCALE
     head: str = "linear"
     head_params: dict[str, Any] = field(default_factory=dict)
+    #: "regression" (targets are ratings on ``target_scale``) or "classification" (targets are one logit per
+    #: class named in ``target_names``; a two-stage classifier has a logit-space head: "logistic" or
+    #: "gam_logistic"; ``target_scale`` is then unused)
+    task: str = "regression"
     window_seconds: float = 10.0
     hop_seconds: float = 5.0
     name: str = ""
@@ -78,6 +85,13 @@ class ModelConfig:
     def validate(self) -> None:
         if self.kind not in ("two_stage", "black_box"):
             raise ConfigError(f"kind must be 'two_stage' or 'black_box'; got {self.kind!r}")
+        if self.task not in TASKS:
+            raise ConfigError(f"task must be one of {', '.join(repr(t) for t in TASKS)}; got {self.task!r}")
+        if self.kind == "two_stage" and (self.task == "classification") != (self.head in CLASSIFICATION_HEADS):
+            raise ConfigError(f"head {self.head!r} does not fit task {self.task!r}: a classifier's head is one of "
+                              f"{', '.join(CLASSIFICATION_HEADS)} (logits), a regression's is not")
+        if self.task == "classification" and len(self.target_names) < 2:
+            raise ConfigError("a classifier needs at least two classes in target_names")
         for what, names in (("concept_names", self.concept_names), ("target_names", self.target_names)):
             if not names:
                 raise ConfigError(f"{what} must not be empty")
@@ -173,7 +187,7 @@ def _check_types(config: ModelConfig) -> None:
 _FIELD_KINDS = {
     "sample_rate": "whole number", "n_fft": "whole number", "hop_length": "whole number",
     "bands_per_octave": "whole number", "level_target_dbfs": "number|null",
-    "kind": "string", "backbone": "string", "head": "string", "name": "string", "description": "string",
+    "kind": "string", "backbone": "string", "head": "string", "task": "string", "name": "string", "description": "string",
     "concept_names": "list of strings", "target_names": "list of strings",
     "concept_scale": "pair of numbers", "target_scale": "pair of numbers",
     "head_params": "mapping", "metadata": "mapping",

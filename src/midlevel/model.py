@@ -87,6 +87,12 @@ def _outside(names: list[str], values: np.ndarray, scale: tuple[float, float]) -
     return ", ".join(f"{n} {v:.3g}" for n, v in zip(names, values) if not scale[0] <= v <= scale[1])
 
 
+def class_probabilities(logits: np.ndarray) -> np.ndarray:
+    """Softmax of a classifier's logits (float64, stable)."""
+    shifted = np.exp(logits - logits.max())
+    return shifted / shifted.sum()
+
+
 def stream_windows(samples: np.ndarray, window: int, hop: int, batch_size: int) -> Iterator[np.ndarray]:
     """(B, window) float32 batches covering the track, in ``window_starts`` order (short tracks padded)."""
     samples, _ = pad_to_length(samples, window)
@@ -216,7 +222,7 @@ class AudioModel(nn.Module):
             flags.append("concepts_out_of_scale")
             notes.append(concept_note)
         low, high = cfg.target_scale
-        if np.any((targets < low) | (targets > high)):
+        if cfg.task == "regression" and np.any((targets < low) | (targets > high)):  # logits have no scale
             flags.append("targets_out_of_scale")
             why = "so that each stays the sum of its terms" if cfg.kind == "two_stage" else "as the model computed them"
             notes.append(f"targets outside their {low:g}-{high:g} scale (kept, {why}): "
@@ -227,7 +233,8 @@ class AudioModel(nn.Module):
             if score > 1.0:
                 flags.append("out_of_distribution")
                 notes.append(describe(self.ood, score))
-        return {"notes": notes, "extra_flags": flags, "ood_score": score}
+        return {"notes": notes, "extra_flags": flags, "ood_score": score,
+                "probabilities": class_probabilities(targets) if cfg.task == "classification" else None}
 
     def _window_seconds(self, n_samples: int) -> np.ndarray:
         cfg = self.config
@@ -381,8 +388,8 @@ class BlackBoxModel(AudioModel):
         if config.kind != "black_box":
             raise ConfigError(f"BlackBoxModel needs kind='black_box', got {config.kind!r}")
         self.target_layer = nn.Linear(self.backbone.out_features, len(config.target_names))
-        with torch.no_grad():
-            self.target_layer.bias.fill_(sum(config.target_scale) / 2)
+        with torch.no_grad():  # ratings start at the scale's middle; logits at 0 (every class alike)
+            self.target_layer.bias.fill_(sum(config.target_scale) / 2 if config.task == "regression" else 0.0)
 
     def outputs_from_spectrogram(self, spec: torch.Tensor) -> torch.Tensor:
         return self.target_layer(self.backbone(spec))

@@ -39,6 +39,13 @@ class Prediction:
     #: flags beyond padded/silent: over_full_scale, truncated, concepts_out_of_scale, targets_out_of_scale,
     #: out_of_distribution
     extra_flags: list[str] = field(default_factory=list)
+    #: a classifier's class probabilities, softmax of ``targets`` (its logits); None for ratings
+    probabilities: np.ndarray | None = None
+
+    @property
+    def predicted_class(self) -> str | None:
+        """A classifier's most probable class (None for ratings)."""
+        return None if self.probabilities is None else self.target_names[int(np.argmax(self.probabilities))]
 
     def concept_series(self) -> pd.Series:
         return pd.Series(self.concepts, index=self.concept_names, name="concept_value")
@@ -64,6 +71,9 @@ class Prediction:
             "targets": {n: float(v) for n, v in zip(self.target_names, self.targets)},
             **({} if self.raw_concepts is None else
                {"raw_concepts": {n: float(v) for n, v in zip(self.concept_names, self.raw_concepts)}}),
+            **({} if self.probabilities is None else
+               {"class": self.predicted_class,
+                "probabilities": {n: float(v) for n, v in zip(self.target_names, self.probabilities)}}),
         }
 
 

@@ -278,21 +278,37 @@ def _setup_loss(model: AudioModel, settings: TrainSettings, embedding: torch.Ten
     cfg = model.config
     outputs = model.outputs_from_embedding(embedding)
     if settings.setup == "a2e":
+        if cfg.task == "classification":  # targets hold class indices; the outputs are logits
+            return torch.nn.functional.cross_entropy(outputs, t_true.reshape(-1).long())
         return torch.mean((_unit(outputs, cfg.target_scale) - _unit(t_true, cfg.target_scale)) ** 2)
     concepts = outputs
     squared = (_unit(concepts, cfg.concept_scale) - _unit(c_true, cfg.concept_scale)) ** 2
     loss_c = squared.mean() if concept_weights is None else (squared * concept_weights).sum(dim=-1).mean()
     if settings.setup == "concepts":
         return loss_c
-    span = cfg.target_scale[1] - cfg.target_scale[0]
+    w = settings.joint_weight
     targets = model.head(concepts)
+    if cfg.task == "classification":  # the logistic heads' own objective: mean cross-entropy + penalty()
+        labels = t_true.reshape(-1).long()
+        if target_mask is not None:
+            targets, labels = targets[target_mask], labels[target_mask]
+        loss_t = model.head.loss(targets, labels) if len(labels) else targets.sum() * 0.0
+        return w * loss_c + (1 - w) * (loss_t + model.head.penalty())
+    span = cfg.target_scale[1] - cfg.target_scale[0]
     errors = (_unit(targets, cfg.target_scale) - _unit(t_true, cfg.target_scale)) ** 2
     if target_mask is not None:  # clips whose targets are unknown (augmented) count for the concepts only
         errors = errors[target_mask]
     loss_t = errors.mean() if errors.numel() else errors.sum()
     loss_t = loss_t + 2.0 * model.head.penalty() / (span ** 2 * len(cfg.target_names))
-    w = settings.joint_weight
     return w * loss_c + (1 - w) * loss_t
+
+
+def target_score(model: AudioModel, truth: np.ndarray, predicted: np.ndarray) -> tuple[str, float]:
+    """("target_r", mean Pearson r) for ratings; ("accuracy", share of argmax logits equal to the class) for
+    a classifier, whose ``truth`` holds class indices."""
+    if model.config.task == "classification":
+        return "accuracy", float(np.mean(predicted.argmax(axis=1) == np.asarray(truth).astype(int).ravel()))
+    return "target_r", float(np.nanmean(pearson_per_column(truth, predicted)))
 
 
 def validation_score(model: AudioModel, settings: TrainSettings, data: ArraySet,
@@ -300,8 +316,8 @@ def validation_score(model: AudioModel, settings: TrainSettings, data: ArraySet,
     out = network_outputs(model, data)
     scores: dict[str, float] = {}
     if settings.setup == "a2e":
-        scores["target_r"] = float(np.nanmean(pearson_per_column(data.targets, out)))
-        scores["score"] = scores["target_r"]
+        name, value = target_score(model, data.targets, out)
+        scores[name] = scores["score"] = value
         return scores
     if distill is None:
         scores["concept_r"] = float(np.nanmean(pearson_per_column(data.concepts, out)))
@@ -309,8 +325,8 @@ def validation_score(model: AudioModel, settings: TrainSettings, data: ArraySet,
         scores.update(distill.score(data.concepts, out))
     scores["score"] = scores["concept_r"]
     if settings.setup == "joint":
-        scores["target_r"] = float(np.nanmean(pearson_per_column(data.targets, model.head.predict(out))))
-        scores["score"] = (scores["concept_r"] + scores["target_r"]) / 2
+        name, scores[name] = target_score(model, data.targets, model.head.predict(out))
+        scores["score"] = (scores["concept_r"] + scores[name]) / 2
     return scores
 
 
