@@ -239,6 +239,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_speech(args: argparse.Namespace) -> int:
+    require_all(("sklearn", "scipy", "tqdm"), "train", "midlevel train-speech")
+    from .training.speech import train_speech_models
+
+    callbacks = explanation_logging(args.log_explanations, "midlevel train-speech", per_run=True)
+    results = train_speech_models(args.corpus, args.out, task=args.task, epochs=args.epochs, seed=args.seed,
+                                  black_box=not args.no_black_box, device=args.device,
+                                  progress=sys.stderr.isatty(), callbacks=callbacks)
+    for name, model in results["models"].items():
+        test = model["test"]
+        extra = f", concept r {test['concept_r']:.3f}" if "concept_r" in test else ""
+        print(f"{name}: accuracy {test['accuracy']:.3f} on {test['n']} clips of {test['voices']} held-out voices{extra}")
+    print(f"models in {Path(args.out) / 'models'}, scores in {Path(args.out) / 'results.json'}")
+    return 0
+
+
 def cmd_corpus_build(args: argparse.Namespace) -> int:
     from .datasets.controlled import build_corpus
 
@@ -586,6 +602,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "tensorboard --logdir DIR")
     add_device_argument(p)
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("train-speech", help="train an explainable spoken-digit or speaker-sex classifier (and its "
+                       "black-box twin) on a corpus from `midlevel corpus speech`")
+    p.add_argument("--corpus", required=True, help="a spoken-digit corpus folder (labels.csv, audio/)")
+    p.add_argument("--out", required=True, help="output folder (models/, results.json; resumable)")
+    p.add_argument("--task", choices=["digit", "sex"], default="digit")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-black-box", action="store_true", help="train only the explainable model")
+    p.add_argument("--log-explanations", metavar="DIR", help="TensorBoard explanations per epoch (see train)")
+    add_device_argument(p)
+    p.set_defaults(func=cmd_train_speech)
     corpus = sub.add_parser("corpus", help="the controlled corpus").add_subparsers(dest="corpus_command", required=True)
     p = corpus.add_parser("build", help="render a controlled corpus (resumable; deterministic for a seed)")
     p.add_argument("--out", required=True, help="corpus folder")

@@ -1,0 +1,98 @@
+"""Reader of a built spoken-digit corpus (``midlevel corpus speech``; docs/spoken_digit_corpus.md).
+
+Training reads the corpus through this module, never through its generator. A model's concepts share one
+scale, 0-1: the phone classes are present (1) or not (0), ``two_syllables`` is 1 for zero and seven, and
+each Praat speaker measure is placed on a fixed range (``SPEAKER_RANGES``, F0 on a log scale) and clipped
+there, so a value reads as "where between these bounds" (the model cards print the ranges).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import DatasetError
+
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+SEXES = ("male", "female")
+PHONETIC_CONCEPTS = ("sibilant", "fricative", "nasal", "plosive", "liquid_glide", "vowel_front", "vowel_back",
+                     "vowel_open", "two_syllables")
+#: model concept -> (corpus column, low, high, log scale)
+SPEAKER_RANGES = {
+    "pitch": ("f0_median_hz", 60.0, 400.0, True),
+    "pitch_range": ("f0_range_st", 0.0, 12.0, False),
+    "formant_1": ("f1_hz", 250.0, 1000.0, False),
+    "formant_2": ("f2_hz", 800.0, 2800.0, False),
+    "formant_3": ("f3_hz", 2000.0, 4000.0, False),
+    "harmonicity": ("hnr_db", 0.0, 30.0, False),
+}
+SPEAKER_CONCEPTS = tuple(SPEAKER_RANGES)
+TASKS = {"digit": (PHONETIC_CONCEPTS, DIGITS), "sex": (SPEAKER_CONCEPTS, SEXES)}
+
+
+@dataclass
+class SpokenClips:
+    """One split's clips: audio paths, concepts (N, K) on 0-1, class indices (N,), speakers."""
+
+    paths: list[Path]
+    concepts: np.ndarray
+    classes: np.ndarray
+    speakers: list[str]
+    words: list[str]
+    frame: pd.DataFrame  # the corpus rows (spans, draws, conditions)
+
+
+def concept_values(frame: pd.DataFrame, concepts: tuple[str, ...]) -> np.ndarray:
+    """(N, K) concept values on 0-1 from the corpus's label columns."""
+    cols = []
+    for name in concepts:
+        if name == "two_syllables":
+            cols.append(frame["syllables"].to_numpy(float) - 1.0)
+        elif name in SPEAKER_RANGES:
+            column, lo, hi, log = SPEAKER_RANGES[name]
+            v = frame[column].to_numpy(float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                v = np.log(v / lo) / np.log(hi / lo) if log else (v - lo) / (hi - lo)
+            cols.append(np.clip(v, 0.0, 1.0))
+        else:
+            cols.append(frame[name].to_numpy(float))
+    return np.stack(cols, axis=1)
+
+
+def load_spoken_corpus(root: str | Path, task: str) -> dict[str, SpokenClips]:
+    """The corpus's train/val/test splits for ``task`` ("digit" or "sex"). Clips whose concepts Praat could
+    not measure (no voiced frame) are left out of the sex task."""
+    root = Path(root)
+    if task not in TASKS:
+        raise DatasetError(root, f"task must be one of {sorted(TASKS)}; got {task!r}")
+    table = root / "labels.csv"
+    if not table.is_file():
+        raise DatasetError(table, "no labels.csv: not a spoken-digit corpus (build one with `midlevel corpus speech`)")
+    try:  # the builder's own table
+        frame = pd.read_csv(table)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DatasetError(table, f"cannot be read as a table: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in ("file", "split", "digit", "sex", "syllables", *[v[0] for v in SPEAKER_RANGES.values()])
+               if c not in frame.columns]
+    if missing:
+        raise DatasetError(table, f"missing column(s) {missing}")
+    concepts, classes = TASKS[task]
+    values = concept_values(frame, concepts)
+    keep = np.isfinite(values).all(axis=1)
+    out = {}
+    for split in ("train", "val", "test"):
+        rows = np.flatnonzero(keep & (frame["split"] == split).to_numpy())
+        if not len(rows):
+            raise DatasetError(table, f"the {split!r} split has no clips")
+        part = frame.iloc[rows].reset_index(drop=True)
+        labels = part["digit"].to_numpy(int) if task == "digit" else \
+            part["sex"].map({s: i for i, s in enumerate(SEXES)}).to_numpy()
+        paths = [root / f for f in part["file"]]
+        absent = [p for p in paths if not p.is_file()]
+        if absent:
+            raise DatasetError(absent[0], f"listed in {table.name} but missing ({len(absent)} file(s) missing)")
+        out[split] = SpokenClips(paths, values[rows], labels.astype(int), list(part["speaker"]), list(part["word"]), part)
+    return out
