@@ -52,8 +52,8 @@ def test_data_flows_one_way():
         assert not wrong, f"{name} reaches {wrong}"
 
 
-#: the controlled corpora's generators (music, spoken digits)
-GENERATORS = ("midlevel.datasets.controlled.", "midlevel.datasets.spoken_digits.")
+#: the controlled corpora's generators (music, spoken digits, heart sounds)
+GENERATORS = ("midlevel.datasets.controlled.", "midlevel.datasets.spoken_digits.", "midlevel.datasets.heart_sounds.")
 
 
 def test_training_and_inference_never_import_the_corpus_generator():
