@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -269,3 +271,27 @@ def test_trainable_freezes_the_rest_in_eval_mode_and_resumes(tmp_path):
     with pytest.raises(ValueError, match="no parameter of this model starts with"):
         train_network(small_model(), train, valid, TrainSettings(epochs=1, trainable=("concepts_layer",)),
                       tmp_path / "typo", progress=False)
+
+
+def test_a_crop_labels_timed_concepts_by_whether_it_overlaps_where_they_were_heard():
+    from midlevel.training.loops import SPAN_MIN_FRAMES, timed_labels
+
+    concepts = torch.tensor([[1.0, 1.0, 0.7], [0.0, 1.0, 0.2]])
+    spans = np.array([[[10, 20], [40, 60], [np.nan, np.nan]],   # heard at frames 10-20 and 40-60; untimed
+                      [[-30, -30], [0, 5], [np.nan, np.nan]]])  # never heard; heard at 0-5
+    out = timed_labels(concepts, spans, offset=15, length=30, scale=(0.0, 1.0)).numpy()
+    # crop 15-45: overlaps 10-20 by 5 frames, 40-60 by 5, 0-5 by none; the untimed column keeps its label
+    np.testing.assert_allclose(out, [[1.0, 1.0, 0.7], [0.0, 0.0, 0.2]], rtol=1e-6)
+    edge = timed_labels(concepts, spans, offset=20 - SPAN_MIN_FRAMES + 1, length=10, scale=(1.0, 10.0)).numpy()
+    assert edge[0, 0] == 1.0  # SPAN_MIN_FRAMES - 1 frames of overlap are not enough: the bottom of the scale
+
+
+def test_training_on_crops_reads_the_spans_of_timed_concepts(tmp_path):
+    train, valid = toy_set(32, 0), toy_set(8, 1)
+    settings = TrainSettings(setup="concepts", epochs=1, batch_size=16, crop_frames=24, seed=1)
+    plain, timed = small_model(), small_model()
+    train_network(plain, train, valid, settings, tmp_path / "plain", progress=False)
+    spans = np.full((32, 7, 2), np.nan)
+    spans[:, 0] = [-10, -5]  # the first concept is never heard in any crop: its labels become the scale's bottom
+    train_network(timed, replace(train, spans=spans), valid, settings, tmp_path / "timed", progress=False)
+    assert not torch.equal(plain.concept_layer.bias, timed.concept_layer.bias)

@@ -43,6 +43,9 @@ class SpokenClips:
     speakers: list[str]
     words: list[str]
     frame: pd.DataFrame  # the corpus rows (spans, draws, conditions)
+    #: (N, K, 2) seconds where each phone-class concept is heard; (-1, -1) when the word lacks it (heard
+    #: nowhere); NaN for concepts without a time span (syllables, speaker measures)
+    spans: np.ndarray | None = None
 
 
 def concept_values(frame: pd.DataFrame, concepts: tuple[str, ...]) -> np.ndarray:
@@ -60,6 +63,16 @@ def concept_values(frame: pd.DataFrame, concepts: tuple[str, ...]) -> np.ndarray
         else:
             cols.append(frame[name].to_numpy(float))
     return np.stack(cols, axis=1)
+
+
+def concept_spans(frame: pd.DataFrame, concepts: tuple[str, ...]) -> np.ndarray:
+    """(N, K, 2) seconds of each timed concept (``SpokenClips.spans``)."""
+    out = np.full((len(frame), len(concepts), 2), np.nan)
+    for k, name in enumerate(concepts):
+        if f"{name}_start_s" in frame.columns:
+            span = frame[[f"{name}_start_s", f"{name}_end_s"]].to_numpy(float)
+            out[:, k] = np.where(np.isfinite(span), span, -1.0)
+    return out
 
 
 def load_spoken_corpus(root: str | Path, task: str) -> dict[str, SpokenClips]:
@@ -81,6 +94,7 @@ def load_spoken_corpus(root: str | Path, task: str) -> dict[str, SpokenClips]:
         raise DatasetError(table, f"missing column(s) {missing}")
     concepts, classes = TASKS[task]
     values = concept_values(frame, concepts)
+    spans = concept_spans(frame, concepts)
     keep = np.isfinite(values).all(axis=1)
     out = {}
     for split in ("train", "val", "test"):
@@ -94,5 +108,6 @@ def load_spoken_corpus(root: str | Path, task: str) -> dict[str, SpokenClips]:
         absent = [p for p in paths if not p.is_file()]
         if absent:
             raise DatasetError(absent[0], f"listed in {table.name} but missing ({len(absent)} file(s) missing)")
-        out[split] = SpokenClips(paths, values[rows], labels.astype(int), list(part["speaker"]), list(part["word"]), part)
+        out[split] = SpokenClips(paths, values[rows], labels.astype(int), list(part["speaker"]), list(part["word"]), part,
+                                 spans[rows])
     return out

@@ -135,6 +135,10 @@ class ArraySet:
     ingredients: np.ndarray | None = None  # (N, M) the ratings' recorded ingredients, for ``ingredient_weight``
     #: the clips' audio files (None: not known), for callbacks that play them (``callbacks.ExplanationLogger``)
     paths: list[Path] | None = None
+    #: (N, K, 2) where each concept is heard, in frames [start, end); NaN for concepts without a time span (or
+    #: absent). With ``TrainSettings.crop_frames`` a timed concept's label becomes whether the crop overlaps its
+    #: span by ``SPAN_MIN_FRAMES`` (``timed_labels``): the network learns to hear the sound, not the word around it
+    spans: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.logspec.shape[0])
@@ -186,6 +190,20 @@ class Distillation:
         kept_r, rated_r = float(np.nanmean(r[self.kept])), float(np.nanmean(r[rated]))
         return {"kept_r": kept_r, "rated_r": rated_r,
                 "concept_r": (rated_r + self.weight * kept_r) / (1.0 + self.weight)}
+
+
+SPAN_MIN_FRAMES = 3  # a crop "hears" a timed concept when it overlaps the concept's span by this many frames
+
+
+def timed_labels(concepts: torch.Tensor, spans: np.ndarray, offset: int, length: int,
+                 scale: tuple[float, float]) -> torch.Tensor:
+    """``concepts`` (B, K) with each timed concept (finite span) set to the scale's top where the crop
+    [offset, offset + length) overlaps its span by ``SPAN_MIN_FRAMES`` frames, else to its bottom."""
+    start, end = spans[..., 0], spans[..., 1]
+    timed = np.isfinite(start) & np.isfinite(end)
+    overlap = np.minimum(np.where(timed, end, 0), offset + length) - np.maximum(np.where(timed, start, 0), offset)
+    heard = torch.as_tensor(np.where(overlap >= SPAN_MIN_FRAMES, scale[1], scale[0]), dtype=concepts.dtype)
+    return torch.where(torch.as_tensor(timed), heard, concepts)
 
 
 def _unit(values: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
@@ -472,6 +490,9 @@ def _train_network(model: AudioModel, train: ArraySet, valid: ArraySet, settings
             if settings.crop_frames and batch.shape[-1] > settings.crop_frames:
                 offset = int(torch.randint(batch.shape[-1] - settings.crop_frames + 1, (1,), generator=gen))
                 batch = batch[..., offset:offset + settings.crop_frames]
+                if train.spans is not None and c_batch is not None:
+                    c_batch = timed_labels(c_batch, train.spans[idx.numpy()], offset, settings.crop_frames,
+                                           tuple(model.config.concept_scale))
                 rolls = rolls[..., offset:offset + settings.crop_frames] if rolls is not None else None
             if shifts is not None:
                 batch = transpose_batch(batch, shifts, gen)

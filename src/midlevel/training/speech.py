@@ -33,6 +33,8 @@ SPEECH_FRONTEND = FrontendConfig(sample_rate=16000, n_fft=400, hop_length=160, b
                                  fmax=8000.0, level_target_dbfs=-20.0)
 WINDOW_SECONDS = 1.2
 HEAD_PARAMS = {"C": 1.0, "penalty": "elasticnet", "l1_ratio": 0.5}
+#: crops for the timed (phonetic) concepts: long enough for a phone and its neighbours, a quarter of the clip
+TIMED_CROP_SECONDS = 0.3
 
 
 def speech_config(task: str, kind: str = "two_stage", backbone: str = "compact") -> ModelConfig:
@@ -45,8 +47,10 @@ def speech_config(task: str, kind: str = "two_stage", backbone: str = "compact")
 
 
 def _arrays(clips: dict[str, SpokenClips], frontend, n_samples: int, cache: Path, progress: bool) -> dict[str, ArraySet]:
+    frames_per_second = frontend.cfg.sample_rate / frontend.cfg.hop_length
     return {name: ArraySet(cached_log_spectrograms(c.paths, frontend, n_samples, cache, progress=progress),
-                           c.concepts, c.classes.astype(np.float64), paths=list(c.paths))
+                           c.concepts, c.classes.astype(np.float64), paths=list(c.paths),
+                           spans=None if c.spans is None else c.spans * frames_per_second)
             for name, c in clips.items()}
 
 
@@ -70,20 +74,35 @@ def _scores(model, data: ArraySet, clips: SpokenClips) -> dict[str, Any]:
 
 def train_speech_models(corpus: str | Path, out_dir: str | Path, *, task: str = "digit", epochs: int = 12,
                         seed: int = 0, black_box: bool = True, device: str | None = "cpu", progress: bool = True,
-                        callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+                        callbacks: Sequence[Any] = (), crop_seconds: float | None | str = "auto") -> dict[str, Any]:
     """Train the explainable ``task`` model (and its black-box twin) on a spoken-digit corpus; resumable.
-    Writes ``out_dir/models/{explainable,black_box}`` and ``out_dir/results.json`` (held-out voices' scores)."""
+    Writes ``out_dir/models/{explainable,black_box}`` and ``out_dir/results.json`` (held-out voices' scores).
+
+    ``crop_seconds``: the concept network trains on random crops of this length, each phone class labelled
+    by whether the crop overlaps where it was said (``loops.timed_labels``), so a concept follows its sound
+    over time; None: whole clips with whole-word labels; "auto": ``TIMED_CROP_SECONDS`` for the digit task (its
+    concepts have time spans), None for the sex task (Praat's measures describe the whole clip). The model's
+    metadata keeps the crop length as ``timeline_window_seconds``: the window its timeline reads best with."""
+    if crop_seconds == "auto":
+        crop_seconds = TIMED_CROP_SECONDS if task == "digit" else None
     out_dir = Path(out_dir)
     clips = load_spoken_corpus(corpus, task)
     torch.manual_seed(seed)
-    explainable = TwoStageModel(replace(speech_config(task), name=f"{task}-explainable"))
+    config = replace(speech_config(task), name=f"{task}-explainable")
+    if crop_seconds is not None:
+        config = replace(config, metadata={"timeline_window_seconds": crop_seconds})
+    explainable = TwoStageModel(config)
     arrays = _arrays(clips, explainable.frontend, explainable.config.window_samples, out_dir / "cache", progress)
     spec = arrays["train"].logspec.float()
     mean, std = spec.mean(dim=(0, 2)), spec.std(dim=(0, 2))
     del spec
-    settings = TrainSettings(setup="concepts", epochs=epochs, batch_size=32, lr=2e-3, patience=4, seed=seed,
-                             lr_schedule="cosine")
+    crop = None if crop_seconds is None else int(round(crop_seconds * SPEECH_FRONTEND.sample_rate
+                                                       / SPEECH_FRONTEND.hop_length))
+    # crops make the whole-clip validation score noisier: a longer patience
+    settings = TrainSettings(setup="concepts", epochs=epochs, batch_size=32, lr=2e-3, patience=4 if crop is None else 10,
+                             seed=seed, lr_schedule="cosine", crop_frames=crop)
     results: dict[str, Any] = {"task": task, "corpus": str(corpus), "seed": seed, "epochs": epochs,
+                               "crop_seconds": crop_seconds,
                                "clips": {k: len(v.paths) for k, v in clips.items()},
                                "voices": {k: len(set(v.speakers)) for k, v in clips.items()}, "models": {}}
     started = time.perf_counter()
@@ -99,7 +118,7 @@ def train_speech_models(corpus: str | Path, out_dir: str | Path, *, task: str = 
         torch.manual_seed(seed)
         twin = BlackBoxModel(replace(speech_config(task, "black_box"), name=f"{task}-black-box"))
         twin.set_input_normalization(mean, std)
-        state = train_network(twin, arrays["train"], arrays["val"], replace(settings, setup="a2e"),
+        state = train_network(twin, arrays["train"], arrays["val"], replace(settings, setup="a2e", crop_frames=None),
                               out_dir / "runs" / "black_box", progress=progress, device=device)
         twin.save_pretrained(out_dir / "models" / "black_box")
         results["models"]["black_box"] = {"best_epoch": state["best_epoch"], "seconds": time.perf_counter() - started,
