@@ -21,15 +21,15 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..audio import AudioError, file_length, load_audio
-from ..errors import MidlevelError, Refusals, refuse
+from ..audio import AudioError, load_audio
+from ..errors import MidlevelError, refuse
+from .checks import SPLIT_NAMES, audio_problem, check_fractions, listing, refuse_listed
 from .errors import DatasetError
 
 SAMPLE_RATE = 48000
 """The rate every AudioMNIST recording has; any other is refused."""
 META_FILE = "audioMNIST_meta.txt"
 TASKS = ("digit", "sex")
-SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 FOLDS = {"digit": 5, "sex": 4}
 """Becker et al.'s folds: 5 groups of 12 speakers (digits), 4 groups of 6 (sex, on 12 female + 12 male)."""
 
@@ -53,9 +53,6 @@ that fold k validates on group k and tests on group k+1 (mod the number of group
 
 BECKER_RATE = 8000
 BECKER_LENGTH = 8000
-MAX_LISTED = 20
-"""At most this many problems are spelled out in one refusal (``Refusals.errors`` holds them all)."""
-
 _GENDERS = {"male": "male", "m": "male", "man": "male", "female": "female", "f": "female", "woman": "female"}
 _YES_NO = {"yes": True, "y": True, "true": True, "no": False, "n": False, "false": False}
 _CLIP_NAME = re.compile(r"(\d+)_(\d+)_(\d+)\.wav", re.IGNORECASE)
@@ -196,7 +193,7 @@ def load_audiomnist(root, *, task: str = "digit", split_seed: int = 0,
         clips += _read_speaker_folder(entry, number, check_audio, problems)
     if not folders and not problems:
         problems.append(DatasetError(data, "no speaker folders (data/01 ... data/60)"))
-    _refuse_listed(problems)
+    refuse_listed(problems)
     clips.sort(key=lambda c: (c.speaker, c.digit, c.repetition))
     present = sorted(set(folders))
     dataset = AudioMNISTDataset(root, clips, {n: speakers[n] for n in present},
@@ -233,14 +230,9 @@ def _read_speaker_folder(folder: Path, number: int, check_audio: bool,
         seen[digit, repetition] = path
         frames = None
         if check_audio:
-            try:
-                frames, rate = file_length(path)
-            except AudioError as exc:
-                problems.append(DatasetError(path, str(exc).removeprefix(f"{path}: ")))
-                continue
-            if rate != SAMPLE_RATE:
-                problems.append(DatasetError(path, f"sample rate {rate} Hz; AudioMNIST is recorded at "
-                                             f"{SAMPLE_RATE} Hz"))
+            frames, problem = audio_problem(path, SAMPLE_RATE, "AudioMNIST is recorded at")
+            if problem is not None:
+                problems.append(problem)
                 continue
         clips.append(AudioMNISTClip(path.stem, path, digit, speaker, repetition, frames))
     return clips
@@ -372,13 +364,6 @@ def _age(value) -> int | None:
 # ---- splits --------------------------------------------------------------------------------------
 
 
-def check_fractions(fractions: Sequence[float]) -> tuple[float, ...]:
-    fractions = tuple(float(f) for f in fractions)
-    if len(fractions) != len(SPLIT_NAMES) or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
-        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
-    return fractions
-
-
 def split_sizes(n: int, fractions: Sequence[float]) -> list[int]:
     """``n`` items shared by ``fractions`` (largest remainder, ties to the earlier split), every split with a
     non-zero fraction getting at least one item while there are enough."""
@@ -426,7 +411,7 @@ def split_speakers(genders: dict[int, str], *, task: str = "digit", split_seed: 
         dealt = [list(g) for g in BECKER_GROUPS[task]]
         absent = sorted(n for g in dealt for n in g if n not in genders)
         if absent:
-            raise DatasetError(root, f"the published {task} folds need speaker(s) {_listing(absent)}, which have "
+            raise DatasetError(root, f"the published {task} folds need speaker(s) {listing(absent)}, which have "
                                "no folder here")
     else:
         total = len(shuffled["female"]) + len(shuffled["male"])
@@ -445,22 +430,6 @@ def _interleave(first: list[int], second: list[int]) -> list[int]:
     ((k + 0.5) / n), so that cutting the result into consecutive pieces stratifies them."""
     keyed = [((k + 0.5) / len(items), side, k) for side, items in enumerate((first, second)) for k in range(len(items))]
     return [(first, second)[side][k] for _, side, k in sorted(keyed)]
-
-
-def _listing(items, limit: int = 12) -> str:
-    items = [str(i) for i in items]
-    return ", ".join(items[:limit]) + (f", ... ({len(items)} in all)" if len(items) > limit else "")
-
-
-def _refuse_listed(problems: list[MidlevelError], limit: int = MAX_LISTED) -> None:
-    """``refuse``, spelling out at most ``limit`` problems (a whole corpus at the wrong rate is 30,000);
-    the exception's ``errors`` still holds every one."""
-    if len(problems) <= limit:
-        refuse(problems)
-        return
-    exc = Refusals(problems[:limit], f" (the first {limit} of {len(problems)} shown)")
-    exc.errors = list(problems)
-    raise exc
 
 
 # ---- Becker et al.'s input ------------------------------------------------------------------------

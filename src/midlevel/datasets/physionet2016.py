@@ -25,9 +25,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..audio import AudioError, file_length
 from ..errors import MidlevelError
-from .audiomnist import SPLIT_NAMES, _listing, _refuse_listed, check_fractions
+from .checks import SPLIT_NAMES, audio_problem, check_fractions, listing, refuse_listed
 from .errors import DatasetError
 
 SAMPLE_RATE = 2000
@@ -160,7 +159,7 @@ def load_physionet2016(root, *, split_seed: int = 0, fractions: Sequence[float] 
     owner: dict[str, tuple[Path, int]] = {}  # record name -> (REFERENCE.csv, line) where first listed
     for folder in folders:
         records += _read_database(folder, check_audio, owner, problems)
-    _refuse_listed(problems)
+    refuse_listed(problems)
     records.sort(key=lambda r: (r.database, r.name))
     databases = sorted({r.database for r in records})
     dataset = PhysioNet2016Dataset(root, records, databases, {})
@@ -195,14 +194,9 @@ def _read_database(folder: Path, check_audio: bool, owner: dict[str, tuple[Path,
             problems.append(exc)
             continue
         if check_audio:
-            try:
-                frames, rate = file_length(wav)
-            except AudioError as exc:
-                problems.append(DatasetError(wav, str(exc).removeprefix(f"{wav}: ")))
-                continue
-            if rate != SAMPLE_RATE:
-                problems.append(DatasetError(wav, f"sample rate {rate} Hz; the Challenge 2016 recordings are "
-                                             f"{SAMPLE_RATE} Hz"))
+            frames, problem = audio_problem(wav, SAMPLE_RATE, "the Challenge 2016 recordings are")
+            if problem is not None:
+                problems.append(problem)
                 continue
             if frames != n_samples:
                 problems.append(DatasetError(header, f"states {n_samples} samples but {wav.name} holds {frames}",
@@ -317,7 +311,7 @@ def _read_quality(folder: Path, labels: dict[str, tuple[int, int]], mentioned: s
     absent = [n for n in labels if n not in first]
     if absent:
         problems.append(DatasetError(path, f"no quality for {len(absent)} record(s) of {REFERENCE_FILE}: "
-                                     f"{_listing(absent)}"))
+                                     f"{listing(absent)}"))
     return quality
 
 
