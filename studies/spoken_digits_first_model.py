@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from report_cli import cpu_name  # noqa: E402
 
 from midlevel.config import FrontendConfig, ModelConfig  # noqa: E402
-from midlevel.heads import SparseLinearHead  # noqa: E402,F401  (the head module registry is imported)
 from midlevel.heads.logistic import SparseLogisticHead  # noqa: E402
 from midlevel.ioutil import write_report  # noqa: E402
 from midlevel.model import TwoStageModel  # noqa: E402

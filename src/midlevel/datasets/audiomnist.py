@@ -24,7 +24,7 @@ import pandas as pd
 from ..audio import AudioError, load_audio
 from ..errors import MidlevelError, refuse
 from .checks import SPLIT_NAMES, audio_problem, check_fractions, listing, refuse_listed
-from .errors import DatasetError
+from .errors import DatasetError, read_text
 
 SAMPLE_RATE = 48000
 """The rate every AudioMNIST recording has; any other is refused."""
@@ -243,16 +243,7 @@ def read_audiomnist_meta(path) -> dict[int, AudioMNISTSpeaker]:
     and column as json reports them), anything but an object of objects, a key that is not a speaker
     number, a speaker listed twice, a missing or unknown gender. Other fields are optional."""
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(path, "file not found (AudioMNIST's speaker metadata, JSON keyed by speaker "
-                           "number)" if not path.exists() else "not a file")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")
-    if not text.strip():
-        raise DatasetError(path, "file is empty")
+    text = read_text(path, "file not found (AudioMNIST's speaker metadata, JSON keyed by speaker number)")
     try:
         parsed = json.loads(text, object_pairs_hook=_Pairs)
     except json.JSONDecodeError as exc:

@@ -179,15 +179,23 @@ def _decode(path: Path) -> str:
         return data.decode("latin-1")
 
 
+def read_text(path, missing: str = "file not found") -> str:
+    """A dataset's text file decoded as ``_decode`` does; refused in one line when it is missing (``missing``
+    says what it should have been), not a file, or empty."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(path, missing if not path.exists() else "not a file")
+    text = _decode(path)
+    if not text.strip():
+        raise DatasetError(path, "file is empty")
+    return text
+
+
 def read_table(path, sep: str | None = None) -> Table:
     """Parse a delimited text file. ``sep=None`` sniffs comma, semicolon or tab from the header;
     a fixed ``sep`` that leaves a single column holding another separator is reported as wrong."""
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(path, "file not found" if not path.exists() else "not a file")
-    text = _decode(path)
-    if not text.strip():
-        raise DatasetError(path, "file is empty")
+    text = read_text(path)
     if sep is None:
         header = next(line for line in text.splitlines() if line.strip())
         sep = max(SEPARATORS, key=header.count)

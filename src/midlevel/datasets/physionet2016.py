@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..errors import MidlevelError
 from .checks import SPLIT_NAMES, audio_problem, check_fractions, listing, refuse_listed
-from .errors import DatasetError
+from .errors import DatasetError, read_text
 
 SAMPLE_RATE = 2000
 """The rate of every Challenge 2016 recording; headers and wavs stating another are refused."""
@@ -209,15 +209,7 @@ def _read_database(folder: Path, check_audio: bool, owner: dict[str, tuple[Path,
 
 def _rows(path: Path) -> list[tuple[int, list[str]]]:
     """(line, stripped cells without trailing blanks) of every non-blank row of a header-less CSV."""
-    if not path.is_file():
-        raise DatasetError(path, "file not found" if not path.exists() else "not a file")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")
-    if not text.strip():
-        raise DatasetError(path, "file is empty")
+    text = read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""))
     rows, end = [], 0
     for record in reader:
