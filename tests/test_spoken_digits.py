@@ -108,3 +108,20 @@ def test_randomised_conditions_change_the_audio_not_the_labels_and_a_rerun_resum
     with pytest.raises(ValueError, match="other settings"):
         build_spoken_digits(out, reps=2, seed=3, voices=SMALL[:2], progress=False)
     assert json.loads((out / "build.json").read_text())["reps"] == 1
+
+
+def test_every_espeak_accent_applies_its_variant_so_female_variants_sound_higher():
+    """espeak-ng drops the variant of some voice names (``en-gb+f2`` is plain en-gb); a corpus built so would
+    label one male voice as several speakers of both sexes."""
+    from midlevel.datasets.spoken_digits.voices import ESPEAK_ACCENTS, synthesize
+
+    by_accent = {}
+    for v in VOICES:
+        if v.engine == "espeak-ng" and v.variant in ("m1", "f2"):
+            by_accent.setdefault(v.name, {})[v.variant] = v
+    assert set(by_accent) == set(ESPEAK_ACCENTS)
+    for accent, pair in by_accent.items():
+        male, _, _ = synthesize(pair["m1"], "nine")
+        female, sr, _ = synthesize(pair["f2"], "nine")
+        f0 = {sex: speaker_measures(x, sr)["f0_median_hz"] for sex, x in (("male", male), ("female", female))}
+        assert f0["female"] > 1.3 * f0["male"], (accent, f0)

@@ -27,6 +27,10 @@ from ...errors import MidlevelError
 ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
 #: the human-like numbered variants (the others are effects: robots, whispers, croaks)
 ESPEAK_VARIANTS = tuple(f"m{i}" for i in range(1, 9)) + tuple(f"f{i}" for i in range(1, 6))
+#: accents whose voice name takes no variant: ``-v en-gb+f2`` speaks espeak-ng 1.51's plain en-gb voice (the
+#: variant is silently dropped, so every en-gb "speaker" was one male voice); its voice file ``gmw/en`` takes
+#: variants under the name ``en``
+ESPEAK_VOICE_NAMES = {"en-gb": "en"}
 #: flite's built-in voices and their speakers' sex (CMU ARCTIC / diphone databases: slt is a woman)
 FLITE_VOICES = {"kal": "male", "awb": "male", "rms": "male", "slt": "female"}
 #: festival voices from Debian (festvox-kallpc16k, festvox-kdlpc16k, festvox-us-slt-hts) and their sex
@@ -121,7 +125,8 @@ def synthesize(voice: Voice, word: str, *, rate: float = 1.0, f0_mean: float | N
         wav = Path(tmp) / "say.wav"
         segments = None
         if voice.engine == "espeak-ng":
-            cmd = ["espeak-ng", "-v", f"{voice.name}+{voice.variant}", "-s", str(int(round(175 * rate))), "-w", str(wav)]
+            name = ESPEAK_VOICE_NAMES.get(voice.name, voice.name)
+            cmd = ["espeak-ng", "-v", f"{name}+{voice.variant}", "-s", str(int(round(175 * rate))), "-w", str(wav)]
             if f0_mean is not None:  # espeak's pitch 0-99 (50: the variant's own); ~1.2% per step near the middle
                 cmd += ["-p", str(int(np.clip(round(50 + 40 * np.log2(f0_mean / (120.0 if voice.sex == "male" else 200.0))), 0, 99)))]
             run = subprocess.run([*cmd, word], capture_output=True, text=True)
