@@ -69,6 +69,34 @@ class CompactBackbone(nn.Sequential):
         self.out_features = 8 * w
 
 
+class RawWaveformBackbone(nn.Sequential):
+    """A 1-D CNN on the waveform itself, after Becker et al.'s AudioNet (2018), at a 2-core CPU's size.
+
+    Input: ``WaveformInput``'s (batch, 1, 1, samples). A strided 9-tap convolution (a learnt filterbank at
+    a quarter of the sample rate), then five 3-tap conv/BN/ReLU blocks with max pooling (as AudioNet's
+    stack), global average pooling -> 8 * width. Standard layers only, so captum's LRP rules apply.
+    """
+
+    def __init__(self, *, width: int = 16, dropout: float = 0.1) -> None:
+        w = width
+
+        def block(c_in: int, c_out: int, pool: int) -> list[nn.Module]:
+            return [nn.Conv1d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm1d(c_out), nn.ReLU(inplace=True),
+                    nn.MaxPool1d(pool)]
+
+        super().__init__(
+            nn.Flatten(1, 2),  # (b, 1, 1, t) -> (b, 1, t)
+            nn.Conv1d(1, 2 * w, 9, stride=4, padding=4, bias=False), nn.BatchNorm1d(2 * w), nn.ReLU(inplace=True),
+            nn.MaxPool1d(4),
+            *block(2 * w, 2 * w, 2), *block(2 * w, 4 * w, 2), nn.Dropout(dropout),
+            *block(4 * w, 4 * w, 2), *block(4 * w, 8 * w, 2), nn.Dropout(dropout),
+            nn.Conv1d(8 * w, 8 * w, 3, padding=1, bias=False), nn.BatchNorm1d(8 * w), nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool1d(1),
+            nn.Flatten(),
+        )
+        self.out_features = 8 * w
+
+
 class CompactMusicBackbone(nn.Module):
     """The compact CNN beside pitch-class, pitch-motion and rhythm descriptors (``midlevel.music_features``).
 
@@ -193,6 +221,8 @@ BACKBONES = {
     "vgg": lambda frontend: VGGBackbone(),
     "compact": lambda frontend: CompactBackbone(),
     "compact_music": CompactMusicBackbone,
+    # the waveform itself (needs ``FrontendConfig(representation="waveform", hop_length=1)``)
+    "raw_waveform": lambda frontend: RawWaveformBackbone(),
     "compact_transcribe": CompactTranscribeBackbone,
     # the transcriber with ~1 s of context either side (``TemporalContext``: 1+2+4+8+16 = 31 frames)
     "compact_transcribe_context": lambda frontend: CompactTranscribeBackbone(
@@ -206,6 +236,9 @@ BACKBONES = {
         frontend, note_measures=True, equivariant=True),
 }
 
+#: backbones that read ``WaveformInput`` rather than a log spectrogram
+WAVEFORM_BACKBONES = frozenset({"raw_waveform"})
+
 #: backbone -> the backbone it only adds modules to: a model of the latter can warm-start the
 #: former (``training.recipes.warm_start``); the added modules keep their own start
 EXTENDS = {"compact_transcribe_context": "compact_transcribe", "compact_transcribe_pulse": "compact_transcribe",
@@ -218,4 +251,9 @@ def build_backbone(name: str, frontend: FrontendConfig | None = None) -> nn.Modu
         builder = BACKBONES[name]
     except KeyError:
         raise ValueError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}") from None
-    return builder(frontend or FrontendConfig())
+    frontend = frontend or FrontendConfig()
+    wants = "waveform" if name in WAVEFORM_BACKBONES else "log_spectrogram"
+    if frontend.representation != wants:
+        raise ValueError(f"backbone {name!r} reads a {wants.replace('_', ' ')}, but the front-end gives a "
+                         f"{frontend.representation.replace('_', ' ')} (frontend.representation)")
+    return builder(frontend)

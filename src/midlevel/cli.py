@@ -167,28 +167,32 @@ def cmd_predict_or_explain(args: argparse.Namespace, *, explain: bool) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .zoo import DEFAULT_MODEL, REGISTRY, list_models
+    from .zoo import DEFAULTS, REGISTRY, list_models
 
     entries = [REGISTRY[n] for n in list_models(all=args.all)]
+    defaults = set(DEFAULTS.values())
     if args.json:
-        print(json.dumps([{**asdict(e), "default": e.name == DEFAULT_MODEL} for e in entries], indent=2))
+        print(json.dumps([{**asdict(e), "default": e.name in defaults} for e in entries], indent=2))
         return 0
     if not entries:
         print("The zoo holds no trained checkpoints yet (see docs/training.md for the training recipes).")
         return 0
-    rows = [{"": "*" if e.name == DEFAULT_MODEL else "", "name": e.name, "task": e.task,
+    rows = [{"": "*" if e.name in defaults else "", "name": e.name, "task": e.task,
              "concepts": len(e.concept_names) or "-",
              "concept r": f"{e.metrics['concept_r']:.3f}" if "concept_r" in e.metrics else "-",
-             "emotion r": f"{e.metrics['emotion_r']:.3f}", "size": f"{e.size_bytes / 1e6:.1f} MB",
+             "score": (f"emotion r {e.metrics['emotion_r']:.3f}" if "emotion_r" in e.metrics
+                       else f"accuracy {e.metrics['accuracy']:.3f}" if "accuracy" in e.metrics else "-"),
+             "size": f"{e.size_bytes / 1e6:.1f} MB",
              "status": e.status + (f" by {e.superseded_by}" if e.superseded_by else "")
              + ("" if e.shipped else " (not installed)")} for e in entries]
     widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in rows[0]}
     for row in [{k: k for k in rows[0]}, *rows]:
         print("  ".join(f"{row[k]!s:<{w}}" for k, w in widths.items()).rstrip())
     hidden = len(REGISTRY) - len(entries)
-    print(f"\n* default (the current explainable entry with the best held-out emotion r). Scores: mean Pearson r "
-          f"on the held-out controlled corpus (unseen pieces; `midlevel.zoo.card(NAME)` has the details)."
-          + (f" {hidden} superseded entries hidden: --all lists them." if hidden else ""))
+    print(f"\n* default of its task (the current explainable entry with the best held-out score; the music-emotion "
+          f"one is used when no model is named). Scores: mean Pearson r on the held-out controlled corpus (unseen "
+          f"pieces) for music, accuracy on held-out synthetic voices for speech; `midlevel.zoo.card(NAME)` has the "
+          f"details." + (f" {hidden} superseded entries hidden: --all lists them." if hidden else ""))
     return 0
 
 

@@ -47,6 +47,10 @@ class FrontendConfig:
     #: near-silence stays quiet instead of becoming amplified noise.
     level_target_dbfs: float | None = None
     level_floor_dbfs: float = -70.0
+    #: "log_spectrogram" (the above), or "waveform": the level-normalised samples themselves, one "band" and
+    #: one frame per sample (``hop_length`` 1; ``n_fft`` and the filterbank unused), for raw-waveform
+    #: backbones such as Becker et al.'s AudioNet (``backbones.RawWaveformBackbone``)
+    representation: str = "log_spectrogram"
 
 
 @dataclass
@@ -104,6 +108,11 @@ class ModelConfig:
             raise ConfigError("window_seconds and hop_seconds must be positive")
         if self.frontend.sample_rate <= 0:
             raise ConfigError("frontend.sample_rate must be positive")
+        if self.frontend.representation not in ("log_spectrogram", "waveform"):
+            raise ConfigError(f"frontend.representation must be 'log_spectrogram' or 'waveform'; "
+                              f"got {self.frontend.representation!r}")
+        if self.frontend.representation == "waveform" and self.frontend.hop_length != 1:
+            raise ConfigError("a waveform front-end has one frame per sample: frontend.hop_length must be 1")
 
     @property
     def sample_rate(self) -> int:
@@ -186,7 +195,7 @@ def _check_types(config: ModelConfig) -> None:
 #: what each field holds (unlisted fields: numbers); frontend fields by their own names
 _FIELD_KINDS = {
     "sample_rate": "whole number", "n_fft": "whole number", "hop_length": "whole number",
-    "bands_per_octave": "whole number", "level_target_dbfs": "number|null",
+    "bands_per_octave": "whole number", "level_target_dbfs": "number|null", "representation": "string",
     "kind": "string", "backbone": "string", "head": "string", "task": "string", "name": "string", "description": "string",
     "concept_names": "list of strings", "target_names": "list of strings",
     "concept_scale": "pair of numbers", "target_scale": "pair of numbers",

@@ -99,7 +99,7 @@ def onnx_metadata(model: AudioModel) -> dict[str, Any]:
 def _trace(model: AudioModel, opset: int | None) -> onnx.ModelProto:
     cfg = model.config
     # Batch 2 and a length that is no multiple of anything, so neither gets specialised.
-    example = torch.zeros(2, cfg.window_samples + cfg.hop_samples // 2 + 1, device=model.frontend.filterbank.device)
+    example = torch.zeros(2, cfg.window_samples + cfg.hop_samples // 2 + 1, device=model.frontend.mean.device)
     dynamic = {"wave": {0: Dim("batch", min=1), 1: Dim("samples", min=1)}}
     was_training = model.training
     graph = TrackGraph(model).eval()

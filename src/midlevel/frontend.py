@@ -58,27 +58,18 @@ def log_filterbank(cfg: FrontendConfig) -> np.ndarray:
     return fb.astype(np.float32)
 
 
-class LogFrequencySpectrogram(nn.Module):
-    """(batch, samples) waveform -> (batch, 1, bands, frames) normalised log spectrogram.
+class _LevelNormalizedInput(nn.Module):
+    """What every front-end shares: per-window level normalisation, then per-band standardisation.
 
-    ``mean``/``std`` buffers hold per-band normalisation statistics (identity until
-    ``set_normalization`` is called with statistics measured on training data).
-    """
+    Subclasses set ``cfg`` and register ``mean``/``std`` buffers (one value per band; identity until
+    ``set_normalization`` is called with statistics measured on training data) and define
+    ``log_spectrogram`` (the un-normalised network input, (batch, bands, frames)) and ``n_frames``."""
 
-    def __init__(self, cfg: FrontendConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.stft = torchaudio.transforms.Spectrogram(
-            n_fft=cfg.n_fft, hop_length=cfg.hop_length, power=1.0, center=True
-        )
-        fb = torch.from_numpy(log_filterbank(cfg))
-        self.register_buffer("filterbank", fb)
-        self.register_buffer("mean", torch.zeros(fb.shape[1]))
-        self.register_buffer("std", torch.ones(fb.shape[1]))
+    cfg: FrontendConfig
 
     @property
     def n_bands(self) -> int:
-        return int(self.filterbank.shape[1])
+        return int(self.mean.shape[0])
 
     def level_normalize(self, wave: torch.Tensor) -> torch.Tensor:
         """Each row scaled to ``level_target_dbfs`` RMS (identity when the config has none).
@@ -90,12 +81,6 @@ class LogFrequencySpectrogram(nn.Module):
         rms = wave.pow(2).mean(dim=-1, keepdim=True).sqrt()
         floor = 10.0 ** (self.cfg.level_floor_dbfs / 20.0)
         return wave * (10.0 ** (self.cfg.level_target_dbfs / 20.0) / rms.clamp_min(floor))
-
-    def log_spectrogram(self, wave: torch.Tensor) -> torch.Tensor:
-        """Un-normalised log10(1 + filtered magnitude), shape (batch, bands, frames)."""
-        mag = self.stft(self.level_normalize(wave))  # (batch, n_fft//2+1, frames)
-        filtered = torch.matmul(mag.transpose(1, 2), self.filterbank).transpose(1, 2)
-        return torch.log10(1.0 + filtered)
 
     def normalize(self, logspec: torch.Tensor) -> torch.Tensor:
         return ((logspec - self.mean[:, None]) / self.std[:, None]).unsqueeze(1)
@@ -109,5 +94,51 @@ class LogFrequencySpectrogram(nn.Module):
         self.mean.copy_(torch.as_tensor(mean, dtype=self.mean.dtype).expand_as(self.mean))
         self.std.copy_(torch.as_tensor(std, dtype=self.std.dtype).clamp_min(1e-6).expand_as(self.std))
 
+
+class LogFrequencySpectrogram(_LevelNormalizedInput):
+    """(batch, samples) waveform -> (batch, 1, bands, frames) normalised log spectrogram."""
+
+    def __init__(self, cfg: FrontendConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.stft = torchaudio.transforms.Spectrogram(
+            n_fft=cfg.n_fft, hop_length=cfg.hop_length, power=1.0, center=True
+        )
+        fb = torch.from_numpy(log_filterbank(cfg))
+        self.register_buffer("filterbank", fb)
+        self.register_buffer("mean", torch.zeros(fb.shape[1]))
+        self.register_buffer("std", torch.ones(fb.shape[1]))
+
+    def log_spectrogram(self, wave: torch.Tensor) -> torch.Tensor:
+        """Un-normalised log10(1 + filtered magnitude), shape (batch, bands, frames)."""
+        mag = self.stft(self.level_normalize(wave))  # (batch, n_fft//2+1, frames)
+        filtered = torch.matmul(mag.transpose(1, 2), self.filterbank).transpose(1, 2)
+        return torch.log10(1.0 + filtered)
+
     def n_frames(self, n_samples: int) -> int:
         return n_samples // self.cfg.hop_length + 1
+
+
+class WaveformInput(_LevelNormalizedInput):
+    """(batch, samples) -> (batch, 1, 1, samples): the level-normalised waveform, for raw-waveform backbones.
+
+    It keeps the spectrogram front-end's interface (one "band", one "frame" per sample) so that training's
+    cache, windowing, attribution over time and export treat both alike."""
+
+    def __init__(self, cfg: FrontendConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("mean", torch.zeros(1))
+        self.register_buffer("std", torch.ones(1))
+
+    def log_spectrogram(self, wave: torch.Tensor) -> torch.Tensor:
+        """The level-normalised samples as (batch, 1, samples) (the name is the front-end interface's)."""
+        return self.level_normalize(wave).unsqueeze(1)
+
+    def n_frames(self, n_samples: int) -> int:
+        return int(n_samples)
+
+
+def build_frontend(cfg: FrontendConfig) -> _LevelNormalizedInput:
+    """The front-end module ``cfg.representation`` names."""
+    return WaveformInput(cfg) if cfg.representation == "waveform" else LogFrequencySpectrogram(cfg)

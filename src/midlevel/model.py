@@ -30,7 +30,7 @@ from .backbones import build_backbone
 from .checkpoint import ModelLoadError, read_config, read_weights, save_model_dir, state_dict_mismatch
 from .config import ConfigError, ModelConfig
 from .errors import MidlevelError
-from .frontend import LogFrequencySpectrogram
+from .frontend import build_frontend
 from .heads import AdditiveHead, build_head
 from .ioutil import release_freed_memory
 from .numerics import eval_mode, flush_denormals
@@ -107,7 +107,7 @@ class AudioModel(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.frontend = LogFrequencySpectrogram(config.frontend)
+        self.frontend = build_frontend(config.frontend)
         self.backbone = build_backbone(config.backbone, config.frontend)
         #: out-of-distribution calibration (``ood.safetensors`` beside the weights); None: no score
         self.ood: OODCalibration | None = None

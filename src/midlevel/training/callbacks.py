@@ -263,7 +263,7 @@ class ExplanationLogger(Callback):
         return pad_to_length(clip.samples, window)[0][:window]
 
     def on_epoch_end(self, epoch: int, model: AudioModel, logs: dict[str, float]) -> None:
-        if model.frontend.filterbank.device.type != "cpu":  # explained on the CPU, like the sample and the figures
+        if model.frontend.mean.device.type != "cpu":  # explained on the CPU, like the sample and the figures
             model = copy.deepcopy(model).cpu()
         modes = [(module, module.training) for module in model.modules()]
         model.eval()

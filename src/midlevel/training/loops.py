@@ -217,7 +217,7 @@ def batched_outputs(model: AudioModel, data: ArraySet, forward, batch_size: int 
     """``forward`` applied to the normalised spectrograms batch by batch, in eval mode."""
     was_training = model.training
     model.eval()
-    device = model.frontend.filterbank.device
+    device = model.frontend.mean.device
     out = [forward(model.frontend.normalize(data.logspec[i:i + batch_size].float().to(device))).cpu().numpy()
            for i in range(0, len(data), batch_size)]
     model.train(was_training)

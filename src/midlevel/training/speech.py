@@ -8,6 +8,9 @@ the same front-end and backbone and learns the classes directly with cross-entro
 
 Front-end: 16 kHz, 25 ms frames with a 10 ms hop, 12 bands per octave from 50 Hz to 8 kHz, per-window
 level normalisation (a recording's gain is not a concept). One window is the corpus's 1.2 s clip.
+
+Black-box twins come in the paper's two kinds (``BLACK_BOXES``): the same spectrogram CNN, and a 1-D CNN on
+the level-normalised waveform (``backbones.RawWaveformBackbone``, Becker et al.'s AudioNet at CPU size).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..backbones import WAVEFORM_BACKBONES
 from ..config import FrontendConfig, ModelConfig
 from ..datasets.spoken_corpus import TASKS, SpokenClips, load_spoken_corpus
 from ..ioutil import atomic_write_text
@@ -31,6 +35,10 @@ from .metrics import pearson_per_column
 
 SPEECH_FRONTEND = FrontendConfig(sample_rate=16000, n_fft=400, hop_length=160, bands_per_octave=12, fmin=50.0,
                                  fmax=8000.0, level_target_dbfs=-20.0)
+#: the raw-waveform front-end: the same rate and level normalisation, one "frame" per sample
+WAVEFORM_FRONTEND = replace(SPEECH_FRONTEND, representation="waveform", hop_length=1)
+#: the black-box twins ``train_speech_models`` trains: model folder -> backbone
+BLACK_BOXES = {"black_box": "compact", "black_box_raw": "raw_waveform"}
 WINDOW_SECONDS = 1.2
 HEAD_PARAMS = {"C": 1.0, "penalty": "elasticnet", "l1_ratio": 0.5}
 #: crops for the timed (phonetic) concepts: long enough for a phone and its neighbours, a quarter of the clip
@@ -39,14 +47,16 @@ TIMED_CROP_SECONDS = 0.3
 
 def speech_config(task: str, kind: str = "two_stage", backbone: str = "compact") -> ModelConfig:
     concepts, classes = TASKS[task]
-    return ModelConfig(kind=kind, task="classification", backbone=backbone, frontend=SPEECH_FRONTEND,
+    frontend = WAVEFORM_FRONTEND if backbone in WAVEFORM_BACKBONES else SPEECH_FRONTEND
+    return ModelConfig(kind=kind, task="classification", backbone=backbone, frontend=frontend,
                        concept_names=list(concepts), concept_scale=(0.0, 1.0), target_names=list(classes),
                        head="logistic" if kind == "two_stage" else "linear",
                        head_params=dict(HEAD_PARAMS) if kind == "two_stage" else {},
                        window_seconds=WINDOW_SECONDS, hop_seconds=WINDOW_SECONDS / 2)
 
 
-def _arrays(clips: dict[str, SpokenClips], frontend, n_samples: int, cache: Path, progress: bool) -> dict[str, ArraySet]:
+def speech_arrays(clips: dict[str, SpokenClips], frontend, n_samples: int, cache: Path, progress: bool) -> dict[str, ArraySet]:
+    """Each split's cached front-end outputs (spectrograms, or waveforms for a waveform front-end)."""
     frames_per_second = frontend.cfg.sample_rate / frontend.cfg.hop_length
     return {name: ArraySet(cached_log_spectrograms(c.paths, frontend, n_samples, cache, progress=progress),
                            c.concepts, c.classes.astype(np.float64), paths=list(c.paths),
@@ -54,7 +64,9 @@ def _arrays(clips: dict[str, SpokenClips], frontend, n_samples: int, cache: Path
             for name, c in clips.items()}
 
 
-def _scores(model, data: ArraySet, clips: SpokenClips) -> dict[str, Any]:
+def speech_scores(model, data: ArraySet, clips: SpokenClips) -> dict[str, Any]:
+    """Accuracy (and for the explainable model each concept's r, and accuracy where it is present/absent)
+    of ``model`` on one split's cached inputs ``data``."""
     out = network_outputs(model, data)
     scores: dict[str, Any] = {"n": len(data), "voices": len(set(clips.speakers))}
     if isinstance(model, TwoStageModel):
@@ -73,10 +85,13 @@ def _scores(model, data: ArraySet, clips: SpokenClips) -> dict[str, Any]:
 
 
 def train_speech_models(corpus: str | Path, out_dir: str | Path, *, task: str = "digit", epochs: int = 12,
-                        seed: int = 0, black_box: bool = True, device: str | None = "cpu", progress: bool = True,
+                        seed: int = 0, black_box: bool | Sequence[str] = True, device: str | None = "cpu",
+                        progress: bool = True,
                         callbacks: Sequence[Any] = (), crop_seconds: float | None | str = "auto") -> dict[str, Any]:
-    """Train the explainable ``task`` model (and its black-box twin) on a spoken-digit corpus; resumable.
-    Writes ``out_dir/models/{explainable,black_box}`` and ``out_dir/results.json`` (held-out voices' scores).
+    """Train the explainable ``task`` model (and its black-box twins) on a spoken-digit corpus; resumable.
+    Writes ``out_dir/models/{explainable,black_box,black_box_raw}`` and ``out_dir/results.json`` (held-out
+    voices' scores). ``black_box``: True for every twin of ``BLACK_BOXES``, False for none, or the folder
+    names to train.
 
     ``crop_seconds``: the concept network trains on random crops of this length, each phone class labelled
     by whether the crop overlaps where it was said (``loops.timed_labels``), so a concept follows its sound
@@ -92,7 +107,7 @@ def train_speech_models(corpus: str | Path, out_dir: str | Path, *, task: str = 
     if crop_seconds is not None:
         config = replace(config, metadata={"timeline_window_seconds": crop_seconds})
     explainable = TwoStageModel(config)
-    arrays = _arrays(clips, explainable.frontend, explainable.config.window_samples, out_dir / "cache", progress)
+    arrays = speech_arrays(clips, explainable.frontend, explainable.config.window_samples, out_dir / "cache", progress)
     spec = arrays["train"].logspec.float()
     mean, std = spec.mean(dim=(0, 2)), spec.std(dim=(0, 2))
     del spec
@@ -112,16 +127,26 @@ def train_speech_models(corpus: str | Path, out_dir: str | Path, *, task: str = 
     explainable.head.fit(np.clip(network_outputs(explainable, arrays["train"]), 0, 1), clips["train"].classes)
     explainable.save_pretrained(out_dir / "models" / "explainable")
     results["models"]["explainable"] = {"best_epoch": state["best_epoch"], "seconds": time.perf_counter() - started,
-                                        **{k: _scores(explainable, arrays[k], clips[k]) for k in ("val", "test")}}
-    if black_box:
+                                        **{k: speech_scores(explainable, arrays[k], clips[k]) for k in ("val", "test")}}
+    twins = list(BLACK_BOXES) if black_box is True else [] if black_box is False else list(black_box)
+    for folder in twins:
+        if folder not in BLACK_BOXES:
+            raise ValueError(f"unknown black box {folder!r}; choose from {sorted(BLACK_BOXES)}")
         started = time.perf_counter()
         torch.manual_seed(seed)
-        twin = BlackBoxModel(replace(speech_config(task, "black_box"), name=f"{task}-black-box"))
-        twin.set_input_normalization(mean, std)
-        state = train_network(twin, arrays["train"], arrays["val"], replace(settings, setup="a2e", crop_frames=None),
-                              out_dir / "runs" / "black_box", progress=progress, device=device)
-        twin.save_pretrained(out_dir / "models" / "black_box")
-        results["models"]["black_box"] = {"best_epoch": state["best_epoch"], "seconds": time.perf_counter() - started,
-                                          **{k: _scores(twin, arrays[k], clips[k]) for k in ("val", "test")}}
+        twin = BlackBoxModel(replace(speech_config(task, "black_box", BLACK_BOXES[folder]),
+                                     name=f"{task}-{folder.replace('_', '-')}"))
+        twin_arrays = arrays
+        if twin.config.frontend != explainable.config.frontend:
+            twin_arrays = speech_arrays(clips, twin.frontend, twin.config.window_samples, out_dir / "cache", progress)
+        spec = twin_arrays["train"].logspec.float()
+        twin.set_input_normalization(spec.mean(dim=(0, 2)), spec.std(dim=(0, 2)))
+        del spec
+        state = train_network(twin, twin_arrays["train"], twin_arrays["val"], replace(settings, setup="a2e", crop_frames=None),
+                              out_dir / "runs" / folder, progress=progress, device=device)
+        twin.save_pretrained(out_dir / "models" / folder)
+        results["models"][folder] = {"best_epoch": state["best_epoch"], "seconds": time.perf_counter() - started,
+                                     "backbone": BLACK_BOXES[folder],
+                                     **{k: speech_scores(twin, twin_arrays[k], clips[k]) for k in ("val", "test")}}
     atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1) + "\n")
     return results

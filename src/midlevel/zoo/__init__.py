@@ -20,7 +20,7 @@ import torch
 from ..checkpoint import ModelLoadError, read_config, state_dict_mismatch
 from ..config import ModelConfig
 from ..model import AudioModel, TwoStageModel
-from .registry import ALIASES, DEFAULT_MODEL, REGISTRY, ModelEntry
+from .registry import ALIASES, DEFAULT_MODEL, DEFAULTS, REGISTRY, ModelEntry, task_score
 
 UNTRAINED_NOTE = ("randomly initialised: the zoo has no trained checkpoint yet, "
                   "so these numbers show the mechanics, not music")
@@ -36,11 +36,13 @@ class ZooNameWarning(FutureWarning):
 
 
 def list_models(*, all: bool = False) -> list[str]:  # noqa: A002 - mirrors ``midlevel models --all``
-    """Names of the installed entries (current, then baselines; best recorded emotion r first);
-    ``all=True`` adds the superseded entries, which are listed but not installed."""
+    """Names of the installed entries: music emotion first, then the other tasks; within a task its default,
+    the current entries, then baselines, best recorded score first; ``all=True`` adds the superseded
+    entries, which are listed but not installed."""
+    tasks = list(DEFAULTS)
     entries = [e for e in REGISTRY.values() if all or e.shipped]
-    entries.sort(key=lambda e: (e.name != DEFAULT_MODEL, STATUS_ORDER.get(e.status, 3),
-                                -e.metrics.get("emotion_r", 0.0), e.name))
+    entries.sort(key=lambda e: (tasks.index(e.task) if e.task in tasks else len(tasks), e.name != DEFAULTS.get(e.task),
+                                STATUS_ORDER.get(e.status, 3), -task_score(e), e.name))
     return [e.name for e in entries]
 
 
@@ -162,5 +164,5 @@ def default_model() -> TwoStageModel:
     return TwoStageModel(config).eval()
 
 
-__all__ = ["ALIASES", "DEFAULT_MODEL", "ModelEntry", "REGISTRY", "ZooNameWarning", "card", "default_model",
+__all__ = ["ALIASES", "DEFAULT_MODEL", "DEFAULTS", "ModelEntry", "REGISTRY", "ZooNameWarning", "card", "default_model",
            "get_entry", "installed_entry", "list_models", "load", "resolve", "weights_sha256"]

@@ -9,18 +9,24 @@ entries stay listed (with their numbers and sha256) but leave the wheel.
 
 Naming rule, ``<task>-<backbone>-<head>[-<concepts>]-<data>[-seq]``:
 
-- task: ``emotion`` (music emotion through mid-level concepts);
+- task: ``emotion`` (music emotion through mid-level concepts), ``digit`` (spoken digits) or ``sex``
+  (speaker sex);
 - backbone: ``compact`` (``compact_music``), ``transcribe`` (``compact_transcribe``), ``measures``
-  (``compact_transcribe_measures``), ``equivariant`` (``compact_transcribe_equivariant``);
-- head: ``linear``, ``gam``, or ``a2e`` (a black box: audio straight to the targets, no concepts field);
-- concepts: ``mid7`` (the seven mid-level concepts) or ``mid10`` (plus loudness, tempo, register);
-- data: ``ctrl<N>k``, the dry controlled corpus with N thousand training clips, or ``rand<N>k``, the
-  controlled corpus with randomised recording conditions (``corpus build --conditions randomised``), for
-  the corpus the weights were trained on last (a continued model's card gives the whole chain);
+  (``compact_transcribe_measures``), ``equivariant`` (``compact_transcribe_equivariant``), ``cnn`` (the
+  plain compact CNN, ``compact``), ``raw`` (the 1-D CNN on the waveform, ``raw_waveform``);
+- head: ``linear``, ``gam`` (ratings), ``logistic`` (class logits), or a black box with no concepts field:
+  ``a2e`` (audio straight to the emotions), ``a2c`` (audio straight to the class logits);
+- concepts: ``mid7`` (the seven mid-level concepts), ``mid10`` (plus loudness, tempo, register), ``phon9``
+  (eight phone classes and the syllable count), ``praat6`` (Praat's six speaker measures);
+- data: ``ctrl<N>k``, the dry controlled corpus with N thousand training clips, ``rand<N>k``, the
+  controlled corpus with randomised recording conditions (``corpus build --conditions randomised``), or
+  ``synth<N>k``, the spoken-digit corpus (synthesised voices, randomised conditions; N rounded), for the
+  corpus the weights were trained on last (a continued model's card gives the whole chain);
 - ``-seq``: the head was fitted after the concept network (A2Mid2E) instead of jointly.
 
-The default is not typed anywhere: it is the current explainable entry with the highest recorded
-held-out mean emotion r (``default_name``).
+Defaults are not typed anywhere: per task, the current explainable entry with the best recorded held-out
+score (``TASK_SCORES``: mean emotion r for music, accuracy on held-out voices for speech; ``default_name``).
+``DEFAULT_MODEL`` is music emotion's, the one used when no model is named.
 """
 
 from __future__ import annotations
@@ -33,13 +39,18 @@ from pathlib import Path
 
 REGISTRY_FILE = "registry.json"
 STATUSES = ("current", "baseline", "superseded")
-TASKS = {"emotion": "music-emotion"}
+TASKS = {"emotion": "music-emotion", "digit": "spoken-digit", "sex": "speaker-sex"}
+#: the held-out score each task's default is chosen by (higher is better)
+TASK_SCORES = {"music-emotion": "emotion_r", "spoken-digit": "accuracy", "speaker-sex": "accuracy"}
 BACKBONE_CODES = {"compact": "compact_music", "transcribe": "compact_transcribe",
-                  "measures": "compact_transcribe_measures", "equivariant": "compact_transcribe_equivariant"}
-CONCEPT_SETS = {"mid7": 7, "mid10": 10}
+                  "measures": "compact_transcribe_measures", "equivariant": "compact_transcribe_equivariant",
+                  "cnn": "compact", "raw": "raw_waveform"}
+CONCEPT_SETS = {"mid7": 7, "mid10": 10, "phon9": 9, "praat6": 6}
+BLACK_BOX_HEADS = ("a2e", "a2c")
+CORPUS_CODES = {"ctrl": "dry", "rand": "randomised", "synth": "synthesised speech"}
 NAME_PATTERN = re.compile(
-    r"^(?P<task>[a-z]+)-(?P<backbone>[a-z]+)-(?P<head>linear|gam|a2e)(?:-(?P<concepts>mid\d+))?"
-    r"-(?P<corpus>ctrl|rand)(?P<clips>\d+)k(?P<seq>-seq)?$")
+    r"^(?P<task>[a-z]+)-(?P<backbone>[a-z]+)-(?P<head>linear|gam|logistic|a2e|a2c)(?:-(?P<concepts>[a-z]+\d+))?"
+    r"-(?P<corpus>ctrl|rand|synth)(?P<clips>\d+)k(?P<seq>-seq)?$")
 
 
 @dataclass(frozen=True)
@@ -67,7 +78,8 @@ class ModelEntry:
     aliases: tuple[str, ...] = ()
     twin: str | None = None  # a black box's explainable counterpart (what ``explain`` points to)
     #: held-out scores from the results file: concept_r (mean over all concepts), concept_r_mid7 (over the
-    #: seven mid-level ones), emotion_r (mean over targets), n_eval (clips)
+    #: seven mid-level ones), emotion_r (mean over targets), n_eval (clips); for classifiers accuracy (on
+    #: held-out voices), concept_r and n_eval
     metrics: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -80,12 +92,12 @@ def parse_name(name: str) -> dict[str, object]:
     m = NAME_PATTERN.match(name)
     if m is None or m["task"] not in TASKS or m["backbone"] not in BACKBONE_CODES:
         raise ValueError(f"{name!r} does not follow <task>-<backbone>-<head>[-<concepts>]-<data>[-seq]")
-    if (m["head"] == "a2e") != (m["concepts"] is None) or (m["concepts"] and m["concepts"] not in CONCEPT_SETS):
-        raise ValueError(f"{name!r}: explainable heads name a concept set (mid7, mid10), black boxes (a2e) none")
+    if (m["head"] in BLACK_BOX_HEADS) != (m["concepts"] is None) or (m["concepts"] and m["concepts"] not in CONCEPT_SETS):
+        raise ValueError(f"{name!r}: explainable heads name a concept set ({', '.join(CONCEPT_SETS)}), "
+                         f"black boxes ({', '.join(BLACK_BOX_HEADS)}) none")
     return {"task": TASKS[m["task"]], "backbone": BACKBONE_CODES[m["backbone"]], "head": m["head"],
             "n_concepts": CONCEPT_SETS.get(m["concepts"] or "", 0), "train_clips": int(m["clips"]) * 1000,
-            "conditions": "randomised" if m["corpus"] == "rand" else "dry",
-            "sequential": bool(m["seq"])}
+            "conditions": CORPUS_CODES[m["corpus"]], "sequential": bool(m["seq"])}
 
 
 def read_registry() -> dict[str, ModelEntry]:
@@ -102,13 +114,20 @@ def read_registry() -> dict[str, ModelEntry]:
     return entries
 
 
-def default_name(entries: dict[str, ModelEntry]) -> str | None:
-    """The best current explainable shipped entry by recorded held-out mean emotion r (ties: by name)."""
-    candidates = [e for e in entries.values() if e.status == "current" and e.explainable and e.shipped
-                  and "emotion_r" in e.metrics]
+def default_name(entries: dict[str, ModelEntry], task: str = "music-emotion") -> str | None:
+    """The best current explainable shipped entry of ``task`` by its recorded held-out score
+    (``TASK_SCORES``; ties: by name)."""
+    score = TASK_SCORES[task]
+    candidates = [e for e in entries.values() if e.task == task and e.status == "current" and e.explainable
+                  and e.shipped and score in e.metrics]
     if not candidates:
         return None
-    return max(candidates, key=lambda e: (e.metrics["emotion_r"], e.name)).name
+    return max(candidates, key=lambda e: (e.metrics[score], e.name)).name
+
+
+def task_score(entry: ModelEntry) -> float:
+    """The recorded held-out score ``entry``'s task ranks by (0 when not recorded)."""
+    return entry.metrics.get(TASK_SCORES.get(entry.task, "emotion_r"), 0.0)
 
 
 def alias_table(entries: dict[str, ModelEntry]) -> dict[str, str]:
@@ -116,7 +135,9 @@ def alias_table(entries: dict[str, ModelEntry]) -> dict[str, str]:
     return {alias: e.name for e in entries.values() for alias in e.aliases}
 
 
-#: Every checkpoint the project has shipped, by name; the model used when none is named; old names.
+#: Every checkpoint the project has shipped, by name; each task's default; the model used when none is
+#: named (music emotion's default); old names.
 REGISTRY = read_registry()
-DEFAULT_MODEL = default_name(REGISTRY)
+DEFAULTS = {task: default_name(REGISTRY, task) for task in TASK_SCORES}
+DEFAULT_MODEL = DEFAULTS["music-emotion"]
 ALIASES = alias_table(REGISTRY)
