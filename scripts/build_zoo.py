@@ -36,6 +36,7 @@ import json
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 import tomllib
 from dataclasses import replace
@@ -56,6 +57,10 @@ from midlevel.training.recipes import evaluate, transcription_scores
 from midlevel.zoo.cards import render_card, render_recipe_card, zoo_table_markdown
 from midlevel.zoo.registry import ModelEntry, default_name, parse_name
 from midlevel.zoo.explain_head import head_directions, plot_shape_functions
+from midlevel.zoo.classifier_cards import classifier_table_markdown, render_classifier_card
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the classifiers' half of the build, beside this file
+from zoo_classifiers import evaluate_classifier, is_classifier, registry_row  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "src" / "midlevel" / "zoo"
@@ -63,6 +68,7 @@ CARDS = ROOT / "model_cards"
 MANIFEST = ROOT / "scripts" / "zoo_manifest.toml"
 README = ROOT / "README.md"
 TABLE_MARKERS = ("<!-- zoo-table:start -->", "<!-- zoo-table:end -->")
+SPEECH_TABLE_MARKERS = ("<!-- speech-table:start -->", "<!-- speech-table:end -->")
 
 # zoo name -> (family models to ship, first one present wins; one-line description)
 DEFAULT_SHIP = {
@@ -239,7 +245,8 @@ def read_shipped(replacing: str | None = None) -> tuple[dict, dict]:
     results = json.loads((CARDS / "results.json").read_text())
     registry = json.loads((ZOO / "registry.json").read_text())
     pinned = {m["name"]: m["sha256"] for m in registry["models"] if m["name"] != replacing}
-    if pinned != {n: e["sha256"] for n, e in results["zoo"].items() if n != replacing}:
+    recorded = {**results["zoo"], **results.get("classifiers", {})}
+    if pinned != {n: e["sha256"] for n, e in recorded.items() if n != replacing}:
         raise SystemExit(f"{CARDS / 'results.json'}: describes other weights than {ZOO / 'registry.json'} pins; "
                          "build the zoo again with --family and --eval-corpus")
     return results, registry
@@ -311,7 +318,7 @@ def write_results_and_cards(results: dict) -> None:
     """``results.json`` (with each entry's manifest metadata), the registry, then every card rendered from the
     file as re-read (a card is a function of it), and the README's zoo table."""
     manifest = manifest_entries()
-    for name, info in results["zoo"].items():
+    for name, info in [*results["zoo"].items(), *results.get("classifiers", {}).items()]:
         if name not in manifest:
             raise SystemExit(f"{name}: has results but no entry in {MANIFEST}")
         m = manifest[name]
@@ -323,10 +330,12 @@ def write_results_and_cards(results: dict) -> None:
     entries = write_registry(results, manifest)
     (ZOO / "cards").mkdir(exist_ok=True)
     for stale in [*(ZOO / "cards").glob("*.md"), *CARDS.glob("*.md")]:
-        if stale.stem not in results["zoo"] and stale.stem not in results["recipes"]:
+        if stale.stem not in results["zoo"] and stale.stem not in results["recipes"] \
+                and stale.stem not in results.get("classifiers", {}):
             stale.unlink()
-    for zoo_name in results["zoo"]:
-        text = render_card(zoo_name, results)
+    cards = [(n, render_card) for n in results["zoo"]] + [(n, render_classifier_card) for n in results.get("classifiers", {})]
+    for zoo_name, render in cards:
+        text = render(zoo_name, results)
         atomic_write_text(CARDS / f"{zoo_name}.md", text)
         atomic_write_text(ZOO / "cards" / f"{zoo_name}.md", text)
     for recipe_name, recipe in results["recipes"].items():
@@ -367,9 +376,15 @@ def write_registry(results: dict, manifest: dict[str, dict]) -> dict[str, ModelE
     names (backbone, head, concept count, training clips, setup)."""
     models, entries = [], {}
     for name, m in manifest.items():
-        info = results["zoo"].get(name)
+        info = results.get("classifiers" if is_classifier(name) else "zoo", {}).get(name)
         if info is None:
             print(f"{name}: in the manifest but not evaluated yet; build it with --entry {name}")
+            continue
+        if is_classifier(name):
+            raw = registry_row(name, info, m)
+            _check_shipped_weights(raw)
+            models.append(raw)
+            entries[name] = ModelEntry(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
             continue
         held = results["family"][info["source"]]["heldout_test"]
         concepts = [c for c in held.get("concepts", {}) if c != "mean"] if info["explainable"] else []
@@ -394,12 +409,7 @@ def write_registry(results: dict, manifest: dict[str, dict]) -> dict[str, ModelE
                "superseded_by": m.get("superseded_by"), "aliases": list(m.get("aliases", [])),
                "twin": m.get("twin"),
                "metrics": registry_metrics(held, concepts)}
-        weights = ZOO / "weights" / name
-        if raw["shipped"] and sha256_file(weights / "model.safetensors") != raw["sha256"]:
-            raise SystemExit(f"{weights}: missing or other weights than results.json records; "
-                             f"rebuild with --entry {name}")
-        if not raw["shipped"]:
-            shutil.rmtree(weights, ignore_errors=True)
+        _check_shipped_weights(raw)
         models.append(raw)
         entries[name] = ModelEntry(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
     for folder in (ZOO / "weights").iterdir():
@@ -411,15 +421,30 @@ def write_registry(results: dict, manifest: dict[str, dict]) -> dict[str, ModelE
     return entries
 
 
+def _check_shipped_weights(raw: dict) -> None:
+    """A shipped entry's weights are in the package and are the ones results.json records; an entry that
+    does not ship leaves the package."""
+    weights = ZOO / "weights" / raw["name"]
+    if raw["shipped"] and sha256_file(weights / "model.safetensors") != raw["sha256"]:
+        raise SystemExit(f"{weights}: missing or other weights than results.json records; "
+                         f"rebuild with --entry {raw['name']}")
+    if not raw["shipped"]:
+        shutil.rmtree(weights, ignore_errors=True)
+
+
 def write_readme_table(entries: dict[str, ModelEntry]) -> None:
-    """The zoo table between the README's markers (left alone when the markers are absent)."""
+    """The zoo tables between the README's markers (each left alone when its markers are absent): music
+    emotion, then the speech classifiers."""
     text = README.read_text(encoding="utf-8")
-    start, end = TABLE_MARKERS
-    if start not in text or end not in text:
-        return
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    atomic_write_text(README, head + start + "\n" + zoo_table_markdown(entries) + "\n" + end + tail)
+    music = {n: e for n, e in entries.items() if not is_classifier(n)}
+    for (start, end), table in ((TABLE_MARKERS, zoo_table_markdown(music)),
+                                (SPEECH_TABLE_MARKERS, classifier_table_markdown(entries))):
+        if start not in text or end not in text:
+            continue
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = head + start + "\n" + table + "\n" + end + tail
+    atomic_write_text(README, text)
 
 
 def rebuild_entry(name: str, *, train: bool) -> None:
@@ -428,6 +453,13 @@ def rebuild_entry(name: str, *, train: bool) -> None:
     entries = {e["name"]: e for e in manifest["entry"]}
     if name not in entries:
         raise SystemExit(f"{name}: not in {MANIFEST} (entries: {', '.join(entries)})")
+    if is_classifier(name):  # evaluated on its own corpus's held-out voices
+        corpus = _ensure_corpus(manifest, entries[name]["corpus"], run=True)
+        _ensure_model(manifest, entries, name, train=train)
+        results, _ = read_shipped(replacing=name)
+        results.setdefault("classifiers", {})[name] = evaluate_classifier(name, entries[name], corpus, ROOT, ZOO)
+        write_results_and_cards(results)
+        return
     eval_corpus = _ensure_corpus(manifest, manifest["eval_corpus"], run=True)
     _ensure_model(manifest, entries, name, train=train)
     m = entries[name]
@@ -446,7 +478,7 @@ def _run(command: str) -> None:
 def _ensure_corpus(manifest: dict, key: str, *, run: bool) -> Path:
     recipe = manifest["corpus"][key]
     path = ROOT / recipe["path"]
-    if (path / "corpus.json").is_file():
+    if (path / recipe.get("marker", "corpus.json")).is_file():  # what a finished build writes last
         return path
     if not run:
         raise SystemExit(f"{path}: missing; build it with: " + " && ".join(recipe["build"]))

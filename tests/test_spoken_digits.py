@@ -15,7 +15,7 @@ if not all(shutil.which(p) for p in ("espeak-ng", "flite", "festival")):
 
 from midlevel.audio import load_audio  # noqa: E402
 from midlevel.datasets.spoken_digits import build_spoken_digits  # noqa: E402
-from midlevel.datasets.spoken_digits.acoustics import speaker_measures  # noqa: E402
+from midlevel.datasets.speaker_measures import speaker_measures  # noqa: E402
 from midlevel.datasets.spoken_digits.build import SAMPLE_RATE, speaker_splits  # noqa: E402
 from midlevel.datasets.spoken_digits.phonetics import DIGIT_WORDS, PHONE_CLASSES, lexicon_phones, phone_class  # noqa: E402
 from midlevel.datasets.spoken_digits.voices import available_voices  # noqa: E402

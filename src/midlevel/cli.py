@@ -250,7 +250,8 @@ def cmd_train_speech(args: argparse.Namespace) -> int:
     callbacks = explanation_logging(args.log_explanations, "midlevel train-speech", per_run=True)
     results = train_speech_models(args.corpus, args.out, task=args.task, epochs=args.epochs, seed=args.seed,
                                   black_box=not args.no_black_box, device=args.device,
-                                  progress=sys.stderr.isatty(), callbacks=callbacks)
+                                  progress=sys.stderr.isatty(), callbacks=callbacks, init_from=args.init_from,
+                                  lr=args.lr)
     for name, model in results["models"].items():
         test = model["test"]
         extra = f", concept r {test['concept_r']:.3f}" if "concept_r" in test else ""
@@ -606,14 +607,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "tensorboard --logdir DIR")
     add_device_argument(p)
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("train-speech", help="train an explainable spoken-digit or speaker-sex classifier (and its "
-                       "black-box twin) on a corpus from `midlevel corpus speech`")
-    p.add_argument("--corpus", required=True, help="a spoken-digit corpus folder (labels.csv, audio/)")
+    p = sub.add_parser("train-speech", help="train (or fine-tune) an explainable spoken-digit or speaker-sex classifier "
+                       "and its black-box twins on a corpus from `midlevel corpus speech` or on AudioMNIST")
+    p.add_argument("--corpus", required=True, help="a spoken-digit corpus folder (labels.csv, audio/) or an AudioMNIST "
+                   "clone (the folder holding data/; speaker-disjoint splits, concepts from the lexicon or Praat)")
     p.add_argument("--out", required=True, help="output folder (models/, results.json; resumable)")
     p.add_argument("--task", choices=["digit", "sex"], default="digit")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-black-box", action="store_true", help="train only the explainable model")
+    p.add_argument("--init-from", metavar="MODEL", help="fine-tune: start from this zoo entry or model folder of the "
+                   "same task (and each black box from its zoo twin) instead of from scratch")
+    p.add_argument("--lr", type=float, help="learning rate (default 2e-3; 5e-4 with --init-from)")
     p.add_argument("--log-explanations", metavar="DIR", help="TensorBoard explanations per epoch (see train)")
     add_device_argument(p)
     p.set_defaults(func=cmd_train_speech)

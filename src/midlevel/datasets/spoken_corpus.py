@@ -31,6 +31,20 @@ SPEAKER_RANGES = {
 }
 SPEAKER_CONCEPTS = tuple(SPEAKER_RANGES)
 TASKS = {"digit": (PHONETIC_CONCEPTS, DIGITS), "sex": (SPEAKER_CONCEPTS, SEXES)}
+#: the phonetic concepts each digit word has (CMUdict through the synthesisers' lexicon; the generator derives
+#: its labels from the lexicon itself, and a test checks that they agree): what a recorded digit is labelled with
+DIGIT_PHONE_CLASSES = {
+    "zero": {"sibilant", "liquid_glide", "vowel_front", "vowel_back", "two_syllables"},
+    "one": {"nasal", "liquid_glide", "vowel_open"},
+    "two": {"plosive", "vowel_back"},
+    "three": {"fricative", "liquid_glide", "vowel_front"},
+    "four": {"fricative", "liquid_glide", "vowel_back"},
+    "five": {"fricative", "vowel_open"},
+    "six": {"sibilant", "plosive", "vowel_front"},
+    "seven": {"sibilant", "fricative", "nasal", "vowel_front", "vowel_open", "two_syllables"},
+    "eight": {"plosive", "vowel_front"},
+    "nine": {"nasal", "vowel_open"},
+}
 
 
 @dataclass
@@ -110,4 +124,58 @@ def load_spoken_corpus(root: str | Path, task: str) -> dict[str, SpokenClips]:
             raise DatasetError(absent[0], f"listed in {table.name} but missing ({len(absent)} file(s) missing)")
         out[split] = SpokenClips(paths, values[rows], labels.astype(int), list(part["speaker"]), list(part["word"]), part,
                                  spans[rows])
+    return out
+
+
+def speaker_concepts(measures: pd.DataFrame) -> np.ndarray:
+    """(N, 6) speaker concepts on 0-1 from Praat's measures (columns of ``speaker_measures.SPEAKER_CONCEPTS``)."""
+    return concept_values(measures, SPEAKER_CONCEPTS)
+
+
+def audiomnist_clips(dataset, task: str, measures_csv: str | Path | None = None, progress: bool = True
+                     ) -> dict[str, SpokenClips]:
+    """An AudioMNIST data set (``load_audiomnist``) as the splits a speech model trains on, with the task's
+    concepts: for digits the word's phone classes (``DIGIT_PHONE_CLASSES``), for sex Praat's speaker measures of
+    each recording, measured once and kept in ``measures_csv`` (re-used, extended when clips were added; clips
+    Praat cannot measure are left out, as in the corpus)."""
+    from .. import audio as audio_io
+    from ..ioutil import atomic_write_text
+    from .speaker_measures import speaker_measures
+
+    if task not in TASKS:
+        raise DatasetError(dataset.root, f"task must be one of {sorted(TASKS)}; got {task!r}")
+    ids = [i for split in ("train", "val", "test") for i in dataset.splits[split]]
+    measures = None
+    if task == "sex":
+        known = pd.read_csv(measures_csv).set_index("id") if measures_csv and Path(measures_csv).is_file() else None
+        rows = []
+        todo = [i for i in ids if known is None or i not in known.index]
+        if todo:
+            from tqdm.auto import tqdm
+
+            for clip_id in tqdm(todo, desc="Praat measures", unit="clip", disable=not progress):
+                clip = audio_io.load_audio(str(dataset.clip(clip_id).path), 16000)  # the corpus's rate
+                rows.append({"id": clip_id, **speaker_measures(clip.samples, clip.sample_rate)})
+        fresh = pd.DataFrame(rows).set_index("id") if rows else None
+        measures = pd.concat([f for f in (known, fresh) if f is not None])
+        if measures_csv and todo:
+            atomic_write_text(Path(measures_csv), measures.to_csv())
+    out = {}
+    for split in ("train", "val", "test"):
+        clips = [dataset.clip(i) for i in dataset.splits[split]]
+        words = [DIGITS[c.digit] for c in clips]
+        frame = pd.DataFrame({"id": [c.id for c in clips], "speaker": [f"{c.speaker:02d}" for c in clips],
+                              "digit": [c.digit for c in clips], "word": words})
+        if task == "digit":
+            values = np.array([[float(k in DIGIT_PHONE_CLASSES[w]) for k in PHONETIC_CONCEPTS] for w in words])
+            classes = frame["digit"].to_numpy(int)
+        else:
+            values = speaker_concepts(measures.loc[frame["id"]].reset_index(drop=True))
+            classes = np.array([SEXES.index(dataset.speakers[c.speaker].gender) for c in clips])
+        keep = np.isfinite(values).all(axis=1)
+        if not keep.any():
+            raise DatasetError(dataset.root, f"the {split!r} split has no clips Praat could measure")
+        out[split] = SpokenClips([c.path for c, k in zip(clips, keep) if k], values[keep], classes[keep].astype(int),
+                                 list(frame["speaker"][keep]), [w for w, k in zip(words, keep) if k],
+                                 frame[keep].reset_index(drop=True))
     return out

@@ -4,7 +4,7 @@ Per clip (random numbers from ``[seed, speaker index, digit, rep]``, so a clip n
 others were built): a speaking rate (0.8-1.25 of the voice's own) and a mean pitch (men 85-150 Hz, women
 160-250 Hz) are drawn; the word is synthesised, resampled to 16 kHz, trimmed of its leading and trailing
 silence and placed at a random offset in a 1.2 s clip; the phonetic concepts and their time spans
-(``phonetics``) and the speaker concepts (``acoustics``, on this dry clip) are measured; then, unless
+(``phonetics``) and the speaker concepts (``datasets.speaker_measures``, on this dry clip) are measured; then, unless
 ``conditions="dry"``, the recording conditions of the music corpus are applied (room, microphone EQ tilt,
 compression, level over 36 dB, noise at 20-45 dB SNR, MP3/Ogg round trips; ``controlled.conditions``;
 the soundfont draw is unused). None of them changes a label: the words, their phones and their timing
@@ -29,7 +29,7 @@ import numpy as np
 
 from ...ioutil import atomic_path, atomic_write_text
 from ..controlled.conditions import apply_conditions, sample_conditions
-from .acoustics import speaker_measures
+from ..speaker_measures import speaker_measures
 from .phonetics import (DIGIT_WORDS, PHONE_CLASSES, align_segments, class_spans, lexicon_phones, phonetic_labels,
                         with_starts)
 from .voices import Voice, available_voices, synthesize

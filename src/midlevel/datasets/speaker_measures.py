@@ -1,7 +1,7 @@
 """Speaker concepts measured with Praat (through ``praat-parselmouth``), the field's reference tool.
 
-Measured on each clip's dry synthesis, before the recording conditions (so the label describes the voice,
-not the room or the codec):
+The spoken-digit corpus measures them on each clip's dry synthesis, before the recording conditions (so the
+label describes the voice, not the room or the codec); a recorded data set (AudioMNIST) is measured as it is:
 
 | concept | Praat measurement |
 |---|---|
@@ -23,9 +23,9 @@ PITCH_FLOOR, PITCH_CEILING = 75.0, 500.0
 
 def speaker_measures(samples: np.ndarray, sr: int) -> dict[str, float]:
     """``SPEAKER_CONCEPTS`` of one dry clip."""
-    from ..._extras import require
+    from .._extras import require
 
-    parselmouth = require("parselmouth", "corpus", "speaker measures of the spoken-digit corpus")
+    parselmouth = require("parselmouth", "corpus", "Praat's speaker measures")
     sound = parselmouth.Sound(samples.astype(np.float64), sampling_frequency=sr)
     pitch = sound.to_pitch(pitch_floor=PITCH_FLOOR, pitch_ceiling=PITCH_CEILING)
     f0 = pitch.selected_array["frequency"]

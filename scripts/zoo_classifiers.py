@@ -1,0 +1,101 @@
+"""The zoo's classifiers (spoken digit, speaker sex): evaluate a trained model folder on its corpus's held-out
+voices, ship it, and give ``build_zoo.py`` its registry row and card.
+
+Used by ``scripts/build_zoo.py --entry NAME`` for manifest entries whose task is not music emotion; the
+results go into ``model_cards/results.json`` under ``classifiers`` (music entries keep their own layout).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from midlevel.ioutil import sha256_file
+from midlevel.model import AudioModel, TwoStageModel
+from midlevel.zoo.registry import ModelEntry, parse_name
+
+#: registry task -> the corpus reader's task
+CORPUS_TASKS = {"spoken-digit": "digit", "speaker-sex": "sex"}
+
+
+def evaluate_classifier(name: str, manifest_entry: dict, corpus: Path, root: Path, zoo: Path) -> dict[str, Any]:
+    """Score the entry's model folder on its corpus's validation and held-out voices, save it as the zoo's
+    ``name`` and return its results row (everything its card and registry row quote)."""
+    from midlevel.datasets.spoken_corpus import load_spoken_corpus
+    from midlevel.training.speech import speech_arrays, speech_scores
+
+    model_dir = root / manifest_entry["model_dir"]
+    run = json.loads((model_dir.parent.parent / "results.json").read_text())
+    parsed = parse_name(name)
+    model = AudioModel.from_pretrained(model_dir)
+    clips = load_spoken_corpus(corpus, CORPUS_TASKS[parsed["task"]])
+    held = {k: clips[k] for k in ("val", "test")}
+    arrays = speech_arrays(held, model.frontend, model.config.window_samples, model_dir.parent.parent / "cache",
+                           progress=False)
+    info: dict[str, Any] = {
+        "task": parsed["task"], "source": manifest_entry["model_dir"],
+        "description": " ".join(manifest_entry["description"].split()),
+        "explainable": isinstance(model, TwoStageModel), "backbone": model.config.backbone,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "validation": speech_scores(model, arrays["val"], clips["val"]),
+        "heldout_test": speech_scores(model, arrays["test"], clips["test"]),
+        "train_clips": len(clips["train"].paths),
+        "heldout_voices": sorted(set(clips["test"].speakers)),
+        "window_seconds": model.config.window_seconds,
+        "corpus": {k: v for k, v in json.loads((corpus / "build.json").read_text()).items() if k != "speakers"}
+        | {"speakers": len(json.loads((corpus / "build.json").read_text())["speakers"])},
+        "training": {k: run[k] for k in ("seed", "epochs", "voices", "clips")},
+        "recipe": [" ".join(c.split()) for c in manifest_entry["train"]],
+    }
+    trained = run["models"][model_dir.name]
+    info["best_epoch"], info["seconds"] = trained["best_epoch"], trained["seconds"]
+    if info["explainable"]:
+        info["concepts"] = list(model.config.concept_names)
+        info["head"] = {"coef": {c: dict(zip(model.config.concept_names, map(float, row)))
+                                 for c, row in zip(model.config.target_names, model.head.coef_)},
+                        "intercept": dict(zip(model.config.target_names, map(float, model.head.intercept_)))}
+        if model.config.metadata.get("timeline_window_seconds"):
+            info["timeline_window_seconds"] = model.config.metadata["timeline_window_seconds"]
+    model.config = replace(model.config, name=name, description=info["description"])
+    folder = model.save_pretrained(zoo / "weights" / name)
+    info["sha256"] = sha256_file(folder / "model.safetensors")
+    info["size_bytes"] = (folder / "model.safetensors").stat().st_size
+    info["sample_rate"] = model.config.sample_rate
+    info["target_names"] = list(model.config.target_names)
+    return info
+
+
+def registry_row(name: str, info: dict[str, Any], manifest_entry: dict) -> dict[str, Any]:
+    """The registry's row of a classifier entry, its name checked against what the entry is."""
+    parsed = parse_name(name)
+    held = info["heldout_test"]
+    concepts = info.get("concepts", [])
+    wanted = {"task": info["task"], "backbone": info["backbone"], "n_concepts": len(concepts),
+              "head": "logistic" if info["explainable"] else "a2c",
+              "train_clips": round(info["train_clips"] / 1000) * 1000}
+    wrong = {k: (parsed[k], v) for k, v in wanted.items() if parsed[k] != v}
+    if wrong:
+        raise SystemExit(f"{name}: the name says {', '.join(f'{k}={a}' for k, (a, _) in wrong.items())} but the "
+                         f"entry has {', '.join(f'{k}={b}' for k, (_, b) in wrong.items())}")
+    metrics = {"accuracy": held["accuracy"], "n_eval": held["n"]}
+    if "concept_r" in held:
+        metrics["concept_r"] = held["concept_r"]
+    return {"name": name, "task": info["task"], "description": info["description"],
+            "purpose": " ".join(manifest_entry["purpose"].split()), "backbone": info["backbone"],
+            "head": wanted["head"] if info["explainable"] else "none",
+            "setup": "A2C2Class (concepts, then a logistic head)" if info["explainable"] else "A2Class (black box)",
+            "concept_names": concepts, "target_names": info["target_names"], "sample_rate": info["sample_rate"],
+            "sha256": info["sha256"], "size_bytes": info["size_bytes"], "train_clips": info["train_clips"],
+            "card": f"{name}.md", "status": manifest_entry["status"], "shipped": bool(manifest_entry["ship"]),
+            "explainable": info["explainable"], "superseded_by": manifest_entry.get("superseded_by"),
+            "aliases": list(manifest_entry.get("aliases", [])), "twin": manifest_entry.get("twin"),
+            "metrics": metrics}
+
+
+def is_classifier(name: str) -> bool:
+    return parse_name(name)["task"] in CORPUS_TASKS
+
+
+__all__ = ["ModelEntry", "evaluate_classifier", "is_classifier", "registry_row"]
