@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+
+import numpy as np
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,11 @@ def evaluate_classifier(name: str, manifest_entry: dict, corpus: Path, root: Pat
                         "intercept": dict(zip(model.config.target_names, map(float, model.head.intercept_)))}
         if model.config.metadata.get("timeline_window_seconds"):
             info["timeline_window_seconds"] = model.config.metadata["timeline_window_seconds"]
+            heard = heard_in_timeline(model, clips["test"])
+            timed = ~np.isnan(clips["test"].spans[:, :, 0]).all(axis=0)  # concepts with a place in time
+            for k, c in enumerate(model.config.concept_names):
+                if timed[k] and "accuracy" in info["heldout_test"]["concepts"][c]:
+                    info["heldout_test"]["concepts"][c]["heard_accuracy"] = float(heard[k])
     model.config = replace(model.config, name=name, description=info["description"])
     folder = model.save_pretrained(zoo / "weights" / name)
     info["sha256"] = sha256_file(folder / "model.safetensors")
@@ -65,6 +72,23 @@ def evaluate_classifier(name: str, manifest_entry: dict, corpus: Path, root: Pat
     info["sample_rate"] = model.config.sample_rate
     info["target_names"] = list(model.config.target_names)
     return info
+
+
+def heard_in_timeline(model: TwoStageModel, clips, hop_seconds: float = 0.05):
+    """Per concept, the share of clips where "heard somewhere" (the timeline's maximum over windows of the
+    length the concepts were trained on, > 0.5) is right about present/absent. A concept trained on crops
+    reads diluted on a whole clip (the sound fills part of it), so presence is read where the model says it
+    hears it."""
+    from midlevel.audio import load_audio
+    from midlevel.explain.timeline import timeline
+
+    window = model.config.metadata["timeline_window_seconds"]
+    right = []
+    for path, truth in zip(clips.paths, clips.concepts):
+        line = timeline(model, load_audio(str(path), model.config.sample_rate), window_seconds=window,
+                        hop_seconds=hop_seconds)
+        right.append((line.concepts.max(axis=0) > 0.5) == (truth > 0.5))
+    return np.mean(right, axis=0)
 
 
 def registry_row(name: str, info: dict[str, Any], manifest_entry: dict) -> dict[str, Any]:

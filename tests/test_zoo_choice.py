@@ -16,7 +16,7 @@ import midlevel
 from midlevel.checkpoint import ModelLoadError
 from midlevel.cli import main
 from midlevel.model import BlackBoxModel, NoConceptsError, TwoStageModel
-from midlevel.zoo import (ALIASES, DEFAULT_MODEL, REGISTRY, ZooNameWarning, card, installed_entry, list_models, load,
+from midlevel.zoo import (ALIASES, DEFAULT_MODEL, DEFAULTS, REGISTRY, ZooNameWarning, card, installed_entry, list_models, load,
                           resolve)
 from midlevel.zoo.registry import default_name, parse_name
 
@@ -113,7 +113,8 @@ def test_models_lists_scores_marks_the_default_and_hides_superseded(capsys):
     assert all(n in out for n in superseded)
     assert main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["name"] for r in rows] == list_models() and [r["name"] for r in rows if r["default"]] == [DEFAULT_MODEL]
+    assert [r["name"] for r in rows] == list_models()
+    assert {r["name"] for r in rows if r["default"]} == {n for n in DEFAULTS.values() if n} and DEFAULT_MODEL in DEFAULTS.values()
     assert {"task", "metrics", "status", "size_bytes", "concept_names", "superseded_by"} <= set(rows[0])
 
 

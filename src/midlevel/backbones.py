@@ -10,6 +10,7 @@ from .config import FrontendConfig
 from .equivariant_measures import EquivariantMeasures
 from .music_features import (MelodicIntervals, NoteKeyMeasures, NoteMelodyMeasures, PitchClassFeatures,
                              PitchMotionFeatures, PitchSalience, PulseFeatures, RhythmFeatures)
+from .pcg_features import PCGBackbone
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Sequential:
@@ -234,6 +235,8 @@ BACKBONES = {
     # the above plus pitch heights and onset rates that move with a transposition or a time stretch
     "compact_transcribe_equivariant": lambda frontend: CompactTranscribeBackbone(
         frontend, note_measures=True, equivariant=True),
+    # heart sounds: the compact CNN beside the beat period's envelope autocorrelation (``pcg_features``)
+    "compact_pcg": lambda frontend: PCGBackbone(CompactBackbone(), frontend),
 }
 
 #: backbones that read ``WaveformInput`` rather than a log spectrogram

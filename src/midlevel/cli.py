@@ -260,6 +260,23 @@ def cmd_train_speech(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_heart(args: argparse.Namespace) -> int:
+    require_all(("sklearn", "scipy", "tqdm"), "train", "midlevel train-heart")
+    from .training.heart import train_heart_models
+
+    callbacks = explanation_logging(args.log_explanations, "midlevel train-heart", per_run=True)
+    results = train_heart_models(args.corpus, args.out, epochs=args.epochs, seed=args.seed,
+                                 black_box=not args.no_black_box, device=args.device, heldout=args.heldout,
+                                 progress=sys.stderr.isatty(), callbacks=callbacks)
+    for name, model in results["models"].items():
+        for split in ("test", "heldout"):
+            if split in model:
+                print(f"{name}: accuracy {model[split]['accuracy']:.3f} on the {split} recordings "
+                      f"({results['recordings'][split]})")
+    print(f"models in {Path(args.out) / 'models'}, scores in {Path(args.out) / 'results.json'}")
+    return 0
+
+
 def cmd_corpus_build(args: argparse.Namespace) -> int:
     from .datasets.controlled import build_corpus
 
@@ -622,6 +639,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-explanations", metavar="DIR", help="TensorBoard explanations per epoch (see train)")
     add_device_argument(p)
     p.set_defaults(func=cmd_train_speech)
+    p = sub.add_parser("train-heart", help="train an explainable normal/abnormal phonocardiogram classifier, its "
+                       "black-box twin and a cardiac-cycle segmenter on a corpus from `midlevel corpus heart`")
+    p.add_argument("--corpus", required=True, help="a PCG corpus folder (PhysioNet layout + concepts.csv, segments/)")
+    p.add_argument("--out", required=True, help="output folder (models/, results.json; resumable)")
+    p.add_argument("--heldout", help="a corpus of another seed, scored whole")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-black-box", action="store_true", help="train only the explainable model and the segmenter")
+    p.add_argument("--log-explanations", metavar="DIR", help="TensorBoard explanations per epoch (see train)")
+    add_device_argument(p)
+    p.set_defaults(func=cmd_train_heart)
     corpus = sub.add_parser("corpus", help="the controlled corpus").add_subparsers(dest="corpus_command", required=True)
     p = corpus.add_parser("build", help="render a controlled corpus (resumable; deterministic for a seed)")
     p.add_argument("--out", required=True, help="corpus folder")

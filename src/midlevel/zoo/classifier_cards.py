@@ -68,11 +68,19 @@ def _front_matter(name: str, info: dict[str, Any]) -> dict[str, Any]:
 
 def _concept_rows(info: dict[str, Any]) -> list[str]:
     held, val = info["heldout_test"], info["validation"]
-    out = ["| concept | what it is | r (held-out voices) | present/absent right | r (validation voices) |",
-           "|---|---|---|---|---|"]
+    timed = any("heard_accuracy" in v for v in held["concepts"].values())
+    out = ["| concept | what it is | r (held-out voices) | present/absent right (whole clip > 0.5) |"
+           + (" heard in the timeline (max > 0.5) right |" if timed else "") + " r (validation voices) |",
+           "|---|---|---|---|" + ("---|" if timed else "") + "---|"]
     for c, v in held["concepts"].items():
         right = f"{v['accuracy']:.3f}" if "accuracy" in v else "-"
-        out.append(f"| `{c}` | {CONCEPT_TEXT.get(c, '')} | {v['r']:.3f} | {right} | {val['concepts'][c]['r']:.3f} |")
+        heard = (f" {v['heard_accuracy']:.3f} |" if "heard_accuracy" in v else " - |") if timed else ""
+        out.append(f"| `{c}` | {CONCEPT_TEXT.get(c, '')} | {v['r']:.3f} | {right} |{heard} {val['concepts'][c]['r']:.3f} |")
+    if timed:
+        out += ["", f"The phone classes were trained on {info['timeline_window_seconds']:g} s crops: read on the whole "
+                "1.2 s clip a sound fills only part of the window and its concept reads lower, so a 0.5 threshold on "
+                "the whole clip misses many; the timeline's maximum (windows of the crop length, 50 ms hop) is where "
+                "the model says it heard it."]
     return out
 
 
@@ -134,6 +142,13 @@ def render_classifier_card(name: str, results: dict[str, Any]) -> str:
     else:
         out += ["This is a black box: it has no concepts. It is the like-for-like baseline of the explainable "
                 "entry of its task and the model post-hoc methods (LRP, SHAP) explain.", ""]
+    if info["task"] == "spoken-digit":
+        out += ["## Explanations", "",
+                "`model.explain` gives each concept's exact term in each logit, `midlevel.explain.timeline` when it was "
+                "heard. The black boxes of this task are explained post hoc with LRP (`midlevel.explain.lrp`: relevance "
+                "over time and frequency, or over the samples) and SHAP; their cost as a multiple of the intrinsic "
+                "explanation, deletion faithfulness and where each places a spoken \"seven\" are measured in "
+                "[the speech explanations benchmark](../benchmarks/results/speech_explanations.md).", ""]
     out += ["## Training data", "",
             f"- `midlevel corpus speech --reps {corpus['reps']} --seed {corpus['seed']} --conditions "
             f"{corpus['conditions']}`: {corpus['speakers']} synthetic voices (espeak-ng accents x variants, flite, "
