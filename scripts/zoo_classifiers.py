@@ -19,52 +19,51 @@ from midlevel.model import AudioModel, TwoStageModel
 from midlevel.zoo.registry import ModelEntry, parse_name
 
 #: registry task -> the corpus reader's task
-CORPUS_TASKS = {"spoken-digit": "digit", "speaker-sex": "sex"}
+CORPUS_TASKS = {"spoken-digit": "digit", "speaker-sex": "sex", "heart-sound": "heart"}
+#: the explainable heads' name codes
+HEAD_CODES = {"logistic": "logistic", "gam_logistic": "gam"}
 
 
 def evaluate_classifier(name: str, manifest_entry: dict, corpus: Path, root: Path, zoo: Path) -> dict[str, Any]:
-    """Score the entry's model folder on its corpus's validation and held-out voices, save it as the zoo's
+    """Score the entry's model folder on its corpus's validation and held-out voices (speech), or on the
+    training corpus's test split and a held-out corpus of another seed (heart sounds), save it as the zoo's
     ``name`` and return its results row (everything its card and registry row quote)."""
-    from midlevel.datasets.spoken_corpus import load_spoken_corpus
-    from midlevel.training.speech import speech_arrays, speech_scores
-
     model_dir = root / manifest_entry["model_dir"]
     run = json.loads((model_dir.parent.parent / "results.json").read_text())
     parsed = parse_name(name)
     model = AudioModel.from_pretrained(model_dir)
-    clips = load_spoken_corpus(corpus, CORPUS_TASKS[parsed["task"]])
-    held = {k: clips[k] for k in ("val", "test")}
-    arrays = speech_arrays(held, model.frontend, model.config.window_samples, model_dir.parent.parent / "cache",
-                           progress=False)
-    info: dict[str, Any] = {
-        "task": parsed["task"], "source": manifest_entry["model_dir"],
-        "description": " ".join(manifest_entry["description"].split()),
-        "explainable": isinstance(model, TwoStageModel), "backbone": model.config.backbone,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "validation": speech_scores(model, arrays["val"], clips["val"]),
-        "heldout_test": speech_scores(model, arrays["test"], clips["test"]),
-        "train_clips": len(clips["train"].paths),
-        "heldout_voices": sorted(set(clips["test"].speakers)),
-        "window_seconds": model.config.window_seconds,
-        "corpus": {k: v for k, v in json.loads((corpus / "build.json").read_text()).items() if k != "speakers"}
-        | {"speakers": len(json.loads((corpus / "build.json").read_text())["speakers"])},
-        "training": {k: run[k] for k in ("seed", "epochs", "voices", "clips")},
-        "recipe": [" ".join(c.split()) for c in manifest_entry["train"]],
-    }
-    trained = run["models"][model_dir.name]
-    info["best_epoch"], info["seconds"] = trained["best_epoch"], trained["seconds"]
+    if parsed["task"] == "heart-sound":
+        info = _heart_scores(model, manifest_entry, corpus, root, run, model_dir.name)
+    else:
+        info = _speech_scores(model, manifest_entry, corpus, root, run, parsed["task"], model_dir.name)
+    info.update({"task": parsed["task"], "source": manifest_entry["model_dir"],
+                 "description": " ".join(manifest_entry["description"].split()),
+                 "explainable": isinstance(model, TwoStageModel), "backbone": model.config.backbone,
+                 "parameters": sum(p.numel() for p in model.parameters()),
+                 "window_seconds": model.config.window_seconds,
+                 "level_normalized": model.config.frontend.level_target_dbfs is not None,
+                 "recipe": [" ".join(c.split()) for c in manifest_entry["train"]]})
     if info["explainable"]:
         info["concepts"] = list(model.config.concept_names)
-        info["head"] = {"coef": {c: dict(zip(model.config.concept_names, map(float, row)))
-                                 for c, row in zip(model.config.target_names, model.head.coef_)},
-                        "intercept": dict(zip(model.config.target_names, map(float, model.head.intercept_)))}
-        if model.config.metadata.get("timeline_window_seconds"):
+        info["head_kind"] = HEAD_CODES[model.config.head]
+        grid = np.linspace(0.0, 1.0, 5)
+        terms = model.head.contributions(np.repeat(grid[:, None], len(info["concepts"]), axis=1))  # (5, C, K)
+        info["head"] = {"grid": grid.tolist(), "intercept": dict(zip(model.config.target_names,
+                                                                     map(float, np.ravel(model.head.intercept_)))),
+                        "terms": {c: {k: terms[:, j, i].round(4).tolist() for i, k in enumerate(info["concepts"])}
+                                  for j, c in enumerate(model.config.target_names)}}
+        if model.config.head == "logistic":
+            info["head"]["coef"] = {c: dict(zip(model.config.concept_names, map(float, row)))
+                                    for c, row in zip(model.config.target_names, model.head.coef_)}
+        if model.config.metadata.get("timeline_window_seconds") and parsed["task"] != "heart-sound":
             info["timeline_window_seconds"] = model.config.metadata["timeline_window_seconds"]
-            heard = heard_in_timeline(model, clips["test"])
-            timed = ~np.isnan(clips["test"].spans[:, :, 0]).all(axis=0)  # concepts with a place in time
+            heard = heard_in_timeline(model, info.pop("_test_clips"))
+            timed = info.pop("_timed")
             for k, c in enumerate(model.config.concept_names):
                 if timed[k] and "accuracy" in info["heldout_test"]["concepts"][c]:
                     info["heldout_test"]["concepts"][c]["heard_accuracy"] = float(heard[k])
+    info.pop("_test_clips", None)
+    info.pop("_timed", None)
     model.config = replace(model.config, name=name, description=info["description"])
     folder = model.save_pretrained(zoo / "weights" / name)
     info["sha256"] = sha256_file(folder / "model.safetensors")
@@ -72,6 +71,45 @@ def evaluate_classifier(name: str, manifest_entry: dict, corpus: Path, root: Pat
     info["sample_rate"] = model.config.sample_rate
     info["target_names"] = list(model.config.target_names)
     return info
+
+
+def _heart_scores(model, manifest_entry: dict, heldout: Path, root: Path, run: dict, folder: str) -> dict[str, Any]:
+    """Held-out corpus (another seed, read whole) and the training corpus's test split, as a user reads files."""
+    from midlevel.datasets.heart_corpus import load_heart_corpus
+    from midlevel.training.heart import score_model
+
+    train_corpus = root / manifest_entry["train_corpus_path"]
+    splits = load_heart_corpus(train_corpus)
+    trained = run["models"][folder]
+    return {"heldout_test": score_model(model, load_heart_corpus(heldout, fractions=(0.0, 0.0, 1.0))["test"]),
+            "validation": score_model(model, splits["test"]),
+            "train_clips": len(splits["train"]),
+            "corpus": {k: v for k, v in json.loads((heldout / "build.json").read_text()).items()
+                       if isinstance(v, (int, float, str))},
+            "training": {"seed": run["seed"], "epochs": run["epochs"], "recordings": run["recordings"]},
+            "best_epoch": trained.get("best_epoch"), "seconds": trained.get("seconds", 0.0)}
+
+
+def _speech_scores(model, manifest_entry: dict, corpus: Path, root: Path, run: dict, task: str, folder: str
+                   ) -> dict[str, Any]:
+    """Validation and held-out voices of the spoken-digit corpus."""
+    from midlevel.datasets.spoken_corpus import load_spoken_corpus
+    from midlevel.training.speech import speech_arrays, speech_scores
+
+    model_dir = Path(manifest_entry["model_dir"])
+    clips = load_spoken_corpus(corpus, CORPUS_TASKS[task])
+    held = {k: clips[k] for k in ("val", "test")}
+    build = json.loads((corpus / "build.json").read_text())
+    arrays = speech_arrays(held, model.frontend, model.config.window_samples, root / model_dir.parent.parent / "cache",
+                           progress=False)
+    trained = run["models"][folder]
+    return {"validation": speech_scores(model, arrays["val"], clips["val"]),
+            "heldout_test": speech_scores(model, arrays["test"], clips["test"]),
+            "train_clips": len(clips["train"].paths), "heldout_voices": sorted(set(clips["test"].speakers)),
+            "corpus": {k: v for k, v in build.items() if k != "speakers"} | {"speakers": len(build["speakers"])},
+            "training": {k: run[k] for k in ("seed", "epochs", "voices", "clips")},
+            "best_epoch": trained["best_epoch"], "seconds": trained["seconds"],
+            "_test_clips": clips["test"], "_timed": ~np.isnan(clips["test"].spans[:, :, 0]).all(axis=0)}
 
 
 def heard_in_timeline(model: TwoStageModel, clips, hop_seconds: float = 0.05):
@@ -97,7 +135,7 @@ def registry_row(name: str, info: dict[str, Any], manifest_entry: dict) -> dict[
     held = info["heldout_test"]
     concepts = info.get("concepts", [])
     wanted = {"task": info["task"], "backbone": info["backbone"], "n_concepts": len(concepts),
-              "head": "logistic" if info["explainable"] else "a2c",
+              "head": info.get("head_kind", "logistic") if info["explainable"] else "a2c",
               "train_clips": round(info["train_clips"] / 1000) * 1000}
     wrong = {k: (parsed[k], v) for k, v in wanted.items() if parsed[k] != v}
     if wrong:
@@ -109,7 +147,8 @@ def registry_row(name: str, info: dict[str, Any], manifest_entry: dict) -> dict[
     return {"name": name, "task": info["task"], "description": info["description"],
             "purpose": " ".join(manifest_entry["purpose"].split()), "backbone": info["backbone"],
             "head": wanted["head"] if info["explainable"] else "none",
-            "setup": "A2C2Class (concepts, then a logistic head)" if info["explainable"] else "A2Class (black box)",
+            "setup": (f"concepts, then a {'GAM' if wanted['head'] == 'gam' else 'sparse'} logistic head"
+                      if info["explainable"] else "black box: audio to class logits"),
             "concept_names": concepts, "target_names": info["target_names"], "sample_rate": info["sample_rate"],
             "sha256": info["sha256"], "size_bytes": info["size_bytes"], "train_clips": info["train_clips"],
             "card": f"{name}.md", "status": manifest_entry["status"], "shipped": bool(manifest_entry["ship"]),

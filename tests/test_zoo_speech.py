@@ -1,6 +1,7 @@
-"""The zoo's speech entries (issue 33): named by the rule, scored from the results file, loaded offline and
-checked against their sha256, one default per task chosen from the numbers; and the shipped digit model
-explains a "seven" said by a voice it never heard through its sibilant, /v/ and nasal, hissing first."""
+"""The zoo's classifiers (speech, issue 33; heart sounds, issue 34): named by the rule, scored from the results
+file, loaded offline and checked against their sha256, one default per task chosen from the numbers; and the
+shipped digit model explains a "seven" said by a voice it never heard through its sibilant, /v/ and nasal,
+hissing first."""
 
 import json
 import shutil
@@ -19,12 +20,13 @@ from midlevel.zoo.registry import default_name, parse_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = json.loads((ROOT / "model_cards" / "results.json").read_text())
-SPEECH = sorted(RESULTS.get("classifiers", {}))
-pytestmark = pytest.mark.skipif(not SPEECH, reason="no speech entries in the zoo yet")
+CLASSIFIERS = sorted(RESULTS.get("classifiers", {}))
+SPEECH = [n for n in CLASSIFIERS if RESULTS["classifiers"][n]["task"] in ("spoken-digit", "speaker-sex")]
+pytestmark = pytest.mark.skipif(not CLASSIFIERS, reason="no classifier entries in the zoo yet")
 
 
-@pytest.mark.parametrize("name", SPEECH)
-def test_each_speech_entry_is_named_scored_and_loaded_as_its_results_say(name):
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_each_classifier_entry_is_named_scored_and_loaded_as_its_results_say(name):
     entry, info, parsed = REGISTRY[name], RESULTS["classifiers"][name], parse_name(name)
     assert parsed["task"] == entry.task == info["task"] and parsed["backbone"] == entry.backbone
     assert parsed["n_concepts"] == len(entry.concept_names) and (parsed["head"] == "a2c") == (not entry.explainable)
@@ -38,7 +40,7 @@ def test_each_speech_entry_is_named_scored_and_loaded_as_its_results_say(name):
 
 
 def test_each_task_has_its_own_default_the_best_current_explainable_entry_by_accuracy():
-    for task in ("spoken-digit", "speaker-sex"):
+    for task in ("spoken-digit", "speaker-sex", "heart-sound"):
         mine = {n: e for n, e in REGISTRY.items() if e.task == task}
         if not mine:
             continue
@@ -56,7 +58,8 @@ def test_each_task_has_its_own_default_the_best_current_explainable_entry_by_acc
 
 
 def test_explainable_speech_entries_are_accurate_on_held_out_voices_and_close_to_their_black_boxes():
-    """Issue 33's bar on the recorded numbers: >= 95% on held-out voices, within 2 points of each twin."""
+    """Issue 33's bar on the recorded numbers: >= 95% on held-out voices, within 2 points of each twin (the heart
+    entries' bars are issue 34's, not met yet: their cards say where they stand)."""
     for black_box in SPEECH:
         explainable = REGISTRY[black_box].twin
         if explainable is None:

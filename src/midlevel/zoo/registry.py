@@ -9,23 +9,28 @@ entries stay listed (with their numbers and sha256) but leave the wheel.
 
 Naming rule, ``<task>-<backbone>-<head>[-<concepts>]-<data>[-seq]``:
 
-- task: ``emotion`` (music emotion through mid-level concepts), ``digit`` (spoken digits) or ``sex``
-  (speaker sex);
+- task: ``emotion`` (music emotion through mid-level concepts), ``digit`` (spoken digits), ``sex``
+  (speaker sex) or ``heart`` (normal vs abnormal phonocardiograms);
 - backbone: ``compact`` (``compact_music``), ``transcribe`` (``compact_transcribe``), ``measures``
   (``compact_transcribe_measures``), ``equivariant`` (``compact_transcribe_equivariant``), ``cnn`` (the
-  plain compact CNN, ``compact``), ``raw`` (the 1-D CNN on the waveform, ``raw_waveform``);
-- head: ``linear``, ``gam`` (ratings), ``logistic`` (class logits), or a black box with no concepts field:
+  plain compact CNN, ``compact``), ``raw`` (the 1-D CNN on the waveform, ``raw_waveform``), ``pcg`` (the
+  compact CNN beside a heart-rate periodicity measure, ``compact_pcg``);
+- head: ``linear``, ``gam`` (ratings, or class logits for a classifier), ``logistic`` (class logits), or a
+  black box with no concepts field:
   ``a2e`` (audio straight to the emotions), ``a2c`` (audio straight to the class logits);
 - concepts: ``mid7`` (the seven mid-level concepts), ``mid10`` (plus loudness, tempo, register), ``phon9``
-  (eight phone classes and the syllable count), ``praat6`` (Praat's six speaker measures);
+  (eight phone classes and the syllable count), ``praat6`` (Praat's six speaker measures), ``card10`` (ten
+  cardiac concepts);
 - data: ``ctrl<N>k``, the dry controlled corpus with N thousand training clips, ``rand<N>k``, the
   controlled corpus with randomised recording conditions (``corpus build --conditions randomised``), or
-  ``synth<N>k``, the spoken-digit corpus (synthesised voices, randomised conditions; N rounded), for the
+  ``synth<N>k``, the spoken-digit corpus (synthesised voices, randomised conditions; N rounded), or
+  ``sim<N>k``, the simulated phonocardiogram corpus (N thousand training recordings, rounded), for the
   corpus the weights were trained on last (a continued model's card gives the whole chain);
 - ``-seq``: the head was fitted after the concept network (A2Mid2E) instead of jointly.
 
 Defaults are not typed anywhere: per task, the current explainable entry with the best recorded held-out
-score (``TASK_SCORES``: mean emotion r for music, accuracy on held-out voices for speech; ``default_name``).
+score (``TASK_SCORES``: mean emotion r for music, accuracy on held-out voices for speech, on held-out
+simulated recordings for heart sounds; ``default_name``).
 ``DEFAULT_MODEL`` is music emotion's, the one used when no model is named.
 """
 
@@ -39,18 +44,19 @@ from pathlib import Path
 
 REGISTRY_FILE = "registry.json"
 STATUSES = ("current", "baseline", "superseded")
-TASKS = {"emotion": "music-emotion", "digit": "spoken-digit", "sex": "speaker-sex"}
+TASKS = {"emotion": "music-emotion", "digit": "spoken-digit", "sex": "speaker-sex", "heart": "heart-sound"}
 #: the held-out score each task's default is chosen by (higher is better)
-TASK_SCORES = {"music-emotion": "emotion_r", "spoken-digit": "accuracy", "speaker-sex": "accuracy"}
+TASK_SCORES = {"music-emotion": "emotion_r", "spoken-digit": "accuracy", "speaker-sex": "accuracy",
+               "heart-sound": "accuracy"}
 BACKBONE_CODES = {"compact": "compact_music", "transcribe": "compact_transcribe",
                   "measures": "compact_transcribe_measures", "equivariant": "compact_transcribe_equivariant",
-                  "cnn": "compact", "raw": "raw_waveform"}
-CONCEPT_SETS = {"mid7": 7, "mid10": 10, "phon9": 9, "praat6": 6}
+                  "cnn": "compact", "raw": "raw_waveform", "pcg": "compact_pcg"}
+CONCEPT_SETS = {"mid7": 7, "mid10": 10, "phon9": 9, "praat6": 6, "card10": 10}
 BLACK_BOX_HEADS = ("a2e", "a2c")
-CORPUS_CODES = {"ctrl": "dry", "rand": "randomised", "synth": "synthesised speech"}
+CORPUS_CODES = {"ctrl": "dry", "rand": "randomised", "synth": "synthesised speech", "sim": "simulated PCG"}
 NAME_PATTERN = re.compile(
     r"^(?P<task>[a-z]+)-(?P<backbone>[a-z]+)-(?P<head>linear|gam|logistic|a2e|a2c)(?:-(?P<concepts>[a-z]+\d+))?"
-    r"-(?P<corpus>ctrl|rand|synth)(?P<clips>\d+)k(?P<seq>-seq)?$")
+    r"-(?P<corpus>ctrl|rand|synth|sim)(?P<clips>\d+)k(?P<seq>-seq)?$")
 
 
 @dataclass(frozen=True)
