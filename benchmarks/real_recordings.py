@@ -533,9 +533,10 @@ def summarise_model(outputs: dict[str, dict[str, np.ndarray]], names: list[str],
 
 # -- models ---------------------------------------------------------------------------------------------
 def find_models(args: argparse.Namespace) -> dict[str, tuple[str | Path, str]]:
-    """Label -> (what ``load`` takes, weights sha256): zoo entries (``--models``, default all installed)
-    and model folders (``--model LABEL=DIR``)."""
-    names = list_models() if args.models is None else [m for m in args.models.split(",") if m.strip()]
+    """Label -> (what ``load`` takes, weights sha256): zoo entries (``--models``, default every installed music
+    entry: the benchmark is of recorded music) and model folders (``--model LABEL=DIR``)."""
+    names = ([n for n in list_models() if REGISTRY[n].task == "music-emotion"] if args.models is None
+             else [m for m in args.models.split(",") if m.strip()])
     found: dict[str, tuple[str | Path, str]] = {}
     for spec in names:
         spec = spec.strip()
@@ -778,7 +779,7 @@ def markdown(results: dict[str, Any]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=100, help="excerpts (8 for a quick look)")
-    p.add_argument("--models", help="zoo names or model folders, comma-separated (default: every installed zoo entry; "
+    p.add_argument("--models", help="zoo names or model folders, comma-separated (default: every installed music zoo entry; "
                                     "'' for none, e.g. with --model)")
     p.add_argument("--model", action="append", metavar="LABEL=MODEL_DIR",
                    help="also measure the model folder MODEL_DIR under LABEL (repeatable), e.g. a candidate")

@@ -26,7 +26,7 @@ def benchmark_module():
 
 
 def smallest(explainable: bool) -> str:
-    entries = [get_entry(n) for n in list_models()]
+    entries = [get_entry(n) for n in list_models() if get_entry(n).task == "music-emotion"]  # it measures music
     return min((e for e in entries if e.explainable == explainable), key=lambda e: e.size_bytes).name
 
 

@@ -77,7 +77,7 @@ def test_a_card_names_the_training_corpus_of_its_own_entry():
     that comparisons with the other entries mix model and data; the others describe the zoo's corpus."""
     results = json.loads(RESULTS.read_text())
     zoo_corpus = results["train_corpus"]
-    name = next(n for n in list_models() if REGISTRY[n].explainable)
+    name = next(n for n in MUSIC if REGISTRY[n].explainable)
     results["zoo"][name].pop("train_corpus", None)
     plain = render_card(name, results)
     assert f"seed {zoo_corpus['seed']}, {zoo_corpus['n']} clips of" in plain and "another corpus" not in plain
@@ -92,7 +92,7 @@ def test_a_warm_started_entry_counts_every_training_run_in_its_card():
     """``midlevel train --init-from`` continues a trained model; its card must add the starting model's
     epochs and minutes to its own, so the training cost is not understated."""
     results = json.loads(RESULTS.read_text())
-    name = next(n for n in list_models() if REGISTRY[n].explainable)
+    name = next(n for n in MUSIC if REGISTRY[n].explainable)
     training = results["family"][results["zoo"][name]["source"]]["training"]
     training.pop("warm_start", None)
     assert "--init-from" not in render_card(name, results)
@@ -165,7 +165,7 @@ def test_joint_training_narrows_the_gap_to_the_black_box():
 def test_gam_directions_in_results_are_recomputable_from_the_shipped_model():
     """The card's sign-agreement claim is recomputed from the shipped model, not just read back."""
     results = json.loads(RESULTS.read_text())
-    gam = next(n for n in list_models() if REGISTRY[n].head == "gam")
+    gam = next(n for n in MUSIC if REGISTRY[n].head == "gam")
     head = midlevel.load(gam).head
     claimed = results["zoo"][gam]["directions"]
     grid = np.random.default_rng(0).uniform(2, 9, size=(4000, len(head.concept_names)))
@@ -179,7 +179,7 @@ def test_gam_directions_in_results_are_recomputable_from_the_shipped_model():
 
 
 def test_tampered_zoo_weights_are_refused(tmp_path, monkeypatch):
-    name = next(n for n in list_models() if REGISTRY[n].explainable)
+    name = next(n for n in MUSIC if REGISTRY[n].explainable)
     entry = get_entry(name)
     copy = tmp_path / name
     copy.mkdir()
@@ -311,7 +311,7 @@ def test_a_cost_against_an_a2e_trained_otherwise_is_flagged():
     """The card's cost of interpretability names the A2E it is measured against, and says so when that A2E had
     another backbone or corpus: a black box trained on less data would flatter the bottleneck."""
     results = json.loads(RESULTS.read_text())
-    name = next(n for n in list_models() if REGISTRY[n].explainable and matched_black_box(n, results))
+    name = next(n for n in MUSIC if REGISTRY[n].explainable and matched_black_box(n, results))
     box = matched_black_box(name, results)
     assert f"mean r of `{box}` minus this model's" in render_card(name, results)
     assert "Not like for like" not in render_card(name, results)
