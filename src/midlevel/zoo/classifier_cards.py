@@ -266,7 +266,10 @@ def render_classifier_card(name: str, results: dict[str, Any]) -> str:
                 "`model.explain` gives each concept's exact term in the logit; `midlevel.explain.cardiac_cycle` draws the "
                 "terms over time (0.3 s windows) under the states S1 / systole / S2 / diastole, from a recording's "
                 "segment table or from the learned segmenter `midlevel train-heart` writes beside the models (not in "
-                "the zoo yet; [the study](../docs/studies/heart_first_model.md)).", ""]
+                "the zoo yet; [the study](../docs/studies/heart_first_model.md)). The black box is explained post hoc "
+                "with occlusion and SHAP over time as Dissanayake et al. did; which cardiac state each method credits "
+                "(against the corpus's known segments) and their cost as a multiple of the intrinsic explanation are in "
+                "[the heart explanations benchmark](../benchmarks/results/heart_explanations.md).", ""]
     out += data
     out += ["## How to use", "", "```python", "import midlevel", f'model = midlevel.load("{name}")',
             f'prediction = model.predict("{example}")' + ("   # probabilities, predicted_class"
