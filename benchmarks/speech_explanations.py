@@ -49,6 +49,7 @@ import midlevel
 from midlevel.audio import load_audio
 from midlevel.datasets.spoken_corpus import DIGITS, SEXES, load_spoken_corpus
 from midlevel.explain.listen import split_time
+from midlevel.explain.over_time import time_interleaved
 from midlevel.explain.lrp import DEFAULT_EPSILON, explain_lrp, frame_spans, lrp_listenable, lrp_network, relevance
 from midlevel.explain.shap_baseline import explain_segments
 from midlevel.explain.timeline import timeline
@@ -207,24 +208,12 @@ def placement(scores: np.ndarray, row) -> dict[str, Any]:
 
 # -- timing ----------------------------------------------------------------------------------------------------
 def time_methods(methods: dict[str, Callable[[Path], Any]], paths: list[Path], repeats: int) -> dict[str, Any]:
-    """Median wall seconds per clip of each method (interleaved repeats), then the median over clips."""
-    for path in paths[:1]:  # warm-up: first calls pay for imports and allocations
-        for fn in methods.values():
-            fn(path)
-    per_clip: dict[str, list[float]] = {m: [] for m in methods}
-    for path in paths:
-        times: dict[str, list[float]] = {m: [] for m in methods}
-        for _ in range(repeats):
-            for m, fn in methods.items():
-                started = time.perf_counter()
-                fn(path)
-                times[m].append(time.perf_counter() - started)
-        for m in methods:
-            per_clip[m].append(float(np.median(times[m])))
-    base = np.asarray(per_clip["intrinsic"])
-    return {m: {"median_s": float(np.median(v)), "per_clip_s": v,
-                "ratio_to_intrinsic": float(np.median(v) / np.median(base)),
-                "median_per_clip_ratio": float(np.median(np.asarray(v) / base))} for m, v in per_clip.items()}
+    """Median wall seconds per clip of each method (interleaved repeats, ``over_time.time_interleaved``), then
+    the median over clips, and its ratio to the intrinsic explanation's."""
+    timed = time_interleaved(methods, paths, repeats)
+    base = np.asarray(timed["intrinsic"]["per_item_s"])
+    return {m: {"median_s": v["median_s"], "per_clip_s": v["per_item_s"], "ratio_to_intrinsic": v["ratio_to_intrinsic"],
+                "median_per_clip_ratio": float(np.median(np.asarray(v["per_item_s"]) / base))} for m, v in timed.items()}
 
 
 def window_of(path: Path, sr: int, window: int) -> np.ndarray:

@@ -55,15 +55,6 @@ def evaluate_classifier(name: str, manifest_entry: dict, corpus: Path, root: Pat
         if model.config.head == "logistic":
             info["head"]["coef"] = {c: dict(zip(model.config.concept_names, map(float, row)))
                                     for c, row in zip(model.config.target_names, model.head.coef_)}
-        if model.config.metadata.get("timeline_window_seconds") and parsed["task"] != "heart-sound":
-            info["timeline_window_seconds"] = model.config.metadata["timeline_window_seconds"]
-            heard = heard_in_timeline(model, info.pop("_test_clips"))
-            timed = info.pop("_timed")
-            for k, c in enumerate(model.config.concept_names):
-                if timed[k] and "accuracy" in info["heldout_test"]["concepts"][c]:
-                    info["heldout_test"]["concepts"][c]["heard_accuracy"] = float(heard[k])
-    info.pop("_test_clips", None)
-    info.pop("_timed", None)
     model.config = replace(model.config, name=name, description=info["description"])
     folder = model.save_pretrained(zoo / "weights" / name)
     info["sha256"] = sha256_file(folder / "model.safetensors")
@@ -103,13 +94,20 @@ def _speech_scores(model, manifest_entry: dict, corpus: Path, root: Path, run: d
     arrays = speech_arrays(held, model.frontend, model.config.window_samples, root / model_dir.parent.parent / "cache",
                            progress=False)
     trained = run["models"][folder]
-    return {"validation": speech_scores(model, arrays["val"], clips["val"]),
-            "heldout_test": speech_scores(model, arrays["test"], clips["test"]),
-            "train_clips": len(clips["train"].paths), "heldout_voices": sorted(set(clips["test"].speakers)),
-            "corpus": {k: v for k, v in build.items() if k != "speakers"} | {"speakers": len(build["speakers"])},
-            "training": {k: run[k] for k in ("seed", "epochs", "voices", "clips")},
-            "best_epoch": trained["best_epoch"], "seconds": trained["seconds"],
-            "_test_clips": clips["test"], "_timed": ~np.isnan(clips["test"].spans[:, :, 0]).all(axis=0)}
+    scores = {"validation": speech_scores(model, arrays["val"], clips["val"]),
+              "heldout_test": speech_scores(model, arrays["test"], clips["test"]),
+              "train_clips": len(clips["train"].paths), "heldout_voices": sorted(set(clips["test"].speakers)),
+              "corpus": {k: v for k, v in build.items() if k != "speakers"} | {"speakers": len(build["speakers"])},
+              "training": {k: run[k] for k in ("seed", "epochs", "voices", "clips")},
+              "best_epoch": trained["best_epoch"], "seconds": trained["seconds"]}
+    if isinstance(model, TwoStageModel) and model.config.metadata.get("timeline_window_seconds"):
+        scores["timeline_window_seconds"] = model.config.metadata["timeline_window_seconds"]
+        heard = heard_in_timeline(model, clips["test"])
+        timed = ~np.isnan(clips["test"].spans[:, :, 0]).all(axis=0)  # concepts with a place in time
+        for k, c in enumerate(model.config.concept_names):
+            if timed[k] and "accuracy" in scores["heldout_test"]["concepts"][c]:
+                scores["heldout_test"]["concepts"][c]["heard_accuracy"] = float(heard[k])
+    return scores
 
 
 def heard_in_timeline(model: TwoStageModel, clips, hop_seconds: float = 0.05):

@@ -96,7 +96,7 @@ def load_speech_clips(source: str | Path, task: str, cache: Path, progress: bool
     return load_spoken_corpus(root, task)
 
 
-def _start_from(init_from: str | Path, folder: str, task: str):
+def _start_from(init_from: str | Path, folder: str):
     """The model a fine-tune of ``folder`` starts from: ``init_from`` itself for the explainable model; for a
     black box, the zoo entry of that backbone whose explainable twin ``init_from`` names, or the sibling folder
     of a trained run (``.../models/<folder>``); None when there is none (it trains from scratch)."""
@@ -139,7 +139,7 @@ def train_speech_models(corpus: str | Path, out_dir: str | Path, *, task: str = 
     clips = load_speech_clips(corpus, task, out_dir / "cache", progress)
     torch.manual_seed(seed)
     if init_from is not None:
-        explainable = _start_from(init_from, "explainable", task)
+        explainable = _start_from(init_from, "explainable")
         if not isinstance(explainable, TwoStageModel) or explainable.config.concept_names != list(TASKS[task][0]):
             raise ValueError(f"--init-from {init_from}: not an explainable {task} model (its concepts: "
                              f"{getattr(explainable.config, 'concept_names', None)})")
@@ -180,14 +180,16 @@ def train_speech_models(corpus: str | Path, out_dir: str | Path, *, task: str = 
         started = time.perf_counter()
         torch.manual_seed(seed)
         name = f"{task}-{folder.replace('_', '-')}"
-        start = None if init_from is None else _start_from(init_from, folder, task)
+        start = None if init_from is None else _start_from(init_from, folder)
         twin = BlackBoxModel(replace(speech_config(task, "black_box", BLACK_BOXES[folder]), name=name)) \
             if start is None else start
         twin.config = replace(twin.config, name=name)
         twin_arrays = arrays
         if twin.config.frontend != explainable.config.frontend:
             twin_arrays = speech_arrays(clips, twin.frontend, twin.config.window_samples, out_dir / "cache", progress)
-        if start is None:
+        if start is None and twin_arrays is arrays:  # the explainable model's inputs: the statistics above
+            twin.set_input_normalization(mean, std)
+        elif start is None:
             spec = twin_arrays["train"].logspec.float()
             twin.set_input_normalization(spec.mean(dim=(0, 2)), spec.std(dim=(0, 2)))
             del spec
