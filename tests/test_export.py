@@ -189,6 +189,7 @@ def test_metadata_names_the_model_and_pins_its_weights(exported, tmp_path):
     assert meta["concept_names"] == config.concept_names and meta["target_names"] == config.target_names
     assert meta["concept_scale"] == [1.0, 10.0] and meta["target_scale"] == [1.0, 9.0]
     assert meta["sample_rate"] == SR and meta["window_seconds"] == 10.0 and meta["hop_seconds"] == 5.0
+    assert (meta["window_samples"], meta["hop_samples"]) == (config.window_samples, config.hop_samples)
     bb = read_onnx_metadata(exported["black_box"][1])
     assert bb["model_kind"] == "black_box" and "concept_names" not in bb
     onnx.save(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])), str(tmp_path / "other.onnx"))

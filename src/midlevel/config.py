@@ -124,7 +124,11 @@ class ModelConfig:
 
     @property
     def hop_samples(self) -> int:
-        return int(round(self.hop_seconds * self.sample_rate))
+        """Samples from one window's start to the next: ``hop_seconds`` rounded to a whole number of the
+        front-end's frames (at least one), so that overlapping windows share their STFT frames and inference
+        computes each once (``frontend.window_spectrograms``); 5 s at 22.05 kHz is 157 frames of 704, 5.013 s."""
+        frame = self.frontend.hop_length
+        return max(1, int(round(self.hop_seconds * self.sample_rate / frame))) * frame
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

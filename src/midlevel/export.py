@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 EXPORT_FORMAT = 1
 GRAPH_DOC = ("midlevel track graph. wave: (batch, samples) mono float32 at metadata sample_rate. Each track is "
-             "zero-padded to one window or cut into windows (window_seconds, hop_seconds, last window "
+             "zero-padded to one window or cut into windows (window_samples, hop_samples, last window "
              "end-aligned); its outputs are the mean of its windows' (concepts of a two-stage model, with "
              "the head applied to that mean: targets = intercept + contributions.sum(-1)).")
 
@@ -86,6 +86,9 @@ def onnx_metadata(model: AudioModel) -> dict[str, Any]:
         "sample_rate": cfg.sample_rate,
         "window_seconds": cfg.window_seconds,
         "hop_seconds": cfg.hop_seconds,
+        # the windowing in samples, as the graph computes it (the hop is a whole number of STFT frames)
+        "window_samples": cfg.window_samples,
+        "hop_samples": cfg.hop_samples,
         "target_names": list(cfg.target_names),
         "target_scale": list(cfg.target_scale),
         "weights_sha256": weights_sha256(model),

@@ -11,6 +11,8 @@ a buffer; torchaudio's ``Spectrogram`` does the STFT.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 import torchaudio
@@ -78,15 +80,27 @@ class _LevelNormalizedInput(nn.Module):
         a model that should not hear the file's gain must not depend on its users to remove it."""
         if self.cfg.level_target_dbfs is None:
             return wave
-        rms = wave.pow(2).mean(dim=-1, keepdim=True).sqrt()
-        floor = 10.0 ** (self.cfg.level_floor_dbfs / 20.0)
-        return wave * (10.0 ** (self.cfg.level_target_dbfs / 20.0) / rms.clamp_min(floor))
+        return wave * self.level_gain(wave)
 
     def normalize(self, logspec: torch.Tensor) -> torch.Tensor:
         return ((logspec - self.mean[:, None]) / self.std[:, None]).unsqueeze(1)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         return self.normalize(self.log_spectrogram(wave))
+
+    def level_gain(self, wave: torch.Tensor) -> torch.Tensor:
+        """(..., samples) -> (..., 1): the factor ``level_normalize`` multiplies each row by (1 when off)."""
+        if self.cfg.level_target_dbfs is None:
+            return torch.ones_like(wave[..., :1])
+        rms = wave.pow(2).mean(dim=-1, keepdim=True).sqrt()
+        return 10.0 ** (self.cfg.level_target_dbfs / 20.0) / rms.clamp_min(10.0 ** (self.cfg.level_floor_dbfs / 20.0))
+
+    def window_spectrograms(self, wave: torch.Tensor, starts: Sequence[int], window: int) -> torch.Tensor:
+        """(B, S) waveforms, S >= ``starts[-1] + window`` -> (B * len(starts), 1, bands, frames): the front-end of
+        each window ``wave[:, s:s + window]``, rows ordered track by track. Here window by window; the
+        spectrogram front-end overrides it to compute each frame once where windows overlap."""
+        windows = torch.stack([wave[:, s:s + window] for s in starts], dim=1)
+        return self(windows.reshape(-1, window))
 
     @torch.no_grad()
     def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -111,12 +125,69 @@ class LogFrequencySpectrogram(_LevelNormalizedInput):
 
     def log_spectrogram(self, wave: torch.Tensor) -> torch.Tensor:
         """Un-normalised log10(1 + filtered magnitude), shape (batch, bands, frames)."""
-        mag = self.stft(self.level_normalize(wave))  # (batch, n_fft//2+1, frames)
-        filtered = torch.matmul(mag.transpose(1, 2), self.filterbank).transpose(1, 2)
-        return torch.log10(1.0 + filtered)
+        return torch.log10(1.0 + self.filtered(self.level_normalize(wave)))
+
+    def filtered(self, wave: torch.Tensor) -> torch.Tensor:
+        """(batch, samples) -> (batch, bands, frames): the filterbank on the STFT magnitude, before the log."""
+        mag = self.stft(wave)  # (batch, n_fft//2+1, frames)
+        return torch.matmul(mag.transpose(1, 2), self.filterbank).transpose(1, 2)
 
     def n_frames(self, n_samples: int) -> int:
         return n_samples // self.cfg.hop_length + 1
+
+    def edge_frames(self, window: int) -> tuple[int, int]:
+        """(a, b): a window's frames ``0..a-1`` and ``b..`` reach past its edges (``center=True`` pads them by
+        reflection), so they differ from the same frames of a longer signal; the frames between do not."""
+        hop, half = self.cfg.hop_length, self.cfg.n_fft // 2
+        return -(-half // hop), (window - half) // hop + 1
+
+    def window_spectrograms(self, wave: torch.Tensor, starts: Sequence[int], window: int) -> torch.Tensor:
+        """As the base class, but every STFT frame that windows on the same frame grid share is computed once.
+
+        Windows whose starts differ by whole hops (the model's windows: ``ModelConfig.hop_samples`` is a
+        whole number of hops; not the end-aligned last one) run as one STFT over their span; each window
+        takes its frames from it, except its few edge frames (``edge_frames``), which are recomputed from the
+        window's own ends so that they carry its reflection padding. The per-window level gain multiplies
+        the filtered magnitude, as it would the samples (the STFT is linear). Equal to window by window
+        within float rounding (``tests/test_frames_once.py``); half the STFT work at a half-window hop."""
+        hop, half = self.cfg.hop_length, self.cfg.n_fft // 2
+        n_frames = self.n_frames(window)
+        first, last = self.edge_frames(window)
+        if len(starts) < 2 or window < 2 * self.cfg.n_fft or last <= first:
+            return super().window_spectrograms(wave, starts, window)
+        rows: list[torch.Tensor] = []
+        run: list[int] = []
+        for start in [*starts, None]:  # runs of starts on one frame grid
+            if start is not None and (not run or (start - run[0]) % hop == 0):
+                run.append(start)
+                continue
+            if len(run) == 1:
+                rows.append(super().window_spectrograms(wave, run, window).unflatten(0, (wave.shape[0], 1)))
+            else:
+                rows.append(self._grid_run(wave, run, window, n_frames, first, last))
+            run = [start] if start is not None else []
+        out = torch.cat(rows, dim=1)  # (B, W, 1, bands, frames)
+        return out.reshape(-1, *out.shape[2:])
+
+    def _grid_run(self, wave: torch.Tensor, starts: list[int], window: int, n_frames: int, first: int,
+                  last: int) -> torch.Tensor:
+        """``window_spectrograms`` of windows whose starts lie on one frame grid, (B, W, 1, bands, frames)."""
+        hop, half = self.cfg.hop_length, self.cfg.n_fft // 2
+        shared = self.filtered(wave[:, starts[0]:starts[-1] + window])  # (B, bands, frames of the span)
+        offsets = torch.tensor([(s - starts[0]) // hop for s in starts])
+        index = (offsets[:, None] + torch.arange(n_frames)[None, :]).reshape(-1)
+        per_window = shared.index_select(-1, index).unflatten(-1, (len(starts), n_frames)).movedim(-2, 1)
+        windows = torch.stack([wave[:, s:s + window] for s in starts], dim=1)  # (B, W, window)
+        # the edge frames from each window's own ends: the left ones from its first samples, the right ones
+        # from a tail that starts on the window's frame grid, `first` frames before the first right edge frame
+        head = windows[..., :max((first - 1) * hop + half, half + 1)].flatten(0, 1)
+        tail_start = (last - first) * hop
+        tail = windows[..., tail_start:].flatten(0, 1)
+        left = self.filtered(head)[..., :first].unflatten(0, windows.shape[:2])
+        right = self.filtered(tail)[..., first:].unflatten(0, windows.shape[:2])
+        per_window = torch.cat([left, per_window[..., first:last], right], dim=-1)
+        gain = self.level_gain(windows)[..., None]  # (B, W, 1, 1)
+        return self.normalize(torch.log10(1.0 + per_window * gain).flatten(0, 1)).unflatten(0, windows.shape[:2])
 
 
 class WaveformInput(_LevelNormalizedInput):
