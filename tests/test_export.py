@@ -244,3 +244,24 @@ def test_example_script_runs_without_torch_and_matches_explain(exported, real_au
 
     refused = run_example(path, audio, without="soxr")
     assert refused.returncode == 1 and "44100 Hz" in refused.stderr and "pip install soxr" in refused.stderr
+
+
+def test_short_transforms_export_as_a_product_that_onnxruntime_matches(real_audio, tmp_path):
+    """The speech entries' 400-point DFT is exported as a matrix product (onnxruntime's DFT kernel is slow on
+    short transforms); the 2048-point music DFT stays an FFT. Both give what PyTorch gives."""
+    import midlevel
+
+    speech = midlevel.load("digit-cnn-logistic-phon9-synth4k")
+    rate = speech.config.sample_rate
+    path = export_onnx(speech, tmp_path / "speech.onnx")
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert not ops & {"DFT", "STFT"} and "MatMul" in ops
+    wave = soxr.resample(real_audio[: 7 * SR], SR, rate).astype(np.float32)
+    expl = speech.explain(wave, sample_rate=rate)
+    out = run(session(path), wave)
+    np.testing.assert_allclose(out["concepts"][0], expl.concepts, atol=TOL, rtol=0)
+    np.testing.assert_allclose(out["targets"][0], expl.targets, atol=TOL, rtol=0)
+    assert speech.frontend._dft_basis is None  # the product was only for the export
+    music = TwoStageModel(ModelConfig(backbone="compact")).eval()
+    ops = {node.op_type for node in onnx.load(str(export_onnx(music, tmp_path / "music.onnx"))).graph.node}
+    assert "DFT" in ops and "MatMul" in ops  # the FFT, then the filterbank
