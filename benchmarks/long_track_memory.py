@@ -1,6 +1,6 @@
 """Peak memory of explaining a 1-minute and a 10-minute file: it should grow by the audio only.
 
-Each measurement runs in a fresh subprocess that loads the default compact model and warms up
+Each measurement runs in a fresh subprocess that loads the default model (`midlevel.load()`) and warms up
 on the 12 s example clip (thread pools, lazy buffers). Then, with the kernel's peak-RSS counter
 reset (``/proc/self/clear_refs``, Linux), it decodes the file and records the peak above the idle
 process ("decode"), resets the counter again and runs one view on the decoded audio, recording
@@ -94,7 +94,7 @@ def child(path: str, view: str, out_dir: str) -> dict:
     tracemalloc.stop()
     view_peak = rss_mb()[1] - idle
     audio_mb = clip.samples.nbytes / 2**20
-    return {"idle_rss_mb": round(idle, 1), "audio_mb": round(audio_mb, 1),
+    return {"idle_rss_mb": round(idle, 1), "peak_rss_mb": round(idle + view_peak, 1), "audio_mb": round(audio_mb, 1),
             "decode_peak_mb": round(decode_peak, 1), "view_peak_mb": round(view_peak, 1),
             "beyond_audio_mb": round(view_peak - audio_mb, 1),
             "tracemalloc_peak_mb": round(traced_peak, 1), "seconds": round(seconds, 1)}
@@ -121,6 +121,7 @@ def main() -> None:
         return
 
     from midlevel.ioutil import atomic_write_text
+    from midlevel.zoo import DEFAULT_MODEL
 
     durations = [float(d) for d in args.durations.split(",")]
     rows = []
@@ -145,11 +146,12 @@ def main() -> None:
             beyond = [r["beyond_audio_mb"] for r in mine]
             summary[f"{view}, {allocator} allocator"] = {
                 "duration_s": [r["duration_s"] for r in mine], "audio_mb": [r["audio_mb"] for r in mine],
+                "peak_rss_mb": [r["peak_rss_mb"] for r in mine],
                 "view_peak_mb": [r["view_peak_mb"] for r in mine], "beyond_audio_mb": beyond,
                 "beyond_audio_spread_mb": round(max(beyond) - min(beyond), 1),
             }
     result = {"machine": {"platform": platform.platform(), "python": platform.python_version()},
-              "model": "midlevel.load() default (compact backbone, linear head, untrained)",
+              "model": f"midlevel.load(): {DEFAULT_MODEL}",
               "runs": rows, "summary": summary}
     atomic_write_text(RESULTS / "long_track_memory.json", json.dumps(result, indent=2) + "\n")
     print(json.dumps(summary, indent=2))

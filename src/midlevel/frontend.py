@@ -188,7 +188,7 @@ class LogFrequencySpectrogram(_LevelNormalizedInput):
         window's own ends so that they carry its reflection padding. The per-window level gain multiplies
         the filtered magnitude, as it would the samples (the STFT is linear). Equal to window by window
         within float rounding (``tests/test_frames_once.py``); half the STFT work at a half-window hop."""
-        hop, half = self.cfg.hop_length, self.cfg.n_fft // 2
+        hop = self.cfg.hop_length
         n_frames = self.n_frames(window)
         first, last = self.edge_frames(window)
         if len(starts) < 2 or window < 2 * self.cfg.n_fft or last <= first:
