@@ -247,8 +247,9 @@ def test_example_script_runs_without_torch_and_matches_explain(exported, real_au
 
 
 def test_short_transforms_export_as_a_product_that_onnxruntime_matches(real_audio, tmp_path):
-    """The speech entries' 400-point DFT is exported as a matrix product (onnxruntime's DFT kernel is slow on
-    short transforms); the 2048-point music DFT stays an FFT. Both give what PyTorch gives."""
+    """The front-end's DFT is exported as matrix products (onnxruntime's DFT kernel is slow on short transforms):
+    one for the speech entries' 400 points, two for the music models' 2048; both give what PyTorch's FFT gives
+    (music: ``test_onnxruntime_matches_explain_for_whole_tracks``)."""
     import midlevel
 
     speech = midlevel.load("digit-cnn-logistic-phon9-synth4k")
@@ -261,7 +262,7 @@ def test_short_transforms_export_as_a_product_that_onnxruntime_matches(real_audi
     out = run(session(path), wave)
     np.testing.assert_allclose(out["concepts"][0], expl.concepts, atol=TOL, rtol=0)
     np.testing.assert_allclose(out["targets"][0], expl.targets, atol=TOL, rtol=0)
-    assert speech.frontend._dft_basis is None  # the product was only for the export
+    assert speech.frontend._export_dft is None  # the products were only for the export
     music = TwoStageModel(ModelConfig(backbone="compact")).eval()
     ops = {node.op_type for node in onnx.load(str(export_onnx(music, tmp_path / "music.onnx"))).graph.node}
-    assert "DFT" in ops and "MatMul" in ops  # the FFT, then the filterbank
+    assert not ops & {"DFT", "STFT"}

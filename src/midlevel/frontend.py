@@ -12,7 +12,7 @@ a buffer; torchaudio's ``Spectrogram`` does the STFT.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import FrontendConfig
+from .matmul_dft import matmul_dft_magnitude
 
 
 def log_spaced_frequencies(bands_per_octave: int, fmin: float, fmax: float, fref: float = 440.0) -> np.ndarray:
@@ -122,7 +123,7 @@ class LogFrequencySpectrogram(_LevelNormalizedInput):
         )
         fb = torch.from_numpy(log_filterbank(cfg))
         self.register_buffer("filterbank", fb)
-        self._dft_basis: torch.Tensor | None = None  # set only inside ``dft_as_matmul``
+        self._export_dft: Callable[[torch.Tensor], torch.Tensor] | None = None  # only inside ``dft_as_matmul``
         self.register_buffer("mean", torch.zeros(fb.shape[1]))
         self.register_buffer("std", torch.ones(fb.shape[1]))
 
@@ -139,36 +140,21 @@ class LogFrequencySpectrogram(_LevelNormalizedInput):
         half = self.cfg.n_fft // 2
         frames = F.pad(wave.unsqueeze(1), (half, half), mode="reflect").squeeze(1).unfold(-1, self.cfg.n_fft,
                                                                                         self.cfg.hop_length)
-        if self._dft_basis is None:
+        if self._export_dft is None:
             mag = torch.fft.rfft(frames * self.stft.window).abs()  # (batch, frames, n_fft//2+1)
         else:
-            re, im = torch.matmul(frames, self._dft_basis).chunk(2, dim=-1)
-            mag = torch.sqrt(re * re + im * im)
+            mag = self._export_dft(frames)
         return torch.matmul(mag, self.filterbank).transpose(1, 2)
-
-    #: the longest transform ``dft_as_matmul`` writes as a product (its basis: 4 * n_fft * (n_fft + 2) bytes)
-    MATMUL_DFT_MAX = 1024
 
     @contextmanager
     def dft_as_matmul(self) -> Iterator[None]:
-        """Inside: the windowed real DFT is a product with a fixed cosine/sine basis instead of an FFT, for
-        short transforms (``MATMUL_DFT_MAX``; elsewhere a no-op). For the ONNX export: onnxruntime's CPU DFT
-        and STFT kernels run batched short transforms far slower than a matrix product (onnxruntime issue
-        32403; the speech front-end's 400-point DFT took 86% of its time); the FFT stays for long ones,
-        whose basis would be large and whose DFT kernel is faster than the product."""
-        n = self.cfg.n_fft
-        if n > self.MATMUL_DFT_MAX:
-            yield
-            return
-        t = torch.arange(n, dtype=torch.float64)[:, None]
-        k = torch.arange(n // 2 + 1, dtype=torch.float64)[None, :]
-        angle = 2 * np.pi * t * k / n
-        window = self.stft.window.to(torch.float64)[:, None]
-        self._dft_basis = torch.cat([torch.cos(angle), -torch.sin(angle)], dim=1).mul(window).to(self.filterbank)
+        """Inside: the windowed DFT is computed by matrix products (``midlevel.matmul_dft``) instead of an FFT,
+        for the ONNX export: onnxruntime runs those far faster than its DFT kernel (onnxruntime issue 32403)."""
+        self._export_dft = matmul_dft_magnitude(self.stft.window)
         try:
             yield
         finally:
-            self._dft_basis = None
+            self._export_dft = None
 
     def n_frames(self, n_samples: int) -> int:
         return n_samples // self.cfg.hop_length + 1
