@@ -102,7 +102,8 @@ def segmenter_accuracy(segmenter, data) -> dict:
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    results = train_heart_models(args.corpus, args.out, epochs=args.epochs, heldout=args.heldout, progress=False)
+    results = train_heart_models(args.corpus, args.out, epochs=args.epochs, heldout=args.heldout, progress=False,
+                                 backbone=args.backbone)
     out = Path(args.out)
     model = TwoStageModel.from_pretrained(out / "models" / "explainable")
     segmenter = load_segmenter(out / "models" / "segmenter")
@@ -112,6 +113,7 @@ def run(args: argparse.Namespace) -> dict:
     loud_systolic = np.flatnonzero(frame["systolic_murmur_grade"].to_numpy() >= 3)
     diastolic = np.flatnonzero(frame["diastolic_murmur_grade"].to_numpy() >= 1)
     summary = {"corpus": args.corpus, "heldout": args.heldout, "epochs": args.epochs, "cpu": cpu_name(),
+               "backbone": args.backbone,
                "threads": args.threads, "run": results,
                "credit": {"systolic_murmur_grade_3_or_more": credit(model, data, loud_systolic, "systolic_murmur"),
                           "systolic_murmur_grade_3_or_more_clean_to_moderate": credit(
@@ -133,7 +135,7 @@ def markdown(s: dict) -> str:
     ex, bb = s["run"]["models"]["explainable"], s["run"]["models"].get("black_box", {})
     lines = ["# First heart-sound models (issue 34)", "",
              f"Training corpus `{s['corpus']}` (seed 0), held out `{s['heldout']}` (seed 1, read whole); "
-             f"{s['epochs']} epochs; {s['cpu']}, {s['threads']} thread(s).", "",
+             f"{s['epochs']} epochs; backbone `{s.get('backbone', 'compact_pcg')}`; {s['cpu']}, {s['threads']} thread(s).", "",
              "## Accuracy (normal vs abnormal)", "",
              "| model | test split (seed 0) | held out (seed 1) | held out, labels by the rules |", "|---|---|---|---|"]
     for name, m in ((f"explainable (10 concepts, {ex['head']['kind']} head)", ex), ("black box", bb)):
@@ -183,6 +185,7 @@ def main() -> int:
     p.add_argument("--out", default="runs/heart/models-e10")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--backbone", default="compact_pcg_beats", help="compact_pcg_beats (default) or compact_pcg")
     p.add_argument("--results", default=str(Path(__file__).resolve().parent / "results"))
     args = p.parse_args()
     summary = run(args)

@@ -125,6 +125,73 @@ def test_the_beat_period_measure_reads_the_heart_rate_of_clean_regular_recording
     assert np.median(error) < 1.0 and np.mean(error < 5) >= 0.8, np.c_[rate, truth]
 
 
+def test_the_beat_intervals_count_s1_onsets_as_the_heart_rate_concept_defines_it(clean):
+    """``BeatIntervals`` on the corpus's own states (a stand-in segmenter that reads the per-beat table, with each
+    S1 broken in two by a stray systole frame): 60 / the mean S1-to-S1 interval, as concepts.csv has it, on every
+    recording, regular or not; a window shorter than a beat falls back to the periodicity's estimate."""
+    from midlevel.pcg_features import BPM_RANGE, BeatIntervals
+    from midlevel.training.heart import HEART_FRONTEND
+
+    data = load_heart_corpus(clean, fractions=(0.0, 0.0, 1.0))["test"]
+    beats = BeatIntervals(HEART_FRONTEND)
+    n_frames = 1501
+    states = np.stack([frame_states(seg, n_frames, 100.0) for seg in data.segments])
+    for row, seg in zip(states, data.segments):  # a stray non-S1 frame 40 ms into each S1
+        for start in seg["s1_start"]:
+            if int(start * 100) + 4 < n_frames:
+                row[int(start * 100) + 4] = 1
+    logits = torch.nn.functional.one_hot(torch.as_tensor(np.where(states < 0, 3, states)), 4).permute(0, 2, 1).float()
+    beats.segmenter.logits_from_spectrogram = lambda spec: logits[:len(spec), :, :spec.shape[-1]]
+    bands = beats.segmenter.frontend.n_bands
+    fallback = torch.full((len(data),), 0.5)
+    with torch.no_grad():
+        out = beats(torch.zeros(len(data), bands, n_frames), fallback)
+        short = beats(torch.zeros(len(data), bands, 30), fallback)
+    rate = out[:, 0].numpy() * (BPM_RANGE[1] - BPM_RANGE[0]) + BPM_RANGE[0]
+    truth = data.frame["heart_rate_bpm"].to_numpy()
+    np.testing.assert_allclose(rate, truth, atol=1.0)  # onsets on 10 ms frames
+    assert (out[:, 2] == 1).all() and (short[:, 2] == 0).all()
+    np.testing.assert_array_equal(short[:, 0].numpy(), fallback.numpy())
+    # without the refractory period each broken S1 counts twice: the rate doubles
+    beats.refractory = 1
+    with torch.no_grad():
+        doubled = beats(torch.zeros(len(data), bands, n_frames), fallback)[:, 0]
+    assert np.all(doubled.numpy() > out[:, 0].numpy() + 0.1)
+
+
+def test_the_zoo_heart_model_ships_its_segmenter_and_reads_the_heart_rate(clean):
+    """The heart-sound default (a zoo name, no runs/ folder): its backbone carries the segmenter that
+    ``cardiac_cycle`` draws and ``load_segmenter`` returns (weights sha256-checked by ``midlevel.zoo.load``); on
+    clean recordings of an unseen seed the states match the per-beat tables and the heart rate is within 5 bpm."""
+    import midlevel
+    from midlevel.explain.cardiac_cycle import cardiac_cycle, load_segmenter, model_segmenter
+    from midlevel.zoo import DEFAULTS, DEFAULT_MODEL
+
+    name = DEFAULTS["heart-sound"]
+    model = midlevel.load(name)
+    assert model_segmenter(model) is not None
+    segmenter = load_segmenter(name)
+    data = load_heart_corpus(clean, fractions=(0.0, 0.0, 1.0))["test"]
+    view = cardiac_cycle(model, str(data.paths[0]), segments=data.segments[0], hop_seconds=0.1)
+    frame = view.data().dropna(subset=["state_table"])
+    assert np.mean(frame["state_predicted"] == frame["state_table"]) >= 0.9
+    right = seen = 0
+    for path, seg in zip(data.paths[:6], data.segments[:6]):
+        from midlevel.audio import load_audio
+
+        states = segmenter.states(load_audio(path, SR).samples)
+        truth = frame_states(seg, len(states), 100.0)
+        right += int((states == truth)[truth >= 0].sum())
+        seen += int((truth >= 0).sum())
+    assert right / seen >= 0.95
+    k = HEART_CONCEPTS.index("heart_rate_bpm")
+    rate = np.array([model.explain(str(p)).concepts[k] for p in data.paths]) * 150 + 30
+    assert np.mean(np.abs(rate - data.frame["heart_rate_bpm"].to_numpy()) < 5) >= 0.9
+    with pytest.raises(ValueError, match="nor a model with a segmenter") as caught:
+        load_segmenter(DEFAULT_MODEL)
+    assert "\n" not in str(caught.value)
+
+
 def test_the_explainable_models_logits_are_its_intercept_plus_concept_terms(corpus):
     from midlevel.explain.cardiac_cycle import cardiac_cycle, peaks_in_systole
     from midlevel.model import TwoStageModel

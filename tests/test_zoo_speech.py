@@ -59,7 +59,8 @@ def test_each_task_has_its_own_default_the_best_current_explainable_entry_by_acc
 
 def test_explainable_speech_entries_are_accurate_on_held_out_voices_and_close_to_their_black_boxes():
     """Issue 33's bar on the recorded numbers: >= 95% on held-out voices, within 2 points of each twin (the heart
-    entries' bars are issue 34's, not met yet: their cards say where they stand)."""
+    entries' bars are issue 34's: the concept bars are checked below, the accuracy bar is not met yet and the
+    study says where it stands)."""
     for black_box in SPEECH:
         explainable = REGISTRY[black_box].twin
         if explainable is None:
@@ -67,6 +68,21 @@ def test_explainable_speech_entries_are_accurate_on_held_out_voices_and_close_to
         ours = RESULTS["classifiers"][explainable]["heldout_test"]["accuracy"]
         theirs = RESULTS["classifiers"][black_box]["heldout_test"]["accuracy"]
         assert ours >= 0.95 and ours >= theirs - 0.02, (explainable, ours, black_box, theirs)
+
+
+def test_the_current_heart_entry_meets_issue_34s_concept_bars_on_its_recorded_numbers():
+    """Issue 34's concept bars on the held-out corpus (another seed): heart rate within 5 bpm on >= 95% of the
+    clean-to-moderately-noisy recordings, each murmur detected with AUC >= 0.95 at every scored grade. (Its third
+    bar, accuracy within 2 points of the black box, is not asserted: the card and the study say where it stands.)"""
+    name = DEFAULTS.get("heart-sound")
+    if name is None:
+        pytest.skip("no heart-sound entry in the zoo")
+    concepts = RESULTS["classifiers"][name]["heldout_test"]["concepts"]
+    hr = concepts["heart_rate_bpm"]
+    assert hr["n_clean_to_moderate"] >= 400 and hr["within_5_bpm_clean_to_moderate"] >= 0.95, hr
+    for murmur in ("systolic_murmur", "diastolic_murmur"):
+        aucs = {k: v["auc"] for k, v in concepts[murmur]["detection"].items()}
+        assert len(aucs) == 3 and min(aucs.values()) >= 0.95, (murmur, aucs)
 
 
 @pytest.fixture(scope="module")

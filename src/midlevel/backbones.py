@@ -237,6 +237,8 @@ BACKBONES = {
         frontend, note_measures=True, equivariant=True),
     # heart sounds: the compact CNN beside the beat period's envelope autocorrelation (``pcg_features``)
     "compact_pcg": lambda frontend: PCGBackbone(CompactBackbone(), frontend),
+    # ... and the heart rate from a learned segmenter's S1 onsets (``pcg_features.BeatIntervals``)
+    "compact_pcg_beats": lambda frontend: PCGBackbone(CompactBackbone(), frontend, beats=True),
 }
 
 #: backbones that read ``WaveformInput`` rather than a log spectrogram

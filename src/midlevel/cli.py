@@ -267,7 +267,7 @@ def cmd_train_heart(args: argparse.Namespace) -> int:
     callbacks = explanation_logging(args.log_explanations, "midlevel train-heart", per_run=True)
     results = train_heart_models(args.corpus, args.out, epochs=args.epochs, seed=args.seed,
                                  black_box=not args.no_black_box, device=args.device, heldout=args.heldout,
-                                 progress=sys.stderr.isatty(), callbacks=callbacks)
+                                 progress=sys.stderr.isatty(), callbacks=callbacks, backbone=args.backbone)
     for name, model in results["models"].items():
         for split in ("test", "heldout"):
             if split in model:
@@ -647,6 +647,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-black-box", action="store_true", help="train only the explainable model and the segmenter")
+    p.add_argument("--backbone", default="compact_pcg_beats", choices=["compact_pcg_beats", "compact_pcg"],
+                   help="compact_pcg_beats: with the heart rate from the segmenter's S1 onsets (default); "
+                        "compact_pcg: without (the first models)")
     p.add_argument("--log-explanations", metavar="DIR", help="TensorBoard explanations per epoch (see train)")
     add_device_argument(p)
     p.set_defaults(func=cmd_train_heart)

@@ -5,8 +5,10 @@ The contributions are ``explain.timeline``'s: the model read on short windows (d
 ``timeline_window_seconds``, 0.3 s for the heart models, a fraction of a cycle) every ``hop_seconds``; each
 window's logits are exactly the intercept plus its concept terms. The states come from a learned
 segmenter (``pcg_features.CardiacCycleSegmenter``, trained on the corpus's per-beat tables by
-``training.heart``), and, where a recording has a per-beat table (the controlled corpus's
-segments/<record>.csv), from the table too, so the two can be compared.
+``training.heart``): by default the one inside the model's backbone (``compact_pcg_beats`` reads the heart
+rate from its S1 onsets, so a zoo entry ships it with its weights), or one given; and, where a recording has
+a per-beat table (the controlled corpus's segments/<record>.csv), from the table too, so the two can be
+compared.
 
 ``peaks_in_systole`` asks the question of issue 34: in each beat, does the window where the systolic murmur
 adds most to the "abnormal" logit lie in systole?
@@ -33,11 +35,28 @@ STATE_COLOURS = ("#d62728", "#ff9896", "#1f77b4", "#aec7e8")
 _BOUNDARIES = ("s1_start", "s1_end", "s2_start", "s2_end", "diastole_end")
 
 
-def load_segmenter(directory: str | Path) -> CardiacCycleSegmenter:
-    """A segmenter saved by ``training.heart.train_segmenter`` (segmenter.json + model.safetensors)."""
+def model_segmenter(model: Any) -> CardiacCycleSegmenter | None:
+    """The segmenter inside a model's backbone (``pcg_features.BeatIntervals``), or None when it has none."""
+    beats = getattr(getattr(model, "backbone", None), "beats", None)
+    return None if beats is None else beats.segmenter
+
+
+def load_segmenter(source: str | Path) -> CardiacCycleSegmenter:
+    """A segmenter saved by ``training.heart.train_segmenter`` (a folder with segmenter.json +
+    model.safetensors), or the one inside a model: a zoo name (``midlevel.zoo.load``, its weights
+    sha256-checked) or a model folder whose backbone carries one."""
     from safetensors.torch import load_file
 
-    directory = Path(directory)
+    directory = Path(source)
+    if not (directory / "segmenter.json").is_file():
+        from .. import zoo
+
+        model = zoo.load(source)
+        net = model_segmenter(model)
+        if net is None:
+            raise ValueError(f"{source}: neither a segmenter folder (segmenter.json) nor a model with a segmenter "
+                             f"in its backbone (backbone {model.config.backbone!r})")
+        return net.eval()
     info = json.loads((directory / "segmenter.json").read_text())
     net = CardiacCycleSegmenter(FrontendConfig(**info["frontend"]), channels=info["settings"]["channels"],
                                 dilations=tuple(info["settings"]["dilations"]))
@@ -134,14 +153,16 @@ def cardiac_cycle(model: TwoStageModel, audio: Any, *, segmenter: CardiacCycleSe
                   segments: pd.DataFrame | None = None, target: str | None = None,
                   window_seconds: float | None = None, hop_seconds: float = 0.02,
                   sample_rate: int | None = None) -> CardiacCycleView:
-    """The view of one recording. ``target``: the class whose logit is split (default: the last class,
-    "abnormal" for the heart models); ``window_seconds``: default the model's ``timeline_window_seconds``."""
+    """The view of one recording. ``segmenter``: default the model's own (``model_segmenter``; none for a model
+    without one: then no predicted states); ``target``: the class whose logit is split (default: the last
+    class, "abnormal" for the heart models); ``window_seconds``: default the model's ``timeline_window_seconds``."""
     if not isinstance(model, TwoStageModel):
         raise TypeError(f"{model.name} is a black box: it has no concept contributions to show over the cycle")
     window = window_seconds or float(model.config.metadata.get("timeline_window_seconds", 0.3))
     clip = model.read_audio(audio, sample_rate=sample_rate)
     line = timeline(model, clip, window_seconds=window, hop_seconds=hop_seconds)
     frame_times = states = None
+    segmenter = segmenter if segmenter is not None else model_segmenter(model)
     if segmenter is not None:
         if segmenter.frontend.cfg.sample_rate != model.config.sample_rate:
             raise ValueError(f"the segmenter reads {segmenter.frontend.cfg.sample_rate} Hz audio, the model "

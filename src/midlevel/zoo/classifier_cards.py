@@ -53,6 +53,10 @@ BACKBONE_TEXT = {
     "compact_pcg": "the compact CNN on a 2 kHz log-frequency spectrogram (12 bands per octave, 20 Hz-1 kHz, 10 ms hop) "
                    "beside a parameter-free envelope autocorrelation that measures the beat period "
                    "(`midlevel.pcg_features`)",
+    "compact_pcg_beats": "the compact CNN on a 2 kHz log-frequency spectrogram (12 bands per octave, 20 Hz-1 kHz, 10 ms "
+                         "hop) beside a parameter-free envelope autocorrelation that measures the beat period and the "
+                         "heart rate counted from the S1 onsets of a learned cardiac-cycle segmenter (frozen, inside "
+                         "the backbone: `midlevel.pcg_features.BeatIntervals`)",
 }
 CITATION = """@article{becker2018audiomnist,
   title   = {Interpreting and Explaining Deep Neural Networks for Classification of Audio Signals},
@@ -262,14 +266,18 @@ def render_classifier_card(name: str, results: dict[str, Any]) -> str:
                 "explanation, deletion faithfulness and where each places a spoken \"seven\" are measured in "
                 "[the speech explanations benchmark](../benchmarks/results/speech_explanations.md).", ""]
     elif info["task"] == "heart-sound":
+        segmenter = ("from the learned segmenter inside the backbone, which ships with these weights "
+                     f'(`cardiac_cycle(midlevel.load("{name}"), audio)`; `load_segmenter("{name}")`)'
+                     if info["backbone"] == "compact_pcg_beats" else
+                     "from the learned segmenter `midlevel train-heart` writes beside the models (not in this entry)")
         out += ["## Explanations", "",
                 "`model.explain` gives each concept's exact term in the logit; `midlevel.explain.cardiac_cycle` draws the "
                 "terms over time (0.3 s windows) under the states S1 / systole / S2 / diastole, from a recording's "
-                "segment table or from the learned segmenter `midlevel train-heart` writes beside the models (not in "
-                "the zoo yet; [the study](../docs/studies/heart_first_model.md)). The black box is explained post hoc "
+                f"segment table or {segmenter} ([the study](../docs/studies/heart_first_model.md)). The black box is explained post hoc "
                 "with occlusion and SHAP over time as Dissanayake et al. did; which cardiac state each method credits "
                 "(against the corpus's known segments) and their cost as a multiple of the intrinsic explanation are in "
-                "[the heart explanations benchmark](../benchmarks/results/heart_explanations.md).", ""]
+                "[the heart explanations benchmark](../benchmarks/results/heart_explanations"
+                f"{'_compact_pcg' if info['backbone'] == 'compact_pcg' else ''}.md).", ""]
     out += data
     out += ["## How to use", "", "```python", "import midlevel", f'model = midlevel.load("{name}")',
             f'prediction = model.predict("{example}")' + ("   # probabilities, predicted_class"

@@ -14,7 +14,8 @@ Naming rule, ``<task>-<backbone>-<head>[-<concepts>]-<data>[-seq]``:
 - backbone: ``compact`` (``compact_music``), ``transcribe`` (``compact_transcribe``), ``measures``
   (``compact_transcribe_measures``), ``equivariant`` (``compact_transcribe_equivariant``), ``cnn`` (the
   plain compact CNN, ``compact``), ``raw`` (the 1-D CNN on the waveform, ``raw_waveform``), ``pcg`` (the
-  compact CNN beside a heart-rate periodicity measure, ``compact_pcg``);
+  compact CNN beside a heart-rate periodicity measure, ``compact_pcg``), ``beats`` (that, plus the heart
+  rate from a learned segmenter's S1 onsets, the segmenter inside, ``compact_pcg_beats``);
 - head: ``linear``, ``gam`` (ratings, or class logits for a classifier), ``logistic`` (class logits), or a
   black box with no concepts field:
   ``a2e`` (audio straight to the emotions), ``a2c`` (audio straight to the class logits);
@@ -50,7 +51,8 @@ TASK_SCORES = {"music-emotion": "emotion_r", "spoken-digit": "accuracy", "speake
                "heart-sound": "accuracy"}
 BACKBONE_CODES = {"compact": "compact_music", "transcribe": "compact_transcribe",
                   "measures": "compact_transcribe_measures", "equivariant": "compact_transcribe_equivariant",
-                  "cnn": "compact", "raw": "raw_waveform", "pcg": "compact_pcg"}
+                  "cnn": "compact", "raw": "raw_waveform", "pcg": "compact_pcg",
+                  "beats": "compact_pcg_beats"}
 CONCEPT_SETS = {"mid7": 7, "mid10": 10, "phon9": 9, "praat6": 6, "card10": 10}
 BLACK_BOX_HEADS = ("a2e", "a2c")
 CORPUS_CODES = {"ctrl": "dry", "rand": "randomised", "synth": "synthesised speech", "sim": "simulated PCG"}
