@@ -382,7 +382,7 @@ def test_a_file_name_that_is_not_utf8_is_read(world, tmp_path, capsys):
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
 def test_ctrl_c_prints_one_line_and_leaves_a_run_that_resumes(world, tmp_path):
     out = tmp_path / "tuned"
-    argv = finetune_argv(world, out, "--epochs", "50", "--patience", "50", "--batch-size", "8")
+    argv = finetune_argv(world, out, "--epochs", "500", "--patience", "500", "--batch-size", "8")
     code = "import sys, torch; torch.set_num_threads(1); from midlevel.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -396,7 +396,7 @@ def test_ctrl_c_prints_one_line_and_leaves_a_run_that_resumes(world, tmp_path):
     assert err.rstrip().splitlines()[-1].startswith("midlevel: interrupted (work already written is kept; rerun")
     assert json.loads(state.read_text())["epoch"] >= 0 and not out.exists()
     request = json.loads((Path(f"{out}.partial") / "request.json").read_text())
-    assert request["settings"]["epochs"] == 50  # the same command finds its own request there and resumes
+    assert request["settings"]["epochs"] == 500  # the same command finds its own request there and resumes
 
 
 def test_weights_that_do_not_fit_the_config_are_one_line_also_through_from_pretrained(tmp_path):
