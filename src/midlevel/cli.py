@@ -262,12 +262,15 @@ def cmd_train_speech(args: argparse.Namespace) -> int:
 
 def cmd_train_heart(args: argparse.Namespace) -> int:
     require_all(("sklearn", "scipy", "tqdm"), "train", "midlevel train-heart")
+    from .datasets.heart_corpus import HEART_CONCEPTS, HEART_CONCEPTS_12
     from .training.heart import train_heart_models
 
+    HEART_CONCEPT_SETS = {"card10": HEART_CONCEPTS, "card12": HEART_CONCEPTS_12}
     callbacks = explanation_logging(args.log_explanations, "midlevel train-heart", per_run=True)
     results = train_heart_models(args.corpus, args.out, epochs=args.epochs, seed=args.seed,
                                  black_box=not args.no_black_box, device=args.device, heldout=args.heldout,
-                                 progress=sys.stderr.isatty(), callbacks=callbacks, backbone=args.backbone)
+                                 progress=sys.stderr.isatty(), callbacks=callbacks, backbone=args.backbone,
+                                 concepts=HEART_CONCEPT_SETS[args.concepts])
     for name, model in results["models"].items():
         for split in ("test", "heldout"):
             if split in model:
@@ -284,6 +287,16 @@ def cmd_corpus_build(args: argparse.Namespace) -> int:
                            audio_format=args.format, only_split=args.only_split, clips_per_piece=args.clips_per_piece,
                            conditions=args.conditions)
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_corpus_vocode(args: argparse.Namespace) -> int:
+    require_all(("pedalboard", "soundfile"), "corpus", "midlevel corpus vocode")
+    from .datasets.controlled.vocoded import build_vocoded_corpus
+
+    summary = build_vocoded_corpus(args.source, args.out, seed=args.seed, max_semitones=args.max_semitones,
+                                   max_stretch=args.max_stretch, share=args.share, progress=sys.stderr.isatty())
+    print(json.dumps(summary["vocoder"], indent=2))
     return 0
 
 
@@ -650,6 +663,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default="compact_pcg_beats", choices=["compact_pcg_beats", "compact_pcg"],
                    help="compact_pcg_beats: with the heart rate from the segmenter's S1 onsets (default); "
                         "compact_pcg: without (the first models)")
+    p.add_argument("--concepts", default="card10", choices=["card10", "card12"],
+                   help="what the explainable model hears: card10, the issue's ten cardiac concepts (default), or "
+                        "card12, those and the share of ectopic beats and a holosystolic murmur")
     p.add_argument("--log-explanations", metavar="DIR", help="TensorBoard explanations per epoch (see train)")
     add_device_argument(p)
     p.set_defaults(func=cmd_train_heart)
@@ -670,6 +686,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "(soundfont, room, EQ, compression, level, noise and codec drawn per clip; same clips and "
                         "labels as the dry build of the seed; datasets.controlled.conditions)")
     p.set_defaults(func=cmd_corpus_build)
+    p = corpus.add_parser("vocode", help="add phase-vocoder variants of a built corpus's training clips (pitch shift, "
+                                         "time stretch, shift-and-back; labels moved; datasets.controlled.vocoded)")
+    p.add_argument("--from", dest="source", required=True, help="a built controlled corpus")
+    p.add_argument("--out", required=True, help="the new corpus folder (the source's audio is linked, not copied)")
+    p.add_argument("--share", type=float, default=1.0, help="share of the training clips that get a variant")
+    p.add_argument("--max-semitones", type=int, default=4, help="largest shift, in semitones")
+    p.add_argument("--max-stretch", type=float, default=1.4, help="largest speed factor (and its inverse)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_corpus_vocode)
     p = corpus.add_parser("speech", help="synthesise the controlled spoken-digit corpus (espeak-ng, flite, festival "
                           "voices; resumable; deterministic for a seed)")
     p.add_argument("--out", required=True, help="corpus folder")
