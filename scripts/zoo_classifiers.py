@@ -66,13 +66,15 @@ def evaluate_classifier(name: str, manifest_entry: dict, corpus: Path, root: Pat
 
 def _heart_scores(model, manifest_entry: dict, heldout: Path, root: Path, run: dict, folder: str) -> dict[str, Any]:
     """Held-out corpus (another seed, read whole) and the training corpus's test split, as a user reads files."""
-    from midlevel.datasets.heart_corpus import load_heart_corpus
+    from midlevel.datasets.heart_corpus import HEART_CONCEPTS, load_heart_corpus
     from midlevel.training.heart import score_model
 
     train_corpus = root / manifest_entry["train_corpus_path"]
-    splits = load_heart_corpus(train_corpus)
+    concepts = tuple(model.config.concept_names) if isinstance(model, TwoStageModel) else HEART_CONCEPTS
+    splits = load_heart_corpus(train_corpus, concepts=concepts)
     trained = run["models"][folder]
-    return {"heldout_test": score_model(model, load_heart_corpus(heldout, fractions=(0.0, 0.0, 1.0))["test"]),
+    return {"heldout_test": score_model(model, load_heart_corpus(heldout, fractions=(0.0, 0.0, 1.0),
+                                                                 concepts=concepts)["test"]),
             "validation": score_model(model, splits["test"]),
             "train_clips": len(splits["train"]),
             "corpus": {k: v for k, v in json.loads((heldout / "build.json").read_text()).items()

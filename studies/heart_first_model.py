@@ -5,6 +5,8 @@ for normal vs abnormal, its black-box twin, and where over the cardiac cycle the
     midlevel corpus heart --out corpora/heart_heldout --n 600 --seed 1 --workers 1
     python studies/heart_first_model.py --corpus corpora/heart --heldout corpora/heart_heldout \
         --out runs/heart/models-e10 [--epochs 10]
+    # the third round: twelve concepts (the ten, ectopic beats' share, a holosystolic murmur)
+    python studies/heart_first_model.py --concepts card12 --out runs/heart/models-card12 --name heart_card12_model
 
 Trains with ``midlevel.training.heart.train_heart_models`` (resumable; a finished run is only read), then
 measures on the held-out corpus (another seed, read whole):
@@ -13,12 +15,14 @@ measures on the held-out corpus (another seed, read whole):
   AUC per grade), and the accuracy of both models (``results.json`` of the run);
 - credit: on recordings with a systolic murmur of grade >= 3 (abnormal by that rule), how often the murmur
   concept's term is the largest positive term of the abnormal logit;
+- the accuracy gap to the black box with a paired bootstrap 95% interval (the 600 recordings resampled), and
+  per abnormal rule, how many of the recordings abnormal by that rule alone each model calls abnormal;
 - timing: ``explain.cardiac_cycle`` on those recordings (0.3 s windows every 20 ms): in each beat, does the
   window where the systolic murmur adds most lie in systole (by the corpus's per-beat table, and by the
   learned segmenter)? The same for the diastolic murmur and diastole. Chance is each state's share of the
   cycle.
 
-Writes ``studies/results/heart_first_model.{json,md}``.
+Writes ``studies/results/<name>.{json,md}`` (``--name``, default ``heart_first_model``).
 """
 
 from __future__ import annotations
@@ -35,11 +39,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from report_cli import cpu_name  # noqa: E402
 
-from midlevel.datasets.heart_corpus import HEART_CONCEPTS, STATES, frame_states, load_heart_corpus  # noqa: E402
+from midlevel.datasets.heart_corpus import (HEART_CONCEPTS, HEART_CONCEPTS_12, STATES, frame_states,  # noqa: E402
+                                            load_heart_corpus)
+from midlevel.datasets.heart_sounds.physiology import ABNORMAL_RULES  # noqa: E402
+from midlevel.training.heart import heart_config  # noqa: E402
+
+CONCEPT_SETS = {"card10": HEART_CONCEPTS, "card12": HEART_CONCEPTS_12}
 from midlevel.explain.cardiac_cycle import cardiac_cycle, load_segmenter, peaks_in_systole  # noqa: E402
 from midlevel.ioutil import write_report  # noqa: E402
 from midlevel.audio import load_audio  # noqa: E402
-from midlevel.model import TwoStageModel  # noqa: E402
+from midlevel.model import BlackBoxModel, TwoStageModel  # noqa: E402
 from midlevel.training.heart import recording_samples, track_outputs, train_heart_models  # noqa: E402
 
 
@@ -47,12 +56,58 @@ def credit(model: TwoStageModel, data, rows: np.ndarray, concept: str) -> dict:
     """How often ``concept``'s term is the largest positive term of the abnormal logit on ``rows``."""
     out = track_outputs(model, [data.paths[i] for i in rows], recording_samples(data))
     terms = out["contributions"][:, 1]  # (N, K): the abnormal logit's terms (normal is the reference, 0)
-    k = HEART_CONCEPTS.index(concept)
+    names = list(model.config.concept_names)
+    k = names.index(concept)
     top = terms.argmax(axis=1)
-    return {"n": int(len(rows)), "largest_positive_term": float(np.mean((top == k) & (terms[:, k] > 0))),
+    extra = {}
+    if concept == "systolic_murmur" and "holosystolic_murmur" in names:  # the murmur's two terms together
+        h = names.index("holosystolic_murmur")
+        both = terms.copy()
+        both[:, k] += both[:, h]
+        both[:, h] = -np.inf
+        extra["largest_positive_term_with_holosystolic"] = float(np.mean((both.argmax(axis=1) == k) & (both[:, k] > 0)))
+    return {"n": int(len(rows)), "largest_positive_term": float(np.mean((top == k) & (terms[:, k] > 0))), **extra,
             "positive_term": float(np.mean(terms[:, k] > 0)), "mean_term": float(terms[:, k].mean()),
             "predicted_abnormal": float(np.mean(out["logits"].argmax(axis=1) == 1)),
-            "most_often_largest_other": HEART_CONCEPTS[int(np.bincount(top, minlength=len(HEART_CONCEPTS)).argmax())]}
+            "most_often_largest_other": names[int(np.bincount(top, minlength=len(names)).argmax())]}
+
+
+def accuracy_gap(explainable: np.ndarray, black_box: np.ndarray, labels: np.ndarray, rules: pd.Series,
+                 n_boot: int = 10000, seed: int = 0) -> dict:
+    """Black box minus explainable accuracy (points), its paired bootstrap 95% interval (recordings resampled
+    with replacement, both models on the same draw), and per abnormal rule the share of the recordings abnormal
+    by that rule alone that each model calls abnormal (predictions: 1 = abnormal)."""
+    right_e, right_b = explainable == labels, black_box == labels
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(labels), size=(n_boot, len(labels)))
+    gaps = 100 * (right_b[idx].mean(axis=1) - right_e[idx].mean(axis=1))
+    only = rules.fillna("").astype(str)
+    alone = {}
+    for rule in ABNORMAL_RULES:
+        rows = np.flatnonzero(only.to_numpy() == rule)
+        if len(rows):
+            alone[rule] = {"n": int(len(rows)), "explainable": float(np.mean(explainable[rows] == 1)),
+                           "black_box": float(np.mean(black_box[rows] == 1))}
+    missed = np.flatnonzero((labels == 1) & (explainable == 0))
+    return {"explainable": float(right_e.mean()), "black_box": float(right_b.mean()),
+            "gap_points": float(100 * (right_b.mean() - right_e.mean())),
+            "gap_interval_95": [float(np.percentile(gaps, 2.5)), float(np.percentile(gaps, 97.5))],
+            "n_boot": n_boot, "abnormal_by_one_rule_alone": alone,
+            "missed_abnormal": int(len(missed)),
+            "missed_abnormal_by_one_rule": only.iloc[missed].value_counts().to_dict()}
+
+
+def true_concept_head(corpus: str, data, concepts) -> dict:
+    """The explainable model's head fitted on the training recordings' true concepts and read on the held-out
+    ones: the accuracy the concepts allow if heard perfectly."""
+    train = load_heart_corpus(corpus, concepts=concepts, check_audio=False)["train"]
+    model = TwoStageModel(heart_config(concepts=concepts))
+    model.head.fit(train.concepts, train.labels)
+    with torch.no_grad():
+        logits = model.head(torch.as_tensor(data.concepts, dtype=torch.float32))
+    predicted = (logits[0] if isinstance(logits, tuple) else logits).argmax(1).numpy()
+    return {"accuracy": float(np.mean(predicted == data.labels)),
+            "accuracy_rule_labels": float(np.mean(predicted == data.labels_true))}
 
 
 def timing(model, segmenter, data, rows: np.ndarray, concept: str, state: str) -> tuple[dict, pd.DataFrame]:
@@ -102,24 +157,35 @@ def segmenter_accuracy(segmenter, data) -> dict:
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
+    concepts = CONCEPT_SETS[args.concepts]
     results = train_heart_models(args.corpus, args.out, epochs=args.epochs, heldout=args.heldout, progress=False,
-                                 backbone=args.backbone)
+                                 backbone=args.backbone, concepts=concepts)
     out = Path(args.out)
     model = TwoStageModel.from_pretrained(out / "models" / "explainable")
     segmenter = load_segmenter(out / "models" / "segmenter")
-    data = load_heart_corpus(args.heldout, fractions=(0.0, 0.0, 1.0))["test"]
+    data = load_heart_corpus(args.heldout, fractions=(0.0, 0.0, 1.0), concepts=concepts)["test"]
     frame = data.frame
     fair = frame["cond_level"].isin(["clean", "moderate"]).to_numpy()
     loud_systolic = np.flatnonzero(frame["systolic_murmur_grade"].to_numpy() >= 3)
     diastolic = np.flatnonzero(frame["diastolic_murmur_grade"].to_numpy() >= 1)
     summary = {"corpus": args.corpus, "heldout": args.heldout, "epochs": args.epochs, "cpu": cpu_name(),
-               "backbone": args.backbone,
+               "backbone": args.backbone, "concepts": list(concepts),
                "threads": args.threads, "run": results,
                "credit": {"systolic_murmur_grade_3_or_more": credit(model, data, loud_systolic, "systolic_murmur"),
                           "systolic_murmur_grade_3_or_more_clean_to_moderate": credit(
                               model, data, loud_systolic[fair[loud_systolic]], "systolic_murmur"),
                           "diastolic_murmur": credit(model, data, diastolic, "diastolic_murmur")},
                "segmenter": segmenter_accuracy(segmenter, data)}
+    if (out / "models" / "black_box").is_dir():
+        twin = BlackBoxModel.from_pretrained(out / "models" / "black_box")
+        n = recording_samples(data)
+        predicted = {k: track_outputs(m, data.paths, n)["logits"].argmax(axis=1) for k, m in
+                     (("explainable", model), ("black_box", twin))}
+        summary["gap"] = accuracy_gap(predicted["explainable"], predicted["black_box"], data.labels,
+                                      frame["abnormal_rules"])
+        summary["gap_rule_labels"] = accuracy_gap(predicted["explainable"], predicted["black_box"], data.labels_true,
+                                                  frame["abnormal_rules"])
+    summary["true_concept_head"] = true_concept_head(args.corpus, data, concepts)
     systolic_rows = np.flatnonzero(frame["systolic_murmur_grade"].to_numpy() >= 2)
     summary["timing"] = {}
     for name, rows, concept, state in (("systolic_murmur_grade_2_or_more", systolic_rows, "systolic_murmur", "systole"),
@@ -133,15 +199,32 @@ def run(args: argparse.Namespace) -> dict:
 
 def markdown(s: dict) -> str:
     ex, bb = s["run"]["models"]["explainable"], s["run"]["models"].get("black_box", {})
+    names = s.get("concepts", list(HEART_CONCEPTS))
     lines = ["# First heart-sound models (issue 34)", "",
              f"Training corpus `{s['corpus']}` (seed 0), held out `{s['heldout']}` (seed 1, read whole); "
              f"{s['epochs']} epochs; backbone `{s.get('backbone', 'compact_pcg')}`; {s['cpu']}, {s['threads']} thread(s).", "",
              "## Accuracy (normal vs abnormal)", "",
              "| model | test split (seed 0) | held out (seed 1) | held out, labels by the rules |", "|---|---|---|---|"]
-    for name, m in ((f"explainable (10 concepts, {ex['head']['kind']} head)", ex), ("black box", bb)):
+    for name, m in ((f"explainable ({len(names)} concepts, {ex['head']['kind']} head)", ex), ("black box", bb)):
         if m:
             lines.append(f"| {name} | {m['test']['accuracy']:.3f} | {m['heldout']['accuracy']:.3f} | "
                          f"{m['heldout']['accuracy_rule_labels']:.3f} |")
+    if "gap" in s:
+        for key, what in (("gap", "observed labels"), ("gap_rule_labels", "labels by the rules")):
+            g = s[key]
+            lo, hi = g["gap_interval_95"]
+            lines.append(f"\nHeld out, {what}: black box - explainable = {g['gap_points']:+.1f} points (paired bootstrap "
+                         f"95% interval {lo:+.1f} to {hi:+.1f}, {g['n_boot']} draws).")
+        lines += ["", "Recordings abnormal by one rule alone (held out), called abnormal:", "",
+                  "| rule | n | explainable | black box |", "|---|---|---|---|"]
+        for rule, v in s["gap"]["abnormal_by_one_rule_alone"].items():
+            lines.append(f"| {rule} | {v['n']} | {v['explainable']:.2f} | {v['black_box']:.2f} |")
+        lines.append(f"\nMissed abnormal recordings (observed labels): {s['gap']['missed_abnormal']}; by their rules: "
+                     f"{s['gap']['missed_abnormal_by_one_rule']}.")
+    if "true_concept_head" in s:
+        t = s["true_concept_head"]
+        lines.append(f"\nThe head on the true concepts (fitted on the training recordings'): {t['accuracy']:.3f} held "
+                     f"out, {t['accuracy_rule_labels']:.3f} on the labels by the rules.")
     c = ex["heldout"]["concepts"]
     hr = c["heart_rate_bpm"]
     lines += ["", "## Concepts on the held-out corpus", "",
@@ -149,7 +232,7 @@ def markdown(s: dict) -> str:
               f"{hr['n_clean_to_moderate']} clean-to-moderately-noisy recordings (MAE {hr['mae_clean_to_moderate']:.2f} bpm); "
               f"{hr['within_5_bpm']:.3f} of all.", "",
               "| concept | r | MAE (0-1) | MAE (unit) |", "|---|---|---|---|"]
-    for name in HEART_CONCEPTS:
+    for name in names:
         lines.append(f"| {name} | {c[name]['r']:.3f} | {c[name]['mae_unit']:.3f} | {c[name]['mae']:.3g} |")
     lines += ["", "Murmur detection (the concept's value as the score; murmur of at least the grade vs none):", "",
               "| concept | grade | AUC | murmurs | none |", "|---|---|---|---|---|"]
@@ -167,6 +250,10 @@ def markdown(s: dict) -> str:
     for name, v in s["credit"].items():
         lines.append(f"| {name} | {v['n']} | {v['largest_positive_term']:.3f} | {v['positive_term']:.3f} | "
                      f"{v['predicted_abnormal']:.3f} |")
+    if "largest_positive_term_with_holosystolic" in s["credit"]["systolic_murmur_grade_3_or_more"]:
+        lines.append("\nWith the holosystolic term counted as the murmur's: largest positive on " + ", ".join(
+            f"{v['largest_positive_term_with_holosystolic']:.3f} ({name})" for name, v in s["credit"].items()
+            if "largest_positive_term_with_holosystolic" in v) + ".")
     lines += ["", "| concept | recordings | beats | peak in its state (table) | (segmenter) | chance | states of the peaks |",
               "|---|---|---|---|---|---|---|"]
     for name, v in s["timing"].items():
@@ -186,11 +273,14 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--backbone", default="compact_pcg_beats", help="compact_pcg_beats (default) or compact_pcg")
+    p.add_argument("--concepts", default="card10", choices=sorted(CONCEPT_SETS),
+                   help="card10: the issue's ten concepts (default); card12: and ectopic beats, a holosystolic murmur")
+    p.add_argument("--name", default="heart_first_model", help="results file name (without extension)")
     p.add_argument("--results", default=str(Path(__file__).resolve().parent / "results"))
     args = p.parse_args()
     summary = run(args)
-    write_report(args.results, "heart_first_model", summary, "")  # the numbers first, whatever the tables do
-    write_report(args.results, "heart_first_model", summary, markdown(summary))
+    write_report(args.results, args.name, summary, "")  # the numbers first, whatever the tables do
+    write_report(args.results, args.name, summary, markdown(summary))
     print(markdown(summary))
     return 0
 

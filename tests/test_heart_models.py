@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from midlevel.datasets.errors import DatasetError
-from midlevel.datasets.heart_corpus import (CONCEPT_RANGES, HEART_CONCEPTS, frame_states, load_heart_corpus,
-                                            read_segments, scale_concepts, unscale_concepts)
+from midlevel.datasets.heart_corpus import (CONCEPT_RANGES, HEART_CONCEPTS, HEART_CONCEPTS_12, frame_states,
+                                            load_heart_corpus, read_segments, scale_concepts, unscale_concepts)
 from midlevel.datasets.heart_sounds import build_pcg_corpus
 from midlevel.datasets.heart_sounds.build import CONCEPTS as GENERATOR_CONCEPTS
 
@@ -33,7 +33,8 @@ def clean(tmp_path_factory):
 
 
 def test_the_reader_gives_disjoint_splits_scaled_concepts_labels_and_beats(corpus):
-    assert set(HEART_CONCEPTS) == set(GENERATOR_CONCEPTS) == set(CONCEPT_RANGES)
+    assert set(HEART_CONCEPTS) == set(GENERATOR_CONCEPTS) and set(HEART_CONCEPTS_12) == set(CONCEPT_RANGES)
+    assert HEART_CONCEPTS_12[:10] == HEART_CONCEPTS
     splits = load_heart_corpus(corpus)
     names = [n for s in splits.values() for n in s.names]
     assert len(names) == len(set(names)) == 36
@@ -60,6 +61,33 @@ def test_the_reader_gives_disjoint_splits_scaled_concepts_labels_and_beats(corpu
     assert list(whole) == ["test"] and len(whole["test"]) == 36
     assert scale_concepts(np.array([[30.0, 5.0, -22.0, -4.0, 0.0, 0.06, 0.0, 0.5, 0.0, 1.0]])).tolist() == \
         [[0.0, 0.0, 0.0, 1.0, 0.0, 0.2, 0.0, 1.0, 0.0, 1.0]]
+
+
+def test_the_reader_gives_the_twelve_concepts_when_asked_the_ten_by_default(corpus):
+    """``concepts=HEART_CONCEPTS_12`` adds the share of ectopic beats (0-0.4, linear) and a holosystolic murmur
+    (1 when the systolic murmur's shape is holosystolic); the first ten columns are those of the default."""
+    ten = load_heart_corpus(corpus, fractions=(0.0, 0.0, 1.0))["test"]
+    twelve = load_heart_corpus(corpus, fractions=(0.0, 0.0, 1.0), concepts=HEART_CONCEPTS_12)["test"]
+    assert ten.concept_names == HEART_CONCEPTS and twelve.concept_names == HEART_CONCEPTS_12
+    assert ten.concepts.shape[1] == 10 and twelve.concepts.shape[1] == 12
+    np.testing.assert_array_equal(twelve.concepts[:, :10], ten.concepts)
+    rows = pd.read_csv(corpus / "concepts.csv").set_index("name").loc[twelve.names]
+    np.testing.assert_allclose(twelve.concepts[:, 10], np.clip(rows["ectopic_fraction"].to_numpy() / 0.4, 0, 1))
+    holo = (rows["systolic_murmur_shape"] == "holosystolic").to_numpy() & (rows["systolic_murmur_grade"] > 0).to_numpy()
+    np.testing.assert_array_equal(twelve.concepts[:, 11], holo.astype(float))
+    np.testing.assert_allclose(unscale_concepts(twelve.concepts, HEART_CONCEPTS_12)[:, 10], rows["ectopic_fraction"],
+                               atol=1e-9)
+    with pytest.raises(ValueError, match="unknown heart concept"):
+        load_heart_corpus(corpus, concepts=("heart_rate_bpm", "age"))
+
+
+def test_a_twelve_concept_model_has_twelve_rising_or_free_curves_and_the_ten_concept_config_is_unchanged():
+    from midlevel.training.heart import HEAD_PARAMS, heart_config
+
+    ten, twelve = heart_config(), heart_config(concepts=HEART_CONCEPTS_12)
+    assert ten.concept_names == list(HEART_CONCEPTS) and ten.head_params["monotone"] == HEAD_PARAMS["monotone"]
+    assert twelve.concept_names == list(HEART_CONCEPTS_12)
+    assert twelve.head_params["monotone"] == {**HEAD_PARAMS["monotone"], "ectopic_fraction": 1, "holosystolic_murmur": 1}
 
 
 def _copy(corpus, tmp_path):
@@ -218,29 +246,40 @@ def test_the_explainable_models_logits_are_its_intercept_plus_concept_terms(corp
 
 
 @pytest.mark.slow
-def test_a_trained_model_credits_a_systolic_murmur_and_places_it_in_systole(tmp_path):
+@pytest.mark.parametrize("concepts", ["card10", "card12"])
+def test_a_trained_model_credits_a_systolic_murmur_and_places_it_in_systole(tmp_path, concepts):
     """Train the recipe on a small clean corpus (360 recordings, 6 epochs; 4-6 minutes on 2 shared cores), then on
     held-out recordings (another seed) with a loud systolic murmur: the murmur concept's term is the largest
     of the abnormal logit on most of them; over time (0.3 s windows every 20 ms) the network hears the murmur
     in systole in nearly every beat (chance: about a fifth), and in the beats where the murmur's term moves
     it peaks in systole. (This small model's head is flat below grade 1, so on most beats the term does not
-    move at all: the corpus-sized model of studies/heart_first_model.py peaks in systole on 90% of all beats.)"""
+    move at all: the corpus-sized model of studies/heart_first_model.py peaks in systole on 90% of all beats.)
+    With twelve concepts (the shipped default's) the murmur has two terms, its grade and its holosystolic shape:
+    the murmur is credited when their sum is the largest."""
     from midlevel.explain.cardiac_cycle import cardiac_cycle, peaks_in_systole
     from midlevel.model import TwoStageModel
     from midlevel.training.heart import train_heart_models
 
     build_pcg_corpus(tmp_path / "train", 360, seed=21, noise="clean", seconds=10.0, progress=False)
     build_pcg_corpus(tmp_path / "heldout", 60, seed=22, noise="clean", seconds=10.0, progress=False)
-    train_heart_models(tmp_path / "train", tmp_path / "run", epochs=6, progress=False, parts=["explainable"])
+    names = {"card10": HEART_CONCEPTS, "card12": HEART_CONCEPTS_12}[concepts]
+    train_heart_models(tmp_path / "train", tmp_path / "run", epochs=6, progress=False, parts=["explainable"],
+                       concepts=names)
     model = TwoStageModel.from_pretrained(tmp_path / "run" / "models" / "explainable")
-    data = load_heart_corpus(tmp_path / "heldout", fractions=(0.0, 0.0, 1.0))["test"]
-    k = HEART_CONCEPTS.index("systolic_murmur")
+    assert tuple(model.config.concept_names) == names
+    data = load_heart_corpus(tmp_path / "heldout", fractions=(0.0, 0.0, 1.0), concepts=names)["test"]
+    k = names.index("systolic_murmur")
     loud = np.flatnonzero(data.frame["systolic_murmur_grade"].to_numpy() >= 3)
     assert len(loud) >= 5
     credited, heard, terms = [], [], []
     for i in loud:
         expl = model.explain(str(data.paths[i]))
-        credited.append(int(np.argmax(expl.contributions[1])) == k and expl.contributions[1, k] > 0)
+        terms_i = np.array(expl.contributions[1], dtype=float)
+        if "holosystolic_murmur" in names:  # the murmur's shape term counts as the murmur's
+            h = names.index("holosystolic_murmur")
+            terms_i[k] += terms_i[h]
+            terms_i[h] = -np.inf
+        credited.append(int(np.argmax(terms_i)) == k and terms_i[k] > 0)
         view = cardiac_cycle(model, str(data.paths[i]), segments=data.segments[i])
         heard.extend(peaks_in_systole(view, of="concept")["state"])
         terms.extend(peaks_in_systole(view)["state"])

@@ -17,6 +17,13 @@ there (``CONCEPT_RANGES``), so a value reads as "where between these bounds":
 | ``systolic_murmur``, ``diastolic_murmur`` | none | grade 5 | ``log2(x / 0.03) / 5``: grade g reads g / 5 (grade 1 = 0.06 x S1's peak, each grade doubles) |
 | ``s3``, ``s4`` | none | 0.5 x S1's peak | linear |
 | ``noise_level`` | 0 (clean) | 1 (all noise) | as recorded |
+| ``ectopic_fraction`` | 0 | 0.4 of the beats | linear (the simulator's ectopic rhythms reach 1/3; "frequent ectopy" is > 0.1) |
+| ``holosystolic_murmur`` | no | yes | 0/1: a systolic murmur of holosystolic shape (``systolic_murmur_shape``) |
+
+The first ten (``HEART_CONCEPTS``) are the issue's list. ``HEART_CONCEPTS_12`` adds two a clinician reads and
+the abnormal rules use, which the ten cannot express: the share of ectopic ("dropped or extra") beats, whose
+intervals the HRV concept leaves out, and a murmur lasting the whole of systole. ``load_heart_corpus(...,
+concepts=...)`` reads either list; a model's ``concept_names`` say which it hears.
 
 Labels are 0 (normal) and 1 (abnormal), from REFERENCE.csv (the observed labels, after the corpus's label
 noise); ``labels_true`` holds the labels by the rules.
@@ -48,8 +55,18 @@ CONCEPT_RANGES: dict[str, tuple[float, float, str]] = {
     "s3": (0.0, 0.5, "linear"),
     "s4": (0.0, 0.5, "linear"),
     "noise_level": (0.0, 1.0, "linear"),
+    "ectopic_fraction": (0.0, 0.4, "linear"),
+    "holosystolic_murmur": (0.0, 1.0, "linear"),
 }
-HEART_CONCEPTS = tuple(CONCEPT_RANGES)
+#: the issue's ten concepts (the first models'; the generator's ``GENERATOR_CONCEPTS``)
+HEART_CONCEPTS = tuple(CONCEPT_RANGES)[:10]
+#: the ten and two the abnormal rules need: frequent ectopy and a holosystolic murmur
+HEART_CONCEPTS_12 = tuple(CONCEPT_RANGES)
+#: concepts derived from other columns of concepts.csv (not written by the generator as such)
+DERIVED_CONCEPTS = {
+    "holosystolic_murmur": lambda frame: ((frame["systolic_murmur_shape"].astype(str) == "holosystolic")
+                                          & (pd.to_numeric(frame["systolic_murmur"], errors="coerce") > 0)).astype(float),
+}
 SEGMENT_COLUMNS = ("beat", "s1_start", "s1_end", "s2_start", "s2_end", "diastole_end")
 #: the four states of the cardiac cycle, in order; frame labels use their index
 STATES = ("S1", "systole", "S2", "diastole")
@@ -159,7 +176,8 @@ def frame_states(segments: pd.DataFrame, n_frames: int, frames_per_second: float
 
 
 def load_heart_corpus(root: str | Path, *, split_seed: int = 0, fractions: Sequence[float] = (0.7, 0.15, 0.15),
-                      held_out: str | None = None, check_audio: bool = True) -> dict[str, HeartRecordings]:
+                      held_out: str | None = None, check_audio: bool = True,
+                      concepts: Sequence[str] = HEART_CONCEPTS) -> dict[str, HeartRecordings]:
     """The corpus's train/val/test splits (``load_physionet2016``'s: recording-disjoint, each database's
     normal/abnormal balance kept; ``held_out``: a whole database as the test split). A corpus of another seed
     read whole as a test set: ``fractions=(0, 0, 1)``. Splits left empty by ``fractions`` are omitted.
@@ -177,10 +195,19 @@ def load_heart_corpus(root: str | Path, *, split_seed: int = 0, fractions: Seque
         frame = pd.read_csv(table)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DatasetError(table, f"cannot be read as a table: {str(exc).splitlines()[0]}") from None
-    missing = [c for c in ("name", "label", "label_true", *HEART_CONCEPTS) if c not in frame.columns]
+    concepts = tuple(concepts)
+    unknown = [c for c in concepts if c not in CONCEPT_RANGES]
+    if unknown:
+        raise ValueError(f"unknown heart concept(s) {unknown}; known: {list(CONCEPT_RANGES)}")
+    needed = {"systolic_murmur_shape", "systolic_murmur"} if "holosystolic_murmur" in concepts else set()
+    missing = [c for c in ("name", "label", "label_true", *[c for c in concepts if c not in DERIVED_CONCEPTS],
+                           *sorted(needed)) if c not in frame.columns]
     if missing:
         raise DatasetError(table, f"missing column(s) {missing}", line=1)
-    for column in HEART_CONCEPTS:
+    for column, derive in DERIVED_CONCEPTS.items():
+        if column in concepts:
+            frame[column] = derive(frame)
+    for column in concepts:
         values = pd.to_numeric(frame[column], errors="coerce").to_numpy(float)
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
@@ -212,8 +239,8 @@ def load_heart_corpus(root: str | Path, *, split_seed: int = 0, fractions: Seque
         segments = [read_segments(root / "segments" / f"{n}.csv", records[n].duration) for n in names]
         out[split] = HeartRecordings(
             names=list(names), paths=[records[n].path for n in names],
-            concepts=scale_concepts(part[list(HEART_CONCEPTS)].to_numpy(float)),
+            concepts=scale_concepts(part[list(concepts)].to_numpy(float), concepts),
             labels=(observed == 1).astype(np.int64), labels_true=(part["label_true"].to_numpy() == 1).astype(np.int64),
             quality=np.array([-1 if records[n].quality is None else records[n].quality for n in names]),
-            segments=segments, frame=part.reset_index(drop=True))
+            segments=segments, frame=part.reset_index(drop=True), concept_names=concepts)
     return out

@@ -1,7 +1,8 @@
 """Heart-sound models (issue 34): normal vs abnormal phonocardiograms, explained by named concepts.
 
 The explainable model hears the corpus's ten concepts (``datasets.heart_corpus``: heart rate, HRV, S1 and
-S2 intensity, S2 split, systolic and diastolic murmur, S3, S4, noise level), trained with the library's
+S2 intensity, S2 split, systolic and diastolic murmur, S3, S4, noise level), or with ``concepts=HEART_CONCEPTS_12``
+(the shipped default's) those and the share of ectopic beats and a holosystolic murmur, trained with the library's
 ``train_network`` ("concepts" setup); its linear concept layer is then refitted in closed form
 (``refit_concept_layer``), and an additive classification head in logit space (``HEAD``: a GAM,
 ``heads.GAMClassifierHead``; class 0 normal, 1 abnormal) is fitted on the predicted concepts of the training
@@ -62,6 +63,9 @@ WINDOW_SECONDS = 10.0
 HEAD = "gam_logistic"
 HEAD_PARAMS = {"concept_range": [0.0, 1.0], "smoothness": 1e-3,
                "monotone": {"systolic_murmur": 1, "diastolic_murmur": 1, "s4": 1}}
+#: curves that rise too, for the concepts beyond the ten (``HEART_CONCEPTS_12``): more ectopic beats or a
+#: holosystolic murmur never make a heart more normal
+MONOTONE_ADDED = {"ectopic_fraction": 1, "holosystolic_murmur": 1}
 #: per backbone, what differs from ``HEAD_PARAMS``. With the heart rate counted from S1 onsets (within 1 bpm
 #: on most recordings) the head can follow the rules' thresholds (50 and 110 bpm) more closely than 10 basis
 #: functions (knots ~20 bpm apart) allow: 16, with less smoothing, chosen on the training corpus's validation
@@ -81,12 +85,21 @@ TIMELINE_WINDOW_SECONDS = 0.3
 MURMUR_GRADES = (1, 2, 3)
 
 
-def heart_config(kind: str = "two_stage", backbone: str = BACKBONE) -> ModelConfig:
+def heart_head_params(backbone: str = BACKBONE, concepts: Sequence[str] = HEART_CONCEPTS) -> dict[str, Any]:
+    """``HEAD_PARAMS`` for ``backbone`` and ``concepts`` (the ten concepts' head is unchanged)."""
+    params = {**HEAD_PARAMS, **HEAD_PARAMS_BY_BACKBONE.get(backbone, {})}
+    added = {k: v for k, v in MONOTONE_ADDED.items() if k in concepts}
+    if added:
+        params["monotone"] = {**params["monotone"], **added}
+    return params
+
+
+def heart_config(kind: str = "two_stage", backbone: str = BACKBONE,
+                 concepts: Sequence[str] = HEART_CONCEPTS) -> ModelConfig:
     return ModelConfig(kind=kind, task="classification", backbone=backbone, frontend=HEART_FRONTEND,
-                       concept_names=list(HEART_CONCEPTS), concept_scale=(0.0, 1.0), target_names=list(CLASSES),
+                       concept_names=list(concepts), concept_scale=(0.0, 1.0), target_names=list(CLASSES),
                        head=HEAD if kind == "two_stage" else "linear",
-                       head_params={**HEAD_PARAMS, **HEAD_PARAMS_BY_BACKBONE.get(backbone, {})}
-                       if kind == "two_stage" else {},
+                       head_params=heart_head_params(backbone, concepts) if kind == "two_stage" else {},
                        window_seconds=WINDOW_SECONDS, hop_seconds=WINDOW_SECONDS / 2,
                        metadata={"timeline_window_seconds": TIMELINE_WINDOW_SECONDS,
                                  "concept_ranges": "midlevel.datasets.heart_corpus.CONCEPT_RANGES"})
@@ -133,20 +146,23 @@ def track_outputs(model: AudioModel, paths: Sequence[Path], n_samples: int, batc
     return arrays
 
 
-def concept_scores(truth: np.ndarray, predicted: np.ndarray, frame) -> dict[str, Any]:
+def concept_scores(truth: np.ndarray, predicted: np.ndarray, frame,
+                   names: Sequence[str] = HEART_CONCEPTS) -> dict[str, Any]:
     """Per concept r and MAE (on 0-1 and in the concept's unit); the heart rate's share within 5 bpm (all,
-    and clean-to-moderate recordings); murmur detection AUCs for each grade in ``MURMUR_GRADES``."""
+    and clean-to-moderate recordings); murmur detection AUCs for each grade in ``MURMUR_GRADES``.
+    ``names``: the columns' concepts (``HeartRecordings.concept_names``)."""
+    names = tuple(names)
     from sklearn.metrics import roc_auc_score
 
     from .metrics import pearson_per_column
 
     r = pearson_per_column(truth, predicted)
-    raw_true, raw_pred = unscale_concepts(truth), unscale_concepts(predicted)
+    raw_true, raw_pred = unscale_concepts(truth, names), unscale_concepts(predicted, names)
     scores: dict[str, Any] = {}
-    for k, name in enumerate(HEART_CONCEPTS):
+    for k, name in enumerate(names):
         scores[name] = {"r": float(r[k]), "mae_unit": float(np.mean(np.abs(truth[:, k] - predicted[:, k]))),
                         "mae": float(np.mean(np.abs(raw_true[:, k] - raw_pred[:, k])))}
-    hr = HEART_CONCEPTS.index("heart_rate_bpm")
+    hr = names.index("heart_rate_bpm")
     err = np.abs(raw_true[:, hr] - raw_pred[:, hr])
     level = frame["cond_level"].to_numpy() if "cond_level" in frame else np.array(["clean"] * len(err))
     ok = np.isin(level, ("clean", "moderate"))
@@ -155,7 +171,7 @@ def concept_scores(truth: np.ndarray, predicted: np.ndarray, frame) -> dict[str,
                                     n_clean_to_moderate=int(ok.sum()),
                                     mae_clean_to_moderate=float(np.mean(err[ok])))
     for name in ("systolic_murmur", "diastolic_murmur"):
-        k = HEART_CONCEPTS.index(name)
+        k = names.index(name)
         none = truth[:, k] == 0
         aucs = {}
         for grade in MURMUR_GRADES:
@@ -177,7 +193,11 @@ def score_model(model: AudioModel, recordings: HeartRecordings) -> dict[str, Any
     scores: dict[str, Any] = {"n": len(recordings), "accuracy": float(np.mean(predicted == recordings.labels)),
                               "accuracy_rule_labels": float(np.mean(predicted == recordings.labels_true))}
     if "concepts" in out:
-        scores["concepts"] = concept_scores(recordings.concepts, out["concepts"], recordings.frame)
+        if tuple(model.config.concept_names) != tuple(recordings.concept_names):
+            raise ValueError(f"the model hears {model.config.concept_names}, the recordings were read with "
+                             f"{list(recordings.concept_names)} (load_heart_corpus(..., concepts=...))")
+        scores["concepts"] = concept_scores(recordings.concepts, out["concepts"], recordings.frame,
+                                            recordings.concept_names)
         scores["concept_r"] = float(np.nanmean([v["r"] for v in scores["concepts"].values()]))
     return scores
 
@@ -279,7 +299,7 @@ def train_heart_models(corpus: str | Path, out_dir: str | Path, *, epochs: int =
                        black_box: bool = True, device: str | None = "cpu", progress: bool = True,
                        callbacks: Sequence[Any] = (), heldout: str | Path | None = None,
                        segmenter_epochs: int = 4, parts: Sequence[str] | None = None,
-                       backbone: str = BACKBONE) -> dict[str, Any]:
+                       backbone: str = BACKBONE, concepts: Sequence[str] = HEART_CONCEPTS) -> dict[str, Any]:
     """Train the explainable heart-sound model (and its black-box twin, and the cardiac-cycle segmenter) on a
     built PCG corpus; resumable (``train_network`` keeps each epoch, a finished part is not trained again).
     Writes ``out_dir/models/{explainable,black_box,segmenter}`` and ``out_dir/results.json``: each model's
@@ -290,7 +310,10 @@ def train_heart_models(corpus: str | Path, out_dir: str | Path, *, epochs: int =
     into one ``out_dir`` at once (each keeps ``out_dir/parts/<part>.json``; results.json holds those present).
 
     ``backbone``: with ``compact_pcg_beats`` (the default) the segmenter is trained first (also when ``parts``
-    leaves it out) and frozen inside both models' backbones before they train."""
+    leaves it out) and frozen inside both models' backbones before they train.
+
+    ``concepts``: what the explainable model hears (``HEART_CONCEPTS``, the issue's ten, or
+    ``HEART_CONCEPTS_12``); the black box and the segmenter do not depend on it."""
     out_dir = Path(out_dir)
     if parts is None:
         parts = [p for p in PARTS if (p != "black_box" or black_box) and (p != "segmenter" or segmenter_epochs)]
@@ -298,12 +321,13 @@ def train_heart_models(corpus: str | Path, out_dir: str | Path, *, epochs: int =
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         raise ValueError(f"parts must be among {PARTS}; got {unknown}")
-    splits = load_heart_corpus(corpus)
+    concepts = tuple(concepts)
+    splits = load_heart_corpus(corpus, concepts=concepts)
     evaluated = {"test": splits["test"]}
     if heldout is not None:
-        evaluated["heldout"] = load_heart_corpus(heldout, fractions=(0.0, 0.0, 1.0))["test"]
+        evaluated["heldout"] = load_heart_corpus(heldout, fractions=(0.0, 0.0, 1.0), concepts=concepts)["test"]
     torch.manual_seed(seed)
-    explainable = TwoStageModel(replace(heart_config(backbone=backbone), name="heart-explainable"))
+    explainable = TwoStageModel(replace(heart_config(backbone=backbone, concepts=concepts), name="heart-explainable"))
     arrays = _arrays({k: splits[k] for k in ("train", "val")}, explainable.frontend, out_dir / "cache", progress)
     spec = arrays["train"].logspec.float()
     mean, std = spec.mean(dim=(0, 2)), spec.std(dim=(0, 2))
@@ -336,11 +360,11 @@ def train_heart_models(corpus: str | Path, out_dir: str | Path, *, epochs: int =
             explainable.head.fit(train_concepts, splits["train"].labels)
             explainable.save_pretrained(out_dir / "models" / "explainable")
             grid = np.linspace(0.0, 1.0, 11)
-            curves = explainable.head.contributions(np.repeat(grid[:, None], len(HEART_CONCEPTS), axis=1))[:, 1]
+            curves = explainable.head.contributions(np.repeat(grid[:, None], len(concepts), axis=1))[:, 1]
             result = {"best_epoch": state["best_epoch"], "seconds": time.perf_counter() - started,
                       "head": {"kind": HEAD, "intercept": float(explainable.head.intercept.detach()[1]),
                                "grid": grid.tolist(),  # each concept's term of the abnormal logit at 0, 0.1, ... 1
-                               "curves": {n: curves[:, k].round(4).tolist() for k, n in enumerate(HEART_CONCEPTS)}},
+                               "curves": {n: curves[:, k].round(4).tolist() for k, n in enumerate(concepts)}},
                       **{k: score_model(explainable, v) for k, v in evaluated.items()}}
         elif part == "black_box":
             torch.manual_seed(seed)
@@ -359,7 +383,7 @@ def train_heart_models(corpus: str | Path, out_dir: str | Path, *, epochs: int =
         atomic_write_text(done / f"{part}.json", json.dumps(result, indent=1) + "\n")
     results: dict[str, Any] = {"corpus": str(corpus), "heldout": None if heldout is None else str(heldout),
                                "seed": seed, "epochs": epochs, "window_seconds": WINDOW_SECONDS,
-                               "backbone": backbone, "frontend": HEART_FRONTEND.__dict__,
+                               "backbone": backbone, "concepts": list(concepts), "frontend": HEART_FRONTEND.__dict__,
                                "recordings": {k: len(v) for k, v in {**splits, **evaluated}.items()}, "models": {}}
     for part in PARTS:
         if (done / f"{part}.json").is_file():

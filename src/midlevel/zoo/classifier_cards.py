@@ -41,6 +41,8 @@ CONCEPT_TEXT = {
     "s3": "third heart sound, 0-0.5 of S1's peak",
     "s4": "fourth heart sound, 0-0.5 of S1's peak",
     "noise_level": "recording noise, 0-1",
+    "ectopic_fraction": "share of ectopic (dropped or extra) beats, 0-0.4",
+    "holosystolic_murmur": "a systolic murmur lasting the whole of systole, 0 (no) to 1 (yes)",
 }
 TASK_TEXT = {"spoken-digit": "spoken-digit recognition", "speaker-sex": "speaker-sex recognition",
              "heart-sound": "normal vs abnormal phonocardiograms"}

@@ -21,7 +21,7 @@ Naming rule, ``<task>-<backbone>-<head>[-<concepts>]-<data>[-seq]``:
   ``a2e`` (audio straight to the emotions), ``a2c`` (audio straight to the class logits);
 - concepts: ``mid7`` (the seven mid-level concepts), ``mid10`` (plus loudness, tempo, register), ``phon9``
   (eight phone classes and the syllable count), ``praat6`` (Praat's six speaker measures), ``card10`` (ten
-  cardiac concepts);
+  cardiac concepts), ``card12`` (those, the share of ectopic beats and a holosystolic murmur);
 - data: ``ctrl<N>k``, the dry controlled corpus with N thousand training clips, ``rand<N>k``, the
   controlled corpus with randomised recording conditions (``corpus build --conditions randomised``), or
   ``synth<N>k``, the spoken-digit corpus (synthesised voices, randomised conditions; N rounded), or
@@ -53,7 +53,7 @@ BACKBONE_CODES = {"compact": "compact_music", "transcribe": "compact_transcribe"
                   "measures": "compact_transcribe_measures", "equivariant": "compact_transcribe_equivariant",
                   "cnn": "compact", "raw": "raw_waveform", "pcg": "compact_pcg",
                   "beats": "compact_pcg_beats"}
-CONCEPT_SETS = {"mid7": 7, "mid10": 10, "phon9": 9, "praat6": 6, "card10": 10}
+CONCEPT_SETS = {"mid7": 7, "mid10": 10, "phon9": 9, "praat6": 6, "card10": 10, "card12": 12}
 BLACK_BOX_HEADS = ("a2e", "a2c")
 CORPUS_CODES = {"ctrl": "dry", "rand": "randomised", "synth": "synthesised speech", "sim": "simulated PCG"}
 NAME_PATTERN = re.compile(
