@@ -39,12 +39,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from report_cli import cpu_name  # noqa: E402
 
-from midlevel.datasets.heart_corpus import (HEART_CONCEPTS, HEART_CONCEPTS_12, STATES, frame_states,  # noqa: E402
+from midlevel.datasets.heart_corpus import (HEART_CONCEPT_SETS, HEART_CONCEPTS, STATES, frame_states,  # noqa: E402
                                             load_heart_corpus)
 from midlevel.datasets.heart_sounds.physiology import ABNORMAL_RULES  # noqa: E402
 from midlevel.training.heart import heart_config  # noqa: E402
 
-CONCEPT_SETS = {"card10": HEART_CONCEPTS, "card12": HEART_CONCEPTS_12}
 from midlevel.explain.cardiac_cycle import cardiac_cycle, load_segmenter, peaks_in_systole  # noqa: E402
 from midlevel.ioutil import write_report  # noqa: E402
 from midlevel.audio import load_audio  # noqa: E402
@@ -157,7 +156,7 @@ def segmenter_accuracy(segmenter, data) -> dict:
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    concepts = CONCEPT_SETS[args.concepts]
+    concepts = HEART_CONCEPT_SETS[args.concepts]
     results = train_heart_models(args.corpus, args.out, epochs=args.epochs, heldout=args.heldout, progress=False,
                                  backbone=args.backbone, concepts=concepts)
     out = Path(args.out)
@@ -273,7 +272,7 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--backbone", default="compact_pcg_beats", help="compact_pcg_beats (default) or compact_pcg")
-    p.add_argument("--concepts", default="card10", choices=sorted(CONCEPT_SETS),
+    p.add_argument("--concepts", default="card10", choices=sorted(HEART_CONCEPT_SETS),
                    help="card10: the issue's ten concepts (default); card12: and ectopic beats, a holosystolic murmur")
     p.add_argument("--name", default="heart_first_model", help="results file name (without extension)")
     p.add_argument("--results", default=str(Path(__file__).resolve().parent / "results"))

@@ -8,7 +8,7 @@ The dry held-out corpus (``corpora/heldout``: seed 2, unseen pieces, one soundfo
 ``loudness`` label (the played velocity) to the file's level, so a model that hears the file's gain scores
 well there and a level-invariant one cannot. ``corpora/heldout-rand`` is the same 300 clips under
 randomised conditions (soundfont, room, EQ, compression, level, noise, codec): level says nothing there.
-Each model is scored with ``midlevel.evaluation`` as ``midlevel evaluate`` does (first window, 200 piece
+Each model is scored by ``midlevel.evaluation.evaluate``, as ``midlevel evaluate`` does (first window, 200 piece
 resamples for the intervals). Writes ``studies/results/heldout_randomised.{json,md}``.
 """
 
@@ -16,18 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 
 def evaluate(model: str, data: str, resamples: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "r.json"
-        subprocess.run([sys.executable, "-m", "midlevel", "evaluate", "--model", model, "--data", data,
-                        "--resamples", str(resamples), "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
-        return json.loads(out.read_text())
+    """``midlevel evaluate``'s result for one model on one corpus, as its ``--out`` JSON holds it."""
+    from midlevel.evaluation import evaluate as score, load_model, to_json
+
+    loaded, sha256 = load_model(model)
+    return json.loads(to_json(score(loaded, data, resamples=resamples, progress=False, weights_sha256=sha256)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -262,10 +262,9 @@ def cmd_train_speech(args: argparse.Namespace) -> int:
 
 def cmd_train_heart(args: argparse.Namespace) -> int:
     require_all(("sklearn", "scipy", "tqdm"), "train", "midlevel train-heart")
-    from .datasets.heart_corpus import HEART_CONCEPTS, HEART_CONCEPTS_12
+    from .datasets.heart_corpus import HEART_CONCEPT_SETS
     from .training.heart import train_heart_models
 
-    HEART_CONCEPT_SETS = {"card10": HEART_CONCEPTS, "card12": HEART_CONCEPTS_12}
     callbacks = explanation_logging(args.log_explanations, "midlevel train-heart", per_run=True)
     results = train_heart_models(args.corpus, args.out, epochs=args.epochs, seed=args.seed,
                                  black_box=not args.no_black_box, device=args.device, heldout=args.heldout,

@@ -62,6 +62,8 @@ CONCEPT_RANGES: dict[str, tuple[float, float, str]] = {
 HEART_CONCEPTS = tuple(CONCEPT_RANGES)[:10]
 #: the ten and two the abnormal rules need: frequent ectopy and a holosystolic murmur
 HEART_CONCEPTS_12 = tuple(CONCEPT_RANGES)
+#: the concept sets by their zoo code (``zoo.registry``'s naming rule), as ``train-heart --concepts`` names them
+HEART_CONCEPT_SETS = {"card10": HEART_CONCEPTS, "card12": HEART_CONCEPTS_12}
 #: concepts derived from other columns of concepts.csv (not written by the generator as such)
 DERIVED_CONCEPTS = {
     "holosystolic_murmur": lambda frame: ((frame["systolic_murmur_shape"].astype(str) == "holosystolic")

@@ -481,7 +481,7 @@ def build_corpus(
     }
 
 
-def _progress(total: int, initial: int, enabled: bool):
+def _progress(total: int, initial: int, enabled: bool, desc: str = "corpus build"):
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency
@@ -496,7 +496,7 @@ def _progress(total: int, initial: int, enabled: bool):
                 pass
 
         return _Null()
-    return tqdm(total=total, initial=initial, unit="clip", desc="corpus build")
+    return tqdm(total=total, initial=initial, unit="clip", desc=desc)
 
 
 # ------------------------------------------------------------------------------ no audio

@@ -31,12 +31,12 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
+from ...ioutil import atomic_path, atomic_write_text
 from ..controlled_labels import OUTSIDE_RANGES
 from .ratings import RATING_MAPS, to_scale
 
@@ -74,8 +74,6 @@ def draw_variant(rng: np.random.Generator, transpose: float, tempo_bpm: float, *
     room_hi = min(math.log(max_stretch), thi - math.log(tempo_bpm))
     f = float(math.exp(rng.uniform(room_lo, room_hi)))
     formants = bool(rng.random() < 0.5)
-    if kind == "shift":
-        return {"kind": kind, "semitones": k, "stretch": 1.0, "formants": formants}
     if kind == "stretch":
         return {"kind": kind, "semitones": 0, "stretch": f, "formants": formants}
     return {"kind": kind, "semitones": k, "stretch": 1.0, "formants": formants}
@@ -131,12 +129,6 @@ def vocoder_fields(v: dict | None) -> dict:
             "vocoder_formants": int(v["formants"])}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def build_vocoded_corpus(source: str | Path, out: str | Path, *, seed: int = 0, max_semitones: int = 4,
                          max_stretch: float = 1.4, share: float = 1.0, progress: bool = True) -> dict:
     """Write ``out``: every clip of ``source`` (audio linked) plus one vocoder variant of a ``share`` of its
@@ -144,7 +136,7 @@ def build_vocoded_corpus(source: str | Path, out: str | Path, *, seed: int = 0, 
     last, atomically. Deterministic for a seed (each clip draws from ``default_rng([seed, song_id])``)."""
     import soundfile as sf
 
-    from .build import _tables
+    from .build import _progress, _tables
 
     source, out = Path(source).resolve(), Path(out)
     meta = json.loads((source / "corpus.json").read_text())
@@ -170,39 +162,27 @@ def build_vocoded_corpus(source: str | Path, out: str | Path, *, seed: int = 0, 
         if not link.exists():
             link.symlink_to(source / "audio" / f"{r['song_id']}.{ext}")
         every.append({**r, "conditions": {**r.get("conditions", {}), **vocoder_fields(None)}})
-    bar = _bar(len(chosen), progress)
+    bar = _progress(len(chosen), 0, progress, desc="vocoder variants")
     for n, (r, v) in enumerate(chosen):
         sid = first_new + n
         path = out / "audio" / f"{sid}.{ext}"
         if not path.exists():
             x, file_sr = sf.read(source / "audio" / f"{r['song_id']}.{ext}", dtype="float32")
             y = render_variant(x if x.ndim == 1 else x.mean(axis=1), file_sr, v)
-            tmp = path.with_name(f"{sid}.tmp.{ext}")
-            sf.write(tmp, y, file_sr)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:  # the temporary name has no audio extension: say the format
+                sf.write(tmp, y, file_sr, format=ext.upper())
         moved = moved_record(r, v, sid, truth)
-        _atomic_write(out / "records" / f"{sid}.json", json.dumps(moved, sort_keys=True).encode())
+        atomic_write_text(out / "records" / f"{sid}.json", json.dumps(moved, sort_keys=True))
         every.append(moved)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+        bar.update(1)
+    bar.close()
     for name, text in _tables(every, SimpleNamespace(seconds=meta["settings"]["seconds"])).items():
-        _atomic_write(out / name, text.encode())
-    _atomic_write(out / "ground_truth.json", (source / "ground_truth.json").read_bytes())
+        atomic_write_text(out / name, text)
+    atomic_write_text(out / "ground_truth.json", (source / "ground_truth.json").read_text(encoding="utf-8"))
     kinds = {k: sum(v["kind"] == k for _, v in chosen) for k in KINDS}
     summary = {**meta, "n": len(every), "derived_from": str(source),
                "vocoder": {"tool": "rubberband (pedalboard.time_stretch)", "seed": seed, "max_semitones": max_semitones,
                            "max_stretch": max_stretch, "share": share, "variants": kinds, "first_song_id": first_new}}
-    _atomic_write(out / "corpus.json", json.dumps(summary, indent=2, sort_keys=True).encode())
+    atomic_write_text(out / "corpus.json", json.dumps(summary, indent=2, sort_keys=True))
     return summary
 
-
-def _bar(total: int, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc="vocoder variants", unit="clip")
