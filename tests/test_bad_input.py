@@ -261,6 +261,13 @@ ROWS = {
     "evaluate --out under a file": (
         lambda w, t: ["evaluate", "--model", str(w / "base"), "--data", str(w / "ml"), "--out",
                       str(w / "a-file" / "r.json")], 2, ["--out ", "a-file is a file, not a folder"], []),
+    # -- corpus commands ------------------------------------------------------------------------------------
+    "corpus vocode --from a folder that is no corpus": (
+        lambda w, t: ["corpus", "vocode", "--from", str(t), "--out", str(t / "pv")], 2,
+        ["not a built controlled corpus (no corpus.json, ground_truth.json, records, audio)"], ["pv"]),
+    "corpus vocode --share 0": (
+        lambda w, t: ["corpus", "vocode", "--from", str(t), "--out", str(t / "pv"), "--share", "0"], 2,
+        ["--share must be in (0, 1]; got 0.0"], ["pv"]),
     # -- audio paths ----------------------------------------------------------------------------------------
     "audio: missing": (predict(lambda w, t: t / "missing.wav"), 2, ["missing.wav: no such file"], []),
     "audio: a folder": (predict(lambda w, t: t), 2, [": is a directory, not an audio file"], []),

@@ -136,9 +136,19 @@ def build_vocoded_corpus(source: str | Path, out: str | Path, *, seed: int = 0, 
     last, atomically. Deterministic for a seed (each clip draws from ``default_rng([seed, song_id])``)."""
     import soundfile as sf
 
-    from .build import _progress, _tables
+    from .build import CorpusBuildError, _progress, _tables
 
+    if not 0.0 < share <= 1.0:
+        raise CorpusBuildError(f"--share must be in (0, 1]; got {share}")
+    if max_semitones < 1 or not max_stretch >= 1.0:
+        raise CorpusBuildError(f"--max-semitones must be >= 1 and --max-stretch >= 1; got {max_semitones}, {max_stretch}")
     source, out = Path(source).resolve(), Path(out)
+    missing = [name for name in ("corpus.json", "ground_truth.json", "records", "audio") if not (source / name).exists()]
+    if missing:
+        raise CorpusBuildError(f"{source}: not a built controlled corpus (no {', '.join(missing)}); "
+                               "build one with `midlevel corpus build`")
+    if out.resolve() == source:
+        raise CorpusBuildError(f"--out {out}: is the source corpus; write the variants to a new folder")
     meta = json.loads((source / "corpus.json").read_text())
     truth = json.loads((source / "ground_truth.json").read_text())
     sr = int(meta["settings"]["sample_rate"])
