@@ -96,6 +96,10 @@ def main() -> None:
     ap.add_argument("--real-recordings", type=Path,
                     help="real_recordings.json of benchmarks/real_recordings.py run on the zoo's weights; its rows go "
                          "into every card (with --registry or alone)")
+    ap.add_argument("--randomised", type=Path,
+                    help="heldout_randomised.json of studies/heldout_randomised.py: each zoo entry's held-out scores "
+                         "under randomised recording conditions (matched by weights sha256) go into results.json, "
+                         "the registry's metrics (music's default is chosen by them) and the cards")
     ap.add_argument("--registry", action="store_true",
                     help="write registry.json, the cards and the README's zoo table from the manifest and "
                          "results.json, and drop the weights of entries the manifest does not ship")
@@ -108,6 +112,11 @@ def main() -> None:
         results, _ = read_shipped()
         results["real_recordings"] = real_recordings_summary(json.loads(args.real_recordings.read_text()), results,
                                                              args.real_recordings)
+        write_results_and_cards(results)
+        return
+    if args.randomised:
+        results, _ = read_shipped()
+        results["heldout_randomised"] = randomised_summary(json.loads(args.randomised.read_text()), results)
         write_results_and_cards(results)
         return
     if args.cards_only or args.registry:
@@ -209,6 +218,8 @@ def training_summary(family: dict, trained: str, model: AudioModel | None = None
     results.json, so the card counts every epoch the weights went through."""
     out = {k: family["models"][trained][k]
            for k in ("epochs", "best_epoch", "seconds_per_epoch", "seconds_fastest_epoch", "seconds_total")}
+    if "fit" in family["models"][trained]:  # a closed-form fit, no epochs (``scripts/fit_structural_register.py``)
+        out["fit"] = family["models"][trained]["fit"]
     metadata = (model.config.metadata or {}) if model is not None else {}
     if metadata.get("settings", {}).get("trainable"):  # only these parameters moved (``midlevel train --trainable``)
         out["trainable"] = list(metadata["settings"]["trainable"])
@@ -360,14 +371,34 @@ def read_manifest() -> dict:
     return data
 
 
-def registry_metrics(heldout: dict, concepts: list[str]) -> dict:
-    """The headline held-out scores a user chooses by, read from the results (never typed)."""
+def registry_metrics(heldout: dict, concepts: list[str], randomised: dict | None = None) -> dict:
+    """The headline held-out scores a user chooses by, read from the results (never typed); with
+    ``randomised`` (the entry's row of ``randomised_summary``), the same under randomised conditions."""
     out = {"emotion_r": heldout["targets"]["mean"]["r"], "n_eval": heldout.get("n")}
     if "concepts" in heldout:
         out["concept_r"] = heldout["concepts"]["mean"]["r"]
         seven = [heldout["concepts"][c]["r"] for c in concepts[:7]]
         out["concept_r_mid7"] = sum(seven) / len(seven)
+    if randomised:
+        out["emotion_r_randomised"] = randomised["emotion_r"]
+        out["concept_r_randomised"] = randomised.get("concept_r")
     return {k: v for k, v in out.items() if v is not None}
+
+
+def randomised_summary(study: dict, results: dict) -> dict:
+    """Zoo entry -> its scores on the randomised held-out corpus, from ``studies/heldout_randomised.py``'s
+    JSON (rows are matched to entries by the weights' sha256, so a retrained entry must be scored again)."""
+    by_sha = {info["sha256"]: name for name, info in results["zoo"].items()}
+    out = {}
+    for per in study.values():
+        for corpus, row in per.items():
+            name = by_sha.get(row.get("weights_sha256"))
+            if name is None or not corpus.rstrip("/").endswith("heldout-rand"):
+                continue
+            out[name] = {"corpus": corpus, "n": row["n"], "weights_sha256": row["weights_sha256"],
+                         "emotion_r": row["targets"]["mean"]["r"],
+                         **({"concept_r": row["concepts"]["mean"]["r"]} if row.get("concepts") else {})}
+    return out
 
 
 def write_registry(results: dict, manifest: dict[str, dict]) -> dict[str, ModelEntry]:
@@ -408,7 +439,7 @@ def write_registry(results: dict, manifest: dict[str, dict]) -> dict[str, ModelE
                "status": m["status"], "shipped": bool(m["ship"]), "explainable": info["explainable"],
                "superseded_by": m.get("superseded_by"), "aliases": list(m.get("aliases", [])),
                "twin": m.get("twin"),
-               "metrics": registry_metrics(held, concepts)}
+               "metrics": registry_metrics(held, concepts, results.get("heldout_randomised", {}).get(name))}
         _check_shipped_weights(raw)
         models.append(raw)
         entries[name] = ModelEntry(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
@@ -417,7 +448,7 @@ def write_registry(results: dict, manifest: dict[str, dict]) -> dict[str, ModelE
             shutil.rmtree(folder)
     atomic_write_text(ZOO / "registry.json", json.dumps({"models": models}, indent=1) + "\n")
     print(f"registry: {len(models)} entries, {sum(e.shipped for e in entries.values())} shipped; "
-          f"default by recorded emotion r: {default_name(entries)}")
+          f"music default by recorded emotion r under randomised conditions: {default_name(entries)}")
     return entries
 
 

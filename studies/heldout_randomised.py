@@ -33,9 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", action="append", required=True, metavar="NAME=MODEL")
     p.add_argument("--resamples", type=int, default=200)
     p.add_argument("--out", default="studies/results")
+    p.add_argument("--merge", action="store_true", help="keep the earlier results file's rows of models not named here")
     args = p.parse_args(argv)
     data = args.data or ["corpora/heldout", "corpora/heldout-rand"]
-    results: dict[str, dict[str, dict]] = {}
+    earlier = Path(args.out) / "heldout_randomised.json"
+    results: dict[str, dict[str, dict]] = json.loads(earlier.read_text()) if args.merge and earlier.is_file() else {}
     for spec in args.model:
         name, model = spec.split("=", 1)
         results[name] = {d: evaluate(model, d, args.resamples) for d in data}

@@ -25,12 +25,12 @@ def test_costs_intervals_and_the_true_rating_ceiling(tmp_path):
     write_layout(tmp_path / "held", seed=1)
     bench = benchmark_module()
     out = tmp_path / "results"
-    assert bench.main(["--black-box", "emotion-measures-a2e-ctrl24k", "--model", "joint=emotion-compact-gam-mid7-ctrl3k-seq", "--model", "seq=emotion-compact-gam-mid7-ctrl3k-seq",
+    assert bench.main(["--black-box", "emotion-equivariant-a2e-rand3k", "--model", "joint=emotion-compact-gam-mid7-ctrl3k-seq", "--model", "seq=emotion-compact-gam-mid7-ctrl3k-seq",
                        "--train-corpus", str(tmp_path / "data"), "--heldout", str(tmp_path / "held"),
                        "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--bootstrap", "200"]) == 0
     summary = json.loads((out / "cost_of_interpretability.json").read_text())
     box = summary["black_box"]
-    assert box["weights_sha256"] == get_entry("emotion-measures-a2e-ctrl24k").sha256 and summary["heldout"]["clips"] == 5
+    assert box["weights_sha256"] == get_entry("emotion-equivariant-a2e-rand3k").sha256 and summary["heldout"]["clips"] == 5
     for label in ("joint", "seq"):
         e = summary["models"][label]
         assert e["cost"] == pytest.approx(box["r"]["mean"] - e["r"]["mean"])
@@ -44,8 +44,8 @@ def test_costs_intervals_and_the_true_rating_ceiling(tmp_path):
     (ceiling,) = summary["ceilings"].values()
     np.testing.assert_allclose([ceiling["r"][n] for n in summary["targets"]], expected, atol=1e-9)
     text = (out / "cost_of_interpretability.md").read_text()
-    assert box["trained_on"] == midlevel.load("emotion-measures-a2e-ctrl24k").config.metadata["corpus"]
-    assert f"| A2E `emotion-measures-a2e-ctrl24k` (trained on `{box['trained_on']}`) |" in text
+    assert box["trained_on"] == midlevel.load("emotion-equivariant-a2e-rand3k").config.metadata["corpus"]
+    assert f"| A2E `emotion-equivariant-a2e-rand3k` (trained on `{box['trained_on']}`) |" in text
     assert f"(7 concepts; trained on `{summary['models']['joint']['trained_on']}`)" in text and "Ceilings" in text
 
 

@@ -13,7 +13,7 @@ def test_both_settings_are_timed_and_agree(tmp_path):
     bench = load_script("benchmarks/denormals.py")
     threads = torch.get_num_threads()
     try:
-        assert bench.main(["--models", "emotion-measures-a2e-ctrl24k,emotion-compact-gam-mid7-ctrl3k-seq", "--reps", "2", "--batch", "2",
+        assert bench.main(["--models", "emotion-equivariant-a2e-rand3k,emotion-compact-gam-mid7-ctrl3k-seq", "--reps", "2", "--batch", "2",
                            "--out", str(tmp_path)]) == 0
     finally:
         torch.set_num_threads(threads)

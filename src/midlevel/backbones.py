@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import FrontendConfig
-from .equivariant_measures import EquivariantMeasures
+from .equivariant_measures import EquivariantMeasures, RegisterHeight
 from .music_features import (MelodicIntervals, NoteKeyMeasures, NoteMelodyMeasures, PitchClassFeatures,
                              PitchMotionFeatures, PitchSalience, PulseFeatures, RhythmFeatures)
 from .pcg_features import PCGBackbone
@@ -165,7 +165,8 @@ class CompactTranscribeBackbone(CompactMusicBackbone):
 
     def __init__(self, frontend: FrontendConfig, *, width: int = 16, hidden: int = 128,
                  dropout: float = 0.1, whiten_bands: int = 9, context_dilations: tuple[int, ...] = (),
-                 pulse: bool = False, note_measures: bool = False, equivariant: bool = False) -> None:
+                 pulse: bool = False, note_measures: bool = False, equivariant: bool = False,
+                 register_height: bool = False) -> None:
         super().__init__(frontend, width=width, hidden=hidden, dropout=dropout, whiten_bands=whiten_bands)
         n_bands = self.pitch.chroma.shape[0]
         self.salience = PitchSalience(n_bands, context_dilations=context_dilations)
@@ -193,9 +194,14 @@ class CompactTranscribeBackbone(CompactMusicBackbone):
             self.equivariant_in = nn.Sequential(nn.BatchNorm1d(n_eq), nn.Linear(n_eq, hidden))
             nn.init.zeros_(self.equivariant_in[1].weight)
             nn.init.zeros_(self.equivariant_in[1].bias)
+        #: with ``register_height``, one more output column after the hidden units: ``RegisterHeight``, a pitch
+        #: height that rises with a transposition by construction, for a concept layer row that reads only it
+        self.register_height = RegisterHeight(self.equivariant) if register_height and equivariant else None
+        self.out_features = hidden + (1 if self.register_height is not None else 0)
 
     def forward_with_salience(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(embedding (b, hidden), note-roll logits (b, 2, pitches, t))."""
+        """(embedding (b, hidden), plus the ``RegisterHeight`` column where there is one; note-roll logits
+        (b, 2, pitches, t))."""
         whitened = self.whiten(spec)
         logits = self.salience(whitened)
         probs = torch.sigmoid(logits)
@@ -209,9 +215,12 @@ class CompactTranscribeBackbone(CompactMusicBackbone):
             measures = torch.cat([self.note_keys(probs[:, 0]), self.note_melody(probs[:, 1])], dim=1)
             pre = pre + self.note_measures_in(measures)
         if self.equivariant is not None:
-            pre = pre + self.equivariant_in(self.equivariant(self.log_spectrogram(spec), probs,
-                                                             self.rhythm.envelopes(spec)))
-        return self.mix[3](self.mix[2](pre)), logits  # ReLU, dropout
+            logspec = self.log_spectrogram(spec)
+            pre = pre + self.equivariant_in(self.equivariant(logspec, probs, self.rhythm.envelopes(spec)))
+        embedding = self.mix[3](self.mix[2](pre))  # ReLU, dropout
+        if self.register_height is not None:
+            embedding = torch.cat([embedding, self.register_height(logspec, probs)[:, None]], dim=1)
+        return embedding, logits
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         return self.forward_with_salience(spec)[0]
@@ -235,6 +244,9 @@ BACKBONES = {
     # the above plus pitch heights and onset rates that move with a transposition or a time stretch
     "compact_transcribe_equivariant": lambda frontend: CompactTranscribeBackbone(
         frontend, note_measures=True, equivariant=True),
+    # the above plus a transposition-equivariant register height as its own output column (``RegisterHeight``)
+    "compact_transcribe_register": lambda frontend: CompactTranscribeBackbone(
+        frontend, note_measures=True, equivariant=True, register_height=True),
     # heart sounds: the compact CNN beside the beat period's envelope autocorrelation (``pcg_features``)
     "compact_pcg": lambda frontend: PCGBackbone(CompactBackbone(), frontend),
     # ... and the heart rate from a learned segmenter's S1 onsets (``pcg_features.BeatIntervals``)
@@ -248,7 +260,8 @@ WAVEFORM_BACKBONES = frozenset({"raw_waveform"})
 #: former (``training.recipes.warm_start``); the added modules keep their own start
 EXTENDS = {"compact_transcribe_context": "compact_transcribe", "compact_transcribe_pulse": "compact_transcribe",
            "compact_transcribe_measures": "compact_transcribe",
-           "compact_transcribe_equivariant": "compact_transcribe_measures"}
+           "compact_transcribe_equivariant": "compact_transcribe_measures",
+           "compact_transcribe_register": "compact_transcribe_equivariant"}
 
 
 def build_backbone(name: str, frontend: FrontendConfig | None = None) -> nn.Module:

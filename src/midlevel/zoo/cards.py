@@ -91,6 +91,12 @@ BACKBONE_TEXT = {
                                       "power-weighted mean log frequency, the log onset rate and the log pulse "
                                       "rate), added through a linear map that starts at zero, so it can be "
                                       "warm-started from a `compact_transcribe_measures` model.",
+    "compact_transcribe_register": "the `compact_transcribe_equivariant` network plus one more output column, a pitch "
+                                   "height that a transposition raises by construction (`RegisterHeight`: the "
+                                   "melody's mean pitch weighted by its probability squared plus a share of the "
+                                   "spectrum's magnitude-weighted mean log frequency); the `register` concept reads "
+                                   "only that column, with a non-negative weight fitted by least squares "
+                                   "(`midlevel.training.structural`), so it rises wherever the height does.",
     "vgg": "the 2019 paper's VGG-style CNN (about 3.9 M parameters).",
 }
 
@@ -231,7 +237,11 @@ def _shap_section(name: str, info: dict[str, Any], results: dict[str, Any]) -> l
 
 def _corpus_difference(mine: dict[str, Any], zoo: dict[str, Any]) -> str:
     """'seed 1, 6000 clips against seed 1, 3000; ...': how an entry's training corpus differs from the zoo's."""
-    text = f"seed {mine.get('seed')}, {mine.get('n')} clips against seed {zoo.get('seed')}, {zoo.get('n')}"
+    def conditions(corpus: dict[str, Any]) -> str:
+        return f", {corpus.get('conditions', 'dry')} conditions" if mine.get("conditions") != zoo.get("conditions") else ""
+
+    text = (f"seed {mine.get('seed')}, {mine.get('n')} clips{conditions(mine)} against seed {zoo.get('seed')}, "
+            f"{zoo.get('n')}{conditions(zoo)}")
     if mine.get("seed") == zoo.get("seed") and mine.get("n", 0) > zoo.get("n", 0):
         text += "; the same seed, so its clips include all of theirs"  # clip i depends on the seed and i only
     return text
@@ -242,9 +252,15 @@ def _train_corpus(entry: dict[str, Any], results: dict[str, Any]) -> dict[str, A
     return entry.get("train_corpus", results["train_corpus"])
 
 
+#: backbones that add no trained layer to another, for matching a black box: ``compact_transcribe_register`` only
+#: appends a parameter-free pitch height to ``compact_transcribe_equivariant``'s output
+SAME_TRAINED_NETWORK = {"compact_transcribe_register": "compact_transcribe_equivariant"}
+
+
 def _recipe(entry: dict[str, Any], results: dict[str, Any]) -> tuple:
     """What a zoo entry was trained with, bottleneck aside: backbone, training corpus, note-roll loss weight."""
-    return entry.get("backbone", "compact_music"), _train_corpus(entry, results), entry.get("roll_weight", 0.0)
+    backbone = entry.get("backbone", "compact_music")
+    return SAME_TRAINED_NETWORK.get(backbone, backbone), _train_corpus(entry, results), entry.get("roll_weight", 0.0)
 
 
 def _black_boxes_sharing(name: str, results: dict[str, Any], part) -> list[dict[str, Any]]:
@@ -416,20 +432,37 @@ def zoo_table_markdown(entries: dict[str, Any]) -> str:
     ``ModelEntry``; the default is chosen from their recorded scores, not here)."""
     default = default_name(entries)
     shown = sorted((e for e in entries.values() if e.shipped),
-                   key=lambda e: (e.name != default, e.status != "current", -e.metrics.get("emotion_r", 0), e.name))
-    lines = ["| model | status | concepts | concept r | emotion r | weights | card |",
-             "|---|---|---|---|---|---|---|"]
+                   key=lambda e: (e.name != default, e.status != "current", -e.metrics.get("emotion_r_randomised", 0),
+                                  e.name))
+    lines = ["| model | status | concepts | concept r | emotion r | concept r / emotion r, randomised | weights | card |",
+             "|---|---|---|---|---|---|---|---|"]
     for e in shown:
         concept_r = (f"{e.metrics['concept_r']:.3f}" + (f" ({e.metrics['concept_r_mid7']:.3f} over 7)"
                                                         if len(e.concept_names) > 7 else "")
                      if "concept_r" in e.metrics else "-")
+        randomised = " / ".join(f"{e.metrics[k]:.3f}" if k in e.metrics else "-"
+                                for k in ("concept_r_randomised", "emotion_r_randomised"))
         lines.append(f"| `{e.name}`{' (default)' if e.name == default else ''} | {e.status} | "
-                     f"{len(e.concept_names) or '-'} | {concept_r} | {e.metrics['emotion_r']:.3f} | "
+                     f"{len(e.concept_names) or '-'} | {concept_r} | {e.metrics['emotion_r']:.3f} | {randomised} | "
                      f"{e.size_bytes / 1e6:.1f} MB | [card](model_cards/{e.card}) |")
     superseded = sum(not e.shipped for e in entries.values())
     lines += ["", f"Held-out controlled corpus (seed 2, {next(iter(entries.values())).metrics.get('n_eval', 300)} "
-                  f"clips of unseen pieces); {superseded} superseded entries are listed by `midlevel models --all`."]
+                  "clips of unseen pieces), rendered dry, and the same clips under randomised recording conditions "
+                  "(soundfont, room, EQ, compression, level, noise, codec), which the default is chosen by; "
+                  f"{superseded} superseded entries are listed by `midlevel models --all`."]
     return "\n".join(lines)
+
+
+def _randomised_lines(name: str, results: dict[str, Any]) -> list[str]:
+    """The entry's held-out scores under randomised recording conditions (``build_zoo.py --randomised``)."""
+    row = results.get("heldout_randomised", {}).get(name)
+    if row is None:
+        return []
+    concept = f"mean concept r **{row['concept_r']:.3f}**, " if "concept_r" in row else ""
+    return ["### Under randomised recording conditions", "",
+            f"The same {row['n']} held-out clips rendered with other soundfonts, rooms, EQ, compression, level, noise "
+            f"and codecs (`{row['corpus']}`, `studies/heldout_randomised.py`): {concept}mean emotion r "
+            f"**{row['emotion_r']:.3f}**. The music task's default is chosen by this emotion r.", ""]
 
 
 def render_card(name: str, results: dict[str, Any]) -> str:
@@ -507,15 +540,23 @@ def render_card(name: str, results: dict[str, Any]) -> str:
         out += [f"| {channel} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} |"
                 for channel, v in fam["transcription"].items()]
         out += [""]
-    out += ["### Emotions", "", metric_rows(held["targets"]), "",
-            "### A2E vs A2Mid2E vs A2Mid2E-Joint (Pearson r per emotion, held-out test)", "", _comparison(results), "",
+    out += ["### Emotions", "", metric_rows(held["targets"]), ""]
+    out += _randomised_lines(name, results)
+    out += ["### A2E vs A2Mid2E vs A2Mid2E-Joint (Pearson r per emotion, held-out test)", "", _comparison(results), "",
             _cost_line(name, results), ""]
     t = fam["training"]
-    out += ["### Training cost (CPU, 2 cores)", "",
-            f"{t['epochs']} epochs (best {t['best_epoch']}), {t['seconds_per_epoch']:.1f} s per epoch on average "
-            f"(fastest {t['seconds_fastest_epoch']:.1f} s), {t['seconds_total'] / 60:.1f} min in all"
-            + (" (the concept model's training; the head is then fitted in seconds)"
-               if info["source"].startswith(("a2mid2e", "independent")) else "") + ".", ""]
+    out += ["### Training cost (CPU, 2 cores)", ""]
+    if "fit" in t:
+        f = t["fit"]
+        out += [f"No gradient epochs of its own: the model it continued got a `RegisterHeight` column (spectral share "
+                f"{f['spectral_share']:g}), its register row became `{f['register_bias']:.3f} + {f['register_weight']:.3f} "
+                f"x height` (least squares with a non-negative weight) and its head was refitted, in closed form on the "
+                f"training clips, in {t['seconds_total'] / 60:.1f} min (`scripts/fit_structural_register.py`).", ""]
+    else:
+        out += [f"{t['epochs']} epochs (best {t['best_epoch']}), {t['seconds_per_epoch']:.1f} s per epoch on average "
+                f"(fastest {t['seconds_fastest_epoch']:.1f} s), {t['seconds_total'] / 60:.1f} min in all"
+                + (" (the concept model's training; the head is then fitted in seconds)"
+                   if info["source"].startswith(("a2mid2e", "independent")) else "") + ".", ""]
     if t.get("trainable"):
         out += ["Only the parameters under " + ", ".join(f"`{m}`" for m in t["trainable"]) + " were trained in these "
                 "epochs (`midlevel train --trainable`); the rest of the network was frozen in eval mode, so it computes "
