@@ -180,7 +180,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = [{"": "*" if e.name in defaults else "", "name": e.name, "task": e.task,
              "concepts": len(e.concept_names) or "-",
              "concept r": f"{e.metrics['concept_r']:.3f}" if "concept_r" in e.metrics else "-",
-             "score": (f"emotion r {e.metrics['emotion_r']:.3f}" if "emotion_r" in e.metrics
+             "score": (f"emotion r {e.metrics['emotion_r']:.3f}"
+                       + (f" (randomised {e.metrics['emotion_r_randomised']:.3f})" if "emotion_r_randomised" in e.metrics
+                          else "") if "emotion_r" in e.metrics
                        else f"accuracy {e.metrics['accuracy']:.3f}" if "accuracy" in e.metrics else "-"),
              "size": f"{e.size_bytes / 1e6:.1f} MB",
              "status": e.status + (f" by {e.superseded_by}" if e.superseded_by else "")
@@ -191,7 +193,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     hidden = len(REGISTRY) - len(entries)
     print(f"\n* default of its task (the current explainable entry with the best held-out score; the music-emotion "
           f"one is used when no model is named). Scores: mean Pearson r on the held-out controlled corpus (unseen "
-          f"pieces) for music, accuracy on held-out synthetic voices for speech; `midlevel.zoo.card(NAME)` has the "
+          f"pieces) for music, in brackets under randomised recording conditions (which choose the music default), "
+          f"accuracy on held-out synthetic voices for speech; `midlevel.zoo.card(NAME)` has the "
           f"details." + (f" {hidden} superseded entries hidden: --all lists them." if hidden else ""))
     return 0
 
