@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from midlevel import load
 from midlevel.audio import load_audio
+from midlevel.backbones import trained_network
 from midlevel.explain.mlp_head import MLPHead
 from midlevel.explain.shap_baseline import ADDITIVITY_TOLERANCE, METHODS, explain_segments, gradient_based_method
 from midlevel.explain.shap_concepts import concept_shap, exact_head_shap, head_function
@@ -624,7 +625,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     plot_inputs, mlps, backgrounds, counterparts = None, {}, {}, {}
     for name, model in two_stage.items():
-        counterparts[name] = next((n for n, bb in black_boxes.items() if bb.config.backbone == model.config.backbone), None)
+        counterparts[name] = next((n for n, bb in black_boxes.items()
+                                   if trained_network(bb.config.backbone) == trained_network(model.config.backbone)), None)
         backgrounds[name] = train_concepts(model, splits["train"], cache_dir)
         result, first_clip, mlps[name] = run_two_stage(model, paths, targets, backgrounds[name], splits["train"].targets,
                                                        coefficients.get(name), n_stab, args)

@@ -260,8 +260,19 @@ WAVEFORM_BACKBONES = frozenset({"raw_waveform"})
 #: former (``training.recipes.warm_start``); the added modules keep their own start
 EXTENDS = {"compact_transcribe_context": "compact_transcribe", "compact_transcribe_pulse": "compact_transcribe",
            "compact_transcribe_measures": "compact_transcribe",
-           "compact_transcribe_equivariant": "compact_transcribe_measures",
-           "compact_transcribe_register": "compact_transcribe_equivariant"}
+           "compact_transcribe_equivariant": "compact_transcribe_measures"}
+# (``compact_transcribe_register`` is not here: its output has one more column, so the concept layer grows;
+# ``training.structural.with_register_height`` starts it from a ``compact_transcribe_equivariant`` model)
+
+#: backbone -> the backbone whose trained layers it has, and no others (for comparing like with like, e.g. a
+#: black box's backbone against an explainable model's): ``compact_transcribe_register`` only appends a
+#: parameter-free pitch height to ``compact_transcribe_equivariant``'s output
+SAME_TRAINED_NETWORK = {"compact_transcribe_register": "compact_transcribe_equivariant"}
+
+
+def trained_network(backbone: str) -> str:
+    """The backbone whose trained layers ``backbone`` has (itself, unless ``SAME_TRAINED_NETWORK`` says otherwise)."""
+    return SAME_TRAINED_NETWORK.get(backbone, backbone)
 
 
 def build_backbone(name: str, frontend: FrontendConfig | None = None) -> nn.Module:

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from ..backbones import trained_network
 from ..concepts import EMOTIONS, OUTSIDE_CONCEPTS
 from .registry import default_name
 
@@ -252,15 +253,9 @@ def _train_corpus(entry: dict[str, Any], results: dict[str, Any]) -> dict[str, A
     return entry.get("train_corpus", results["train_corpus"])
 
 
-#: backbones that add no trained layer to another, for matching a black box: ``compact_transcribe_register`` only
-#: appends a parameter-free pitch height to ``compact_transcribe_equivariant``'s output
-SAME_TRAINED_NETWORK = {"compact_transcribe_register": "compact_transcribe_equivariant"}
-
-
 def _recipe(entry: dict[str, Any], results: dict[str, Any]) -> tuple:
     """What a zoo entry was trained with, bottleneck aside: backbone, training corpus, note-roll loss weight."""
-    backbone = entry.get("backbone", "compact_music")
-    return SAME_TRAINED_NETWORK.get(backbone, backbone), _train_corpus(entry, results), entry.get("roll_weight", 0.0)
+    return trained_network(entry.get("backbone", "compact_music")), _train_corpus(entry, results), entry.get("roll_weight", 0.0)
 
 
 def _black_boxes_sharing(name: str, results: dict[str, Any], part) -> list[dict[str, Any]]:
