@@ -262,7 +262,37 @@ def test_short_transforms_export_as_a_product_that_onnxruntime_matches(real_audi
     out = run(session(path), wave)
     np.testing.assert_allclose(out["concepts"][0], expl.concepts, atol=TOL, rtol=0)
     np.testing.assert_allclose(out["targets"][0], expl.targets, atol=TOL, rtol=0)
-    assert speech.frontend._export_dft is None  # the products were only for the export
+    assert speech.frontend._export_filtered is None  # the products were only for the export
     music = TwoStageModel(ModelConfig(backbone="compact")).eval()
     ops = {node.op_type for node in onnx.load(str(export_onnx(music, tmp_path / "music.onnx"))).graph.node}
     assert not ops & {"DFT", "STFT"}
+
+
+def test_the_front_end_exports_without_gather_and_denormal_weights_as_zero(tmp_path):
+    """The front-end's framing is slices and a convolution, not a ``Gather`` per sample (onnxruntime runs that as
+    a slow copy); weights below float's smallest normal number are stored as zero (onnxruntime would compute
+    with them many times slower), which is what PyTorch computes with under ``flush_denormals``."""
+    from onnx import numpy_helper
+
+    from midlevel.numerics import flush_denormals
+
+    torch.manual_seed(0)
+    music = TwoStageModel(ModelConfig(backbone="compact")).eval()
+    conv = next(m for m in music.backbone.modules() if isinstance(m, nn.Conv2d))
+    with torch.no_grad():
+        conv.weight[0, 0, 0, 0] = 1e-40
+    proto = onnx.load(str(export_onnx(music, tmp_path / "music.onnx")))
+    frontend = [n.op_type for n in proto.graph.node
+                if any(p.key == "pkg.torch.onnx.name_scopes" and "model.frontend" in p.value for p in n.metadata_props)]
+    assert "Conv" in frontend and not set(frontend) & {"Gather", "GatherND", "GatherElements", "DFT", "STFT"}
+    tiny = np.finfo(np.float32).tiny
+    for tensor in proto.graph.initializer:
+        values = numpy_helper.to_array(tensor)
+        if values.dtype == np.float32:
+            assert not np.any((values != 0) & (np.abs(values) < tiny)), tensor.name
+    wave = (np.random.default_rng(3).standard_normal(12 * SR) * 0.1).astype(np.float32)
+    with torch.inference_mode(), flush_denormals():
+        expected = [o[0].numpy() for o in music.track_outputs(torch.from_numpy(wave)[None])]
+    out = run(session(tmp_path / "music.onnx"), wave)
+    for name, value in zip(["concepts", "targets", "contributions", "window_concepts"], expected):
+        np.testing.assert_allclose(out[name][0], value, atol=TOL, rtol=0)

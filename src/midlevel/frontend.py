@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import FrontendConfig
-from .matmul_dft import matmul_dft_magnitude
+from .matmul_dft import matmul_spectrogram
 
 
 def log_spaced_frequencies(bands_per_octave: int, fmin: float, fmax: float, fref: float = 440.0) -> np.ndarray:
@@ -123,7 +123,7 @@ class LogFrequencySpectrogram(_LevelNormalizedInput):
         )
         fb = torch.from_numpy(log_filterbank(cfg))
         self.register_buffer("filterbank", fb)
-        self._export_dft: Callable[[torch.Tensor], torch.Tensor] | None = None  # only inside ``dft_as_matmul``
+        self._export_filtered: Callable[[torch.Tensor], torch.Tensor] | None = None  # only inside ``dft_as_matmul``
         self.register_buffer("mean", torch.zeros(fb.shape[1]))
         self.register_buffer("std", torch.ones(fb.shape[1]))
 
@@ -137,24 +137,25 @@ class LogFrequencySpectrogram(_LevelNormalizedInput):
         The magnitude is what ``self.stft`` (torchaudio's ``Spectrogram``: centred, reflection-padded, its
         periodic Hann window) computes, written as framing and a real FFT: onnxruntime runs the exported
         DFT about twice as fast as its STFT operator, and PyTorch runs it at least as fast as ``torch.stft``."""
+        if self._export_filtered is not None:
+            return self._export_filtered(wave)
         half = self.cfg.n_fft // 2
         frames = F.pad(wave.unsqueeze(1), (half, half), mode="reflect").squeeze(1).unfold(-1, self.cfg.n_fft,
                                                                                         self.cfg.hop_length)
-        if self._export_dft is None:
-            mag = torch.fft.rfft(frames * self.stft.window).abs()  # (batch, frames, n_fft//2+1)
-        else:
-            mag = self._export_dft(frames)
+        mag = torch.fft.rfft(frames * self.stft.window).abs()  # (batch, frames, n_fft//2+1)
         return torch.matmul(mag, self.filterbank).transpose(1, 2)
 
     @contextmanager
     def dft_as_matmul(self) -> Iterator[None]:
-        """Inside: the windowed DFT is computed by matrix products (``midlevel.matmul_dft``) instead of an FFT,
-        for the ONNX export: onnxruntime runs those far faster than its DFT kernel (onnxruntime issue 32403)."""
-        self._export_dft = matmul_dft_magnitude(self.stft.window)
+        """Inside: ``filtered`` is ``midlevel.matmul_dft.MatmulSpectrogram`` (the same padding, then a grouped
+        convolution and products with the window, twiddle factors and filterbank folded in) instead of ``unfold``
+        and an FFT, for the ONNX export: onnxruntime runs those far faster than its DFT kernel (onnxruntime issue
+        32403) and than the per-sample ``Gather`` that ``unfold`` exports as. PyTorch keeps the FFT outside."""
+        self._export_filtered = matmul_spectrogram(self.stft.window, self.cfg.hop_length, self.filterbank)
         try:
             yield
         finally:
-            self._export_dft = None
+            self._export_filtered = None
 
     def n_frames(self, n_samples: int) -> int:
         return n_samples // self.cfg.hop_length + 1
