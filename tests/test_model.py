@@ -5,7 +5,7 @@ from PIL import Image
 
 from midlevel import ModelConfig, TwoStageModel, example_clip
 from midlevel.checkpoint import ModelLoadError
-from midlevel.model import window_starts
+from midlevel.model import gather_windows, slice_windows, window_starts, window_starts_tensor
 
 from conftest import sine
 
@@ -20,6 +20,16 @@ def test_window_starts_cover_the_track_and_end_align():
     assert window_starts(200, 200, 100) == [0]
     assert window_starts(350, 200, 100) == [0, 100, 150]
     assert window_starts(400, 200, 100) == [0, 100, 200]
+
+
+@pytest.mark.parametrize("window, hop", [(8, 4), (12, 4), (6, 6), (9, 4), (11, 4), (3, 5)])
+def test_windows_by_slices_equal_windows_by_gather_for_every_length(window, hop):
+    """The exported graph cuts windows from hop-long rows of one reshape (no per-sample Gather); every track
+    length, shorter than a window, a whole number of hops or not, gives the same windows as the indices do."""
+    for n in range(1, 5 * window):
+        wave = torch.randn(2, n)
+        expected = gather_windows(torch.nn.functional.pad(wave, (0, window)), window_starts_tensor(n, window, hop), window)
+        assert torch.equal(slice_windows(wave, window, hop), expected), n
 
 
 @pytest.mark.parametrize("backbone", ["compact", "vgg"])

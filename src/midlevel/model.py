@@ -67,6 +67,23 @@ def gather_windows(padded: torch.Tensor, starts: torch.Tensor, window: int) -> t
     return padded.index_select(1, index).reshape(padded.shape[0], starts.shape[0], window)
 
 
+def slice_windows(wave: torch.Tensor, window: int, hop: int) -> torch.Tensor:
+    """(B, S) waveforms -> (B, W, window): the windows ``window_starts_tensor`` places, equal to ``gather_windows``
+    of the zero-padded track, cut without indices: with ``window = k * hop + r``, every window but the last is k
+    hop-long rows of one reshape side by side plus the first r samples of the next row, and the last (end-aligned)
+    is one slice. The exported graph then has no per-sample ``Gather`` over the track, which onnxruntime runs as a
+    copy of every index. Symbolic sizes only, so one graph serves every length."""
+    padded = nn.functional.pad(wave, (0, window + hop))
+    n_samples = wave.shape[-1]
+    k, r = divmod(window, hop)
+    regular = (torch.sym_max(n_samples - window, 0) + hop - 1) // hop  # windows that start at i * hop, the last aside
+    n_rows = regular + k + (1 if r else 0)
+    rows = padded[:, : n_rows * hop].reshape(wave.shape[0], n_rows, hop)
+    pieces = [rows[:, j:j + regular] for j in range(k)] + ([rows[:, k:k + regular, :r]] if r else [])
+    last_start = torch.sym_max(torch.sym_min(regular * hop, n_samples - window), 0)
+    return torch.cat([torch.cat(pieces, dim=-1), padded[:, None, last_start:last_start + window]], dim=1)
+
+
 def _one_track(samples: np.ndarray) -> torch.Tensor:
     """A decoded track as a (1, S) float32 tensor."""
     return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None]
@@ -158,13 +175,13 @@ class AudioModel(nn.Module):
         window = window or self.config.window_samples
         hop = hop or self.config.hop_samples
         n_samples = wave.shape[-1]
-        starts = window_starts_tensor(n_samples, window, hop, wave.device)
         if chunk is None:
-            windows = gather_windows(nn.functional.pad(wave, (0, window)), starts, window)
+            windows = slice_windows(wave, window, hop)
             batch, n_windows, _ = windows.shape
             spec = self.frontend(windows.reshape(batch * n_windows, window))
             return network(spec).reshape(batch, n_windows, -1)
         padded = wave if n_samples >= window else nn.functional.pad(wave, (0, window - n_samples))
+        starts = window_starts_tensor(n_samples, window, hop, wave.device)
         parts = []
         for i in range(0, len(starts), chunk):
             part = starts[i:i + chunk].tolist()
