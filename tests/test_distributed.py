@@ -25,7 +25,7 @@ from midlevel.training.loops import TrainSettings, train_network
 TESTS = Path(__file__).resolve().parent
 SETTINGS = dict(setup="joint", epochs=4, batch_size=16, lr=3e-3, patience=10, seed=3)
 SCRIPT = f"""
-import json, sys
+import json, os, sys
 sys.path.insert(0, {str(TESTS)!r})
 import torch
 from test_training import small_model, toy_set
@@ -35,7 +35,9 @@ out, epochs = sys.argv[1], int(sys.argv[2])
 model = small_model()
 state = train_network(model, toy_set(64, 0), toy_set(16, 1), TrainSettings(**{{**{SETTINGS!r}, "epochs": epochs}}),
                       out, progress=False)
-print("HISTORY", json.dumps([[h["train_loss"], h["score"]] for h in state["history"]]), flush=True)
+# one file per rank: two ranks printing to torchrun's shared stdout can interleave their lines
+with open(out + "-history-rank" + os.environ.get("RANK", "0") + ".json", "w") as f:
+    json.dump([[h["train_loss"], h["score"]] for h in state["history"]], f)
 """
 
 
@@ -46,10 +48,12 @@ def torchrun(script: Path, *args: str) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def finished(proc: subprocess.Popen) -> list[list[list[float]]]:
+def finished(proc: subprocess.Popen, out_dir: Path) -> list[list[list[float]]]:
+    """Each rank's (train loss, validation score) per epoch, in rank order, once the run has ended well."""
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out[-3000:]
-    return [json.loads(line.split(" ", 1)[1]) for line in out.splitlines() if line.startswith("HISTORY")]
+    files = sorted(out_dir.parent.glob(f"{out_dir.name}-history-rank*.json"))
+    return [json.loads(f.read_text()) for f in files]
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -68,7 +72,7 @@ def test_two_gloo_processes_follow_one_process_with_the_same_global_batch(script
     torch.set_num_threads(1)
     one = train_network(small_model(), toy_set(64, 0), toy_set(16, 1), TrainSettings(**SETTINGS), tmp_path / "one",
                         progress=False)["history"]
-    ranks = finished(torchrun(script, str(tmp_path / "two"), "4"))
+    ranks = finished(torchrun(script, str(tmp_path / "two"), "4"), tmp_path / "two")
     assert len(ranks) == 2 and ranks[0] == ranks[1]  # every rank validated the same model
     two = np.array(ranks[0])
     single = np.array([[h["train_loss"], h["score"]] for h in one])
@@ -83,7 +87,7 @@ def test_two_gloo_processes_follow_one_process_with_the_same_global_batch(script
 
 @pytest.mark.slow
 def test_a_killed_torchrun_run_resumes_to_the_same_weights(script, tmp_path):
-    whole = finished(torchrun(script, str(tmp_path / "whole"), "8"))
+    whole = finished(torchrun(script, str(tmp_path / "whole"), "8"), tmp_path / "whole")
     proc = torchrun(script, str(tmp_path / "cut"), "8")
     state, deadline = tmp_path / "cut" / "state.json", time.time() + 240
     while proc.poll() is None and time.time() < deadline:
@@ -95,7 +99,7 @@ def test_a_killed_torchrun_run_resumes_to_the_same_weights(script, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     assert json.loads(state.read_text())["epoch"] < 7, "the run ended before it could be killed"
-    resumed = finished(torchrun(script, str(tmp_path / "cut"), "8"))
+    resumed = finished(torchrun(script, str(tmp_path / "cut"), "8"), tmp_path / "cut")
     assert resumed[0] == whole[0]
     a, b = weights(tmp_path / "whole"), weights(tmp_path / "cut")
     assert all(torch.equal(a[k], b[k]) for k in a)
