@@ -78,19 +78,24 @@ class MatmulDFTMagnitude:
         return torch.sqrt(x_re * x_re + x_im * x_im).flatten(-2)[..., : self.n // 2 + 1]
 
 
-def frames_by_slices(x: torch.Tensor, length: int, hop: int) -> torch.Tensor:
+def frames_by_slices(x: torch.Tensor, length: int, hop: int, n_frames: int | None = None) -> torch.Tensor:
     """(..., T) -> (..., F, length) with F = (T - length) // hop + 1: ``x.unfold(-1, length, hop)``, copied.
 
     Written as a reshape into rows of ``hop`` samples and a concatenation of a few shifted slices of them
     (frame f = rows f, f + 1, ... and the head of the next), because the exporter writes ``unfold`` as a
     ``Gather`` with an index per sample, which onnxruntime runs as a slow element-by-element copy (it took 16%
-    of the default's time), while slices and a concatenation are block copies."""
-    n_frames = (x.shape[-1] - length) // hop + 1
+    of the default's time), while slices and a concatenation are block copies. A caller that knows F as a
+    symbolic size (``model.slice_windows``) passes it, with ``x`` long enough for every row a frame reaches:
+    then no size is derived from ``x`` and nothing is padded, so an exported graph keeps the caller's sizes."""
     whole, rest = divmod(length, hop)
-    n_rows = n_frames + whole - (rest == 0)  # rows any frame reaches
+    derived = n_frames is None
+    if derived:
+        n_frames = (x.shape[-1] - length) // hop + 1
+    n_rows = n_frames + whole - (0 if rest else 1)  # rows any frame reaches
     need = n_rows * hop
-    x = x[..., :need] if x.shape[-1] >= need else F.pad(x, (0, need - x.shape[-1]))  # the pad is never read
-    rows = x.unflatten(-1, (n_rows, hop))
+    if derived and x.shape[-1] < need:
+        x = F.pad(x, (0, need - x.shape[-1]))  # the pad is never read
+    rows = x[..., :need].unflatten(-1, (n_rows, hop))
     parts = [rows[..., i:i + n_frames, :] for i in range(whole)]
     if rest:
         parts.append(rows[..., whole:whole + n_frames, :rest])

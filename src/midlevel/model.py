@@ -33,6 +33,7 @@ from .errors import MidlevelError
 from .frontend import build_frontend
 from .heads import AdditiveHead, build_head
 from .ioutil import release_freed_memory
+from .matmul_dft import frames_by_slices
 from .numerics import eval_mode, flush_denormals
 from .ood import OODCalibration, describe, load_ood, sync_ood
 from .results import Explanation, Prediction
@@ -60,28 +61,18 @@ def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
     return window_starts_tensor(n_samples, window, hop).tolist()
 
 
-def gather_windows(padded: torch.Tensor, starts: torch.Tensor, window: int) -> torch.Tensor:
-    """(B, S') waveforms, padded to at least one window, -> (B, len(starts), window)."""
-    index = (starts[:, None] + torch.arange(window, device=padded.device)[None, :]).reshape(-1)
-    # index_select exports as Gather, which onnxruntime runs faster than GatherND (what [:, index] gives)
-    return padded.index_select(1, index).reshape(padded.shape[0], starts.shape[0], window)
-
-
 def slice_windows(wave: torch.Tensor, window: int, hop: int) -> torch.Tensor:
-    """(B, S) waveforms -> (B, W, window): the windows ``window_starts_tensor`` places, equal to ``gather_windows``
-    of the zero-padded track, cut without indices: with ``window = k * hop + r``, every window but the last is k
-    hop-long rows of one reshape side by side plus the first r samples of the next row, and the last (end-aligned)
-    is one slice. The exported graph then has no per-sample ``Gather`` over the track, which onnxruntime runs as a
-    copy of every index. Symbolic sizes only, so one graph serves every length."""
+    """(B, S) waveforms -> (B, W, window): the windows ``window_starts_tensor`` places, equal to indexing the
+    zero-padded track at those starts (tests), cut without indices: the windows that start at ``i * hop`` by
+    ``frames_by_slices`` (block copies), the last (end-aligned) by one slice. The exported graph then has no
+    per-sample ``Gather`` over the track, which onnxruntime runs as a copy of every index. Symbolic sizes only,
+    so one graph serves every length."""
     padded = nn.functional.pad(wave, (0, window + hop))
     n_samples = wave.shape[-1]
-    k, r = divmod(window, hop)
     regular = (torch.sym_max(n_samples - window, 0) + hop - 1) // hop  # windows that start at i * hop, the last aside
-    n_rows = regular + k + (1 if r else 0)
-    rows = padded[:, : n_rows * hop].reshape(wave.shape[0], n_rows, hop)
-    pieces = [rows[:, j:j + regular] for j in range(k)] + ([rows[:, k:k + regular, :r]] if r else [])
     last_start = torch.sym_max(torch.sym_min(regular * hop, n_samples - window), 0)
-    return torch.cat([torch.cat(pieces, dim=-1), padded[:, None, last_start:last_start + window]], dim=1)
+    return torch.cat([frames_by_slices(padded, window, hop, n_frames=regular),
+                      padded[:, None, last_start:last_start + window]], dim=1)
 
 
 def _one_track(samples: np.ndarray) -> torch.Tensor:
