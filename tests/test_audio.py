@@ -62,6 +62,16 @@ def test_channels_are_averaged_to_mono(tmp_path, channels):
     assert audio.source == str(path)
 
 
+def test_stereo_downmix_is_numpys_mean_bit_for_bit(tmp_path):
+    """The fast two-channel path adds the columns and halves: the same float32 numbers as ``mean(axis=1)``,
+    so a checkpoint's evaluation does not move, on full-scale noise (every exponent) and tiny values."""
+    rng = np.random.default_rng(0)
+    data = np.concatenate([rng.uniform(-1, 1, (4000, 2)), rng.standard_normal((4000, 2)) * 1e-30]).astype(np.float32)
+    path = write(tmp_path / "stereo.wav", data, SR, subtype="FLOAT")
+    decoded, _ = sf.read(path, dtype="float32", always_2d=True)
+    assert np.array_equal(load_audio(path).samples, decoded.mean(axis=1))
+
+
 @pytest.mark.parametrize("source_sr", [8000, 22050, 44100, 96000])
 def test_resampling_keeps_length_frequency_and_level(tmp_path, source_sr):
     path = write(tmp_path / f"{source_sr}.wav", tone(1000, 1.0, source_sr), source_sr)
