@@ -27,7 +27,6 @@ shift, in sd of each concept over the excerpts.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -38,7 +37,9 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "studies"))
 import real_recordings as rr  # noqa: E402  (the benchmark's excerpts and perturbations, unchanged)
+from recorded_study import add_dump_options, recorded_excerpts, run  # noqa: E402
 
 import midlevel  # noqa: E402
 from midlevel.audio import load_audio  # noqa: E402
@@ -91,10 +92,7 @@ def measure(args: argparse.Namespace) -> dict[str, np.ndarray]:
         concepts = np.concatenate([part.concepts for part in s.values()])
         held[f"held_{label}_e"] = np.array([embed(model, audio_of(model, p)) for p in tqdm(paths, desc=label, unit="clip")])
         held[f"held_{label}_y"] = concepts
-    recordings = rr.list_recordings(rr.DEFAULT_PACKAGES, ROOT / "benchmarks/results/cache")
-    lengths_file = ROOT / "benchmarks/results/cache/real_recordings_track_lengths.json"
-    lengths = json.loads(lengths_file.read_text()) if lengths_file.is_file() else {}
-    excerpts = rr.pick_excerpts(recordings, args.n, seed=args.seed, lengths=lengths)
+    excerpts = recorded_excerpts(args.n, args.seed)
     real = {k: [] for k in ("original", "mp3", "shift", "round_trip")}
     for ex in tqdm(excerpts, desc="recorded excerpts", unit="excerpt"):
         x = ex.audio.astype(np.float32)
@@ -206,27 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heldout-dry", default="corpora/heldout")
     p.add_argument("--pairs", type=int, default=600)
     p.add_argument("--mu", type=float, default=0.01)
-    p.add_argument("--n", type=int, default=100)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--dump")
-    p.add_argument("--from-dump")
-    p.add_argument("--out", default="studies/results/invariant_readouts")
+    add_dump_options(p, "studies/results/invariant_readouts")
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
-    if args.from_dump:
-        with np.load(args.from_dump) as z:
-            data = {k: z[k] for k in z.files}
-    else:
-        data = measure(args)
-        if args.dump:
-            np.savez(args.dump, **data)
-    res = analyse(data, args.mu)
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(res))
-    print(markdown(res))
-    return 0
+    return run(args, measure, lambda data: analyse(data, args.mu), markdown)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ Then it sweeps the share of the spectral height in ``melody_p2 + share * spectra
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -40,7 +39,9 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "studies"))
 import real_recordings as rr  # noqa: E402  (the benchmark's excerpts and perturbations, unchanged)
+from recorded_study import add_dump_options, recorded_excerpts, run  # noqa: E402
 
 import midlevel  # noqa: E402
 from midlevel.audio import load_audio  # noqa: E402
@@ -110,10 +111,7 @@ def measure(args: argparse.Namespace) -> dict[str, np.ndarray]:
     model.eval()
     fit_m, fit_c, fit_y = controlled(model, Path(args.fit_on))
     also_m, also_c, also_y = controlled(model, Path(args.also))
-    recordings = rr.list_recordings(rr.DEFAULT_PACKAGES, ROOT / "benchmarks/results/cache")
-    lengths_file = ROOT / "benchmarks/results/cache/real_recordings_track_lengths.json"
-    lengths = json.loads(lengths_file.read_text()) if lengths_file.is_file() else {}
-    excerpts = rr.pick_excerpts(recordings, args.n, seed=args.seed, lengths=lengths)
+    excerpts = recorded_excerpts(args.n, args.seed)
     sr = rr.SAMPLE_RATE
     per: dict[str, list] = {k: [] for k in VARIANTS}
     net: dict[str, list] = {k: [] for k in VARIANTS}
@@ -218,28 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="runs/eq3k-joint/models/joint-linear")
     p.add_argument("--fit-on", default="corpora/heldout-rand", help="controlled corpus the read-outs are fitted on (5-fold CV)")
     p.add_argument("--also", default="corpora/heldout", help="a second controlled corpus, scored with read-outs fitted on --fit-on")
-    p.add_argument("--n", type=int, default=100)
-    p.add_argument("--seed", type=int, default=1, help="which recorded excerpts (the benchmark draws seed 0)")
-    p.add_argument("--dump", help="save every measurement to this .npz")
-    p.add_argument("--from-dump", help="analyse an earlier --dump instead of measuring")
-    p.add_argument("--out", default="studies/results/structural_readouts")
+    add_dump_options(p, "studies/results/structural_readouts")
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
-    if args.from_dump:
-        with np.load(args.from_dump) as z:
-            data = {k: z[k] for k in z.files}
-    else:
-        data = measure(args)
-        if args.dump:
-            np.savez(args.dump, **data)
-    res = analyse(data)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(res))
-    print(markdown(res))
-    return 0
+    return run(args, measure, analyse, markdown)
 
 
 if __name__ == "__main__":
