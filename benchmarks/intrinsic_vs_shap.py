@@ -61,7 +61,7 @@ from midlevel.training.cache import cached_log_spectrograms
 from midlevel.training.data import load_splits
 from midlevel.training.loops import ArraySet, TrainSettings, network_outputs
 from midlevel.training.metrics import pearson_per_column
-from midlevel.zoo import weights_sha256
+from midlevel.zoo import REGISTRY, weights_sha256
 
 NAME = "intrinsic_vs_shap"
 CONCEPT_METHODS = {"intrinsic": "intrinsic (head terms, centred)", "mlp_shap": "MLP head + permutation SHAP"}
@@ -405,7 +405,8 @@ def check_mergeable(results: dict[str, Any], earlier: dict[str, Any], measured: 
     Where the earlier file lists its clips, their names are compared; every model it keeps is also
     loaded again (it must be a zoo name whose weights still have the sha256 the earlier run measured)
     and its accuracy recomputed on this run's clips, which must equal the stored one: a check on the
-    clips and the weights that also holds for files written before clips were listed.
+    clips and the weights that also holds for files written before clips were listed. A superseded entry
+    (weights no longer shipped) is kept when the zoo's record of its sha256 is the one the earlier run measured.
     """
     def refuse(why: str) -> SystemExit:
         return SystemExit(f"{source}: cannot merge: {why}")
@@ -421,6 +422,13 @@ def check_mergeable(results: dict[str, Any], earlier: dict[str, Any], measured: 
         raise refuse(f"{orphaned} would keep cost ratios against a black box this run measures again; "
                      "measure them in this run too")
     for name in [n for n in [*earlier["models"], *earlier["black_boxes"]] if n not in measured]:
+        entry = REGISTRY.get(name)
+        if entry is not None and not entry.shipped:
+            # superseded: its weights left the wheel (the manifest rebuilds them), so they cannot be run again
+            # here; the zoo's own record of them must still name the weights the earlier run measured
+            if entry.sha256 != earlier["weights_sha256"][name]:
+                raise refuse(f"{name!r}: the earlier run measured other weights than the zoo records for it")
+            continue
         try:
             model = load(name)
         except Exception as err:  # a folder of an earlier session, a renamed entry, a corrupt file
@@ -449,6 +457,9 @@ def merge_earlier(results: dict[str, Any], earlier: dict[str, Any]) -> dict[str,
     kept_boxes = [n for n in earlier["black_boxes"] if n not in measured]
     runs = earlier.get("runs") or [{"models": list(earlier["models"]) + list(earlier["black_boxes"]),
                                     "machine": earlier["machine"], "finished": None}]
+    # runs recorded before each kept its own: the earlier file's one background
+    runs = [{"background_corpus": earlier["settings"].get("background_corpus") or earlier["settings"]["corpus"], **run}
+            for run in runs]
     cost, old = results["cost"], earlier["cost"]
     for name in kept_models:
         results["models"][name] = earlier["models"][name]
@@ -565,9 +576,10 @@ def markdown(results: dict[str, Any]) -> str:
     if len(runs) > 1:
         lines += ["", "## Runs", "", "This file merges runs on the same clips with the same settings (`--merge`): each "
                   "model's numbers, cost ratios included, come from the run that measured it.", "",
-                  "| finished | models | machine |", "|---|---|---|"]
+                  "| finished | models | machine | SHAP background (train split of) |", "|---|---|---|---|"]
         lines += [f"| {r['finished'] or 'before runs were recorded'} | " + ", ".join(f"`{m}`" for m in r["models"])
-                  + f" | {r['machine']} |" for r in runs]
+                  + f" | {r['machine']} | `{r.get('background_corpus') or results['settings']['background_corpus']}` |"
+                  for r in runs]
     return "\n".join(lines) + "\n"
 
 
@@ -636,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
                                    {n: bb["additivity_error"] for n, bb in results["black_boxes"].items()}, args)
 
     results["runs"] = [{"models": list(two_stage) + list(black_boxes), "machine": results["machine"],
+                        "background_corpus": args.background_corpus or args.corpus,
                         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}]
     if earlier is not None:
         results = merge_earlier(results, earlier)

@@ -7,7 +7,7 @@ import pytest
 from script_loader import load_script
 from test_recipes import write_layout
 
-from midlevel.zoo import get_entry
+from midlevel.zoo import REGISTRY, get_entry
 
 
 def benchmark_module():
@@ -90,3 +90,23 @@ def test_merge_measures_only_the_new_models_and_refuses_other_clips_or_settings(
         with pytest.raises(SystemExit, match=why):
             bench.main([*common, *extra, "--merge"])
     assert json.loads((out / "intrinsic_vs_shap.json").read_text()) == merged  # nothing written by a refused run
+
+    # a superseded entry cannot be run again (its weights left the wheel): kept when the zoo's record of its
+    # sha256 names the weights the earlier run measured, refused otherwise
+    old, src = "emotion-measures-linear-mid10-ctrl12k", "emotion-compact-gam-mid7-ctrl3k-seq"
+    assert not REGISTRY[old].shipped
+    earlier = json.loads((out / "intrinsic_vs_shap.json").read_text())
+    earlier["models"][old] = {**earlier["models"][src], "counterpart": None}
+    earlier["weights_sha256"][old] = REGISTRY[old].sha256
+    for key in ("ratios", "seconds"):
+        earlier["cost"][key][old] = earlier["cost"][key][src]
+    earlier["runs"].append({"models": [old], "machine": "another machine", "finished": "2026-12-04 17:29 UTC"})
+    (out / "intrinsic_vs_shap.json").write_text(json.dumps(earlier))
+    assert bench.main([*common, "--n", "3", "--models", src, "--merge"]) == 0
+    kept = json.loads((out / "intrinsic_vs_shap.json").read_text())
+    assert kept["models"][old] == earlier["models"][old] and kept["weights_sha256"][old] == REGISTRY[old].sha256
+    assert [r["models"] for r in kept["runs"]][-2:] == [[old], [src]]
+    earlier["weights_sha256"][old] = "0" * 64
+    (out / "intrinsic_vs_shap.json").write_text(json.dumps(earlier))
+    with pytest.raises(SystemExit, match="other weights than the zoo records"):
+        bench.main([*common, "--n", "3", "--models", src, "--merge"])
