@@ -163,7 +163,8 @@ def _measured_in(name: str, bench: dict[str, Any]) -> str:
     run = next((r for r in bench.get("runs", []) if name in r["models"]), None)
     if run is None:
         return bench["machine"]
-    return run["machine"] + (f", run finished {run['finished']}" if run.get("finished") else "")
+    return (run["machine"] + (f", run finished {run['finished']}" if run.get("finished") else "")
+            + (f", SHAP background: the train split of `{run['background_corpus']}`" if run.get("background_corpus") else ""))
 
 
 def _shap_section(name: str, info: dict[str, Any], results: dict[str, Any]) -> list[str]:
