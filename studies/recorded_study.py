@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import torch
+from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import real_recordings as rr  # noqa: E402
+
+from midlevel.audio import load_audio  # noqa: E402
 
 CACHE = ROOT / "benchmarks/results/cache"
 
@@ -29,6 +33,18 @@ def recorded_excerpts(n: int, seed: int) -> list:
     lengths_file = CACHE / "real_recordings_track_lengths.json"
     lengths = json.loads(lengths_file.read_text()) if lengths_file.is_file() else {}
     return rr.pick_excerpts(recordings, n, seed=seed, lengths=lengths)
+
+
+def controlled_clips(model, corpus: Path, measure_one: Callable, desc: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """``measure_one(model, audio)`` -> (measurements, network value) on every clip of a controlled corpus, as two
+    arrays in ``factors.csv`` order, with that table (indexed by ``song_id``) for the labels."""
+    factors = pd.read_csv(corpus / "factors.csv").set_index("song_id")
+    rows, nets = [], []
+    for sid in tqdm(factors.index, desc=f"{desc} on {corpus.name}", unit="clip"):
+        m, c = measure_one(model, load_audio(corpus / "audio" / f"{sid}.flac", model.config.sample_rate).samples)
+        rows.append(m)
+        nets.append(c)
+    return np.array(rows), np.array(nets), factors
 
 
 def add_dump_options(p: argparse.ArgumentParser, out: str) -> None:

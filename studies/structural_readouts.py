@@ -28,7 +28,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from scipy.stats import pearsonr, spearmanr
 from sklearn.linear_model import LinearRegression
@@ -41,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "studies"))
 import real_recordings as rr  # noqa: E402  (the benchmark's excerpts and perturbations, unchanged)
-from recorded_study import add_dump_options, recorded_excerpts, run  # noqa: E402
+from recorded_study import add_dump_options, controlled_clips, recorded_excerpts, run  # noqa: E402
 
 import midlevel  # noqa: E402
 from midlevel.audio import load_audio  # noqa: E402
@@ -90,15 +89,8 @@ def measures_and_concepts(model, audio: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def controlled(model, corpus: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    factors = pd.read_csv(corpus / "factors.csv").set_index("song_id")
-    labels = outside_ratings(factors)  # loudness, tempo, register
-    rows, nets = [], []
-    for sid in tqdm(factors.index, desc=f"measures on {corpus.name}", unit="clip"):
-        audio = load_audio(corpus / "audio" / f"{sid}.flac", model.config.sample_rate).samples
-        m, c = measures_and_concepts(model, audio)
-        rows.append(m)
-        nets.append(c)
-    return np.array(rows), np.array(nets), labels
+    rows, nets, factors = controlled_clips(model, corpus, measures_and_concepts, "measures")
+    return rows, nets, outside_ratings(factors)  # loudness, tempo, register
 
 
 SHARES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)

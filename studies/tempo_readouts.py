@@ -29,7 +29,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from scipy.stats import pearsonr, spearmanr
 from sklearn.linear_model import LinearRegression
@@ -40,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "studies"))
 import real_recordings as rr  # noqa: E402  (the benchmark's excerpts and perturbations, unchanged)
-from recorded_study import add_dump_options, recorded_excerpts, run  # noqa: E402
+from recorded_study import add_dump_options, controlled_clips, recorded_excerpts, run  # noqa: E402
 
 import midlevel  # noqa: E402
 from midlevel.audio import load_audio  # noqa: E402
@@ -66,14 +65,8 @@ def octave_flux(model, audio: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def controlled(model, corpus: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    factors = pd.read_csv(corpus / "factors.csv").set_index("song_id")
-    rows, nets = [], []
-    for sid in tqdm(factors.index, desc=f"flux on {corpus.name}", unit="clip"):
-        audio = load_audio(corpus / "audio" / f"{sid}.flac", model.config.sample_rate).samples
-        f, c = octave_flux(model, audio)
-        rows.append(f)
-        nets.append(c)
-    return np.array(rows), np.array(nets), outside_ratings(factors)[:, TEMPO_LABEL]
+    rows, nets, factors = controlled_clips(model, corpus, octave_flux, "flux")
+    return rows, nets, outside_ratings(factors)[:, TEMPO_LABEL]
 
 
 def measure(args: argparse.Namespace) -> dict[str, np.ndarray]:
