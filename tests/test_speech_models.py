@@ -16,6 +16,7 @@ import torch  # noqa: E402
 
 from midlevel import load  # noqa: E402
 from midlevel.audio import load_audio  # noqa: E402
+from midlevel.datasets.spoken_corpus import DIGIT_PHONE_CLASSES  # noqa: E402
 from midlevel.datasets.spoken_digits import build_spoken_digits  # noqa: E402
 from midlevel.datasets.spoken_digits.voices import Voice  # noqa: E402
 from midlevel.explain.timeline import timeline  # noqa: E402
@@ -64,37 +65,37 @@ def test_unseen_voices_are_understood(trained):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "quarantined 2026-12-06: the small model trained in `trained` misplaces the nasal and the sibilant of the "
-    "en-gb-x-gbclan voices when midlevel is imported from an installed package, and places them as asserted when "
-    "src/ is on PYTHONPATH, with the previous commit's code too (measured: pass twice with PYTHONPATH, fail five "
-    "times without); the cause (the corpus build's worker processes or package data) is not found yet"))
 def test_seven_is_explained_by_its_sibilant_its_v_and_its_nasal_and_the_hiss_comes_first(trained):
     """On held-out voices the logit of "seven" is mostly its phones' doing, and the timeline (windows of the
-    crop length the concepts were trained on) hears the sibilant in the word's first quarter and the nasal
-    in its second half."""
+    crop length the concepts were trained on) finds each of the sibilant and the nasal in a window that holds
+    that phone (its span as the synthesiser aligned it), the hiss first."""
     corpus, labels, model, _ = trained
     sevens = labels[(labels["word"] == "seven") & labels["speaker"].isin(ESPEAK_TEST)]
     assert len(sevens) == 2 * len(ESPEAK_TEST)  # two repetitions each
-    timed = {"sibilant": [], "nasal": []}
     for _, row in sevens.iterrows():
         e = model.explain(load_audio(str(corpus / row["file"]), model.config.sample_rate))
         np.testing.assert_allclose(e.intercept + e.contributions.sum(axis=1), e.targets, atol=1e-9)
         assert e.predicted_class == "seven", (row["speaker"], e.probabilities.round(3))
         terms = e.contributions[e.target_names.index("seven")]
-        top = [e.concept_names[k] for k in np.argsort(-terms)[:5]]
-        assert {"sibilant", "fricative", "nasal"} <= set(top), (row["speaker"], top)
-        assert all(terms[e.concept_names.index(c)] > 0 for c in ("sibilant", "fricative", "nasal"))
+        # the word's own phone classes are its largest terms, each positive, above every class it lacks (a
+        # top-5 cut used to drop one of the six: the sibilant and the schwa's vowel_open sit 0.03 apart for m7)
+        own = DIGIT_PHONE_CLASSES["seven"]
+        top = [e.concept_names[k] for k in np.argsort(-terms)[:len(own)]]
+        assert set(top) == own, (row["speaker"], top, terms.round(2))
+        assert all(terms[e.concept_names.index(c)] > 0 for c in own), (row["speaker"], terms.round(2))
         window = model.config.metadata["timeline_window_seconds"]
         line = timeline(model, load_audio(str(corpus / row["file"]), model.config.sample_rate),
                         window_seconds=window, hop_seconds=0.01)
-        for concept, lo, hi in (("sibilant", -0.1, 0.25), ("nasal", 0.5, 1.0)):  # -0.1: a window's centre may
-            when = (heard_at(line, concept) - row["offset_s"]) / row["word_s"]   # precede the word it covers
-            timed[concept].append(lo <= when <= hi)
-    # this small model (660 clips) never hears en-gb-x-gbclan m7's sibilant above 0.5, and places it wrongly for
-    # both its sevens (measured); trained on the whole corpus, the sibilant peaks in the first quarter for 98% of
-    # the held-out voices' sevens (studies/spoken_digits_timing.py, docs/studies/spoken_digits_first_model.md)
-    assert sum(timed["sibilant"]) >= len(sevens) // 2 and all(timed["nasal"]), timed
+        peaks = {}
+        for concept in ("sibilant", "nasal"):  # the strongest window overlaps the phone: its centre lies within
+            peaks[concept] = heard_at(line, concept)  # half a window of the phone's span
+            miss = max(row[f"{concept}_start_s"] - peaks[concept], peaks[concept] - row[f"{concept}_end_s"], 0.0)
+            assert miss < window / 2, (row["speaker"], concept, peaks[concept], miss)
+        assert peaks["sibilant"] < peaks["nasal"], (row["speaker"], peaks)
+    # measured with training seeds 0-3: every peak within 0.12 s of its phone (half a window: 0.15 s), the
+    # sibilant first. An earlier check, positions in fixed fractions of the word (sibilant in the first quarter,
+    # nasal in the second half), flipped with a 1e-7 change of the front-end's magnitude: a 0.3 s window
+    # centred at 0.46 of a 0.5 s word still holds its final /n/
 
 
 def heard_at(line, concept: str) -> float:
