@@ -10,7 +10,7 @@ This study measures the same quantities with a second, higher-quality vocoder, R
 transient-preserving, through ``pedalboard.time_stretch``), on the same excerpts, for the default. If the control and the tempo order change a lot with the tool, the bars measure the tool
 as much as the model, and the benchmark should report both.
 
-    python studies/vocoder_control.py --dump runs/vocoder_seed1.npz    # ~15 min on one core
+    python studies/vocoder_control.py --dump runs/vocoder_seed1.npz    # ~5 min on one core
     python studies/vocoder_control.py --from-dump runs/vocoder_seed1.npz
 """
 
@@ -28,9 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "studies"))
 import real_recordings as rr  # noqa: E402
+import tempo_readouts as tr  # noqa: E402
 from recorded_study import add_dump_options, recorded_excerpts, run  # noqa: E402
 
 from midlevel import load  # noqa: E402
+from midlevel.audio import load_audio  # noqa: E402
 
 MODELS = ("emotion-structural-linear-mid10-rand3k",)  # the default (the former default left the wheel)
 VOCODERS = ("librosa", "rubberband")
@@ -80,10 +82,17 @@ def measure(args: argparse.Namespace) -> dict[str, np.ndarray]:
         for m, model in models.items():
             for k in keys:
                 out[f"{m}|{k}"].append(rr.outputs_of(model, audio[k], ex.sample_rate)[0])
+        default = models[MODELS[0]]  # the tempo read-outs of studies/tempo_readouts.py read its onset envelopes
+        for k in keys:
+            if "stretch" in k:
+                at_rate = load_audio(audio[k], default.config.sample_rate, source_sample_rate=ex.sample_rate,
+                                     check_level=False).samples
+                out.setdefault(f"flux|{k}", []).append(tr.octave_flux(default, at_rate)[0])
     data = {k: np.array(v) for k, v in out.items()}
     for m, model in models.items():
         data[f"{m}|names"] = np.array(model.config.concept_names)
     data["seed"] = np.array(args.seed)
+    data["frame_rate"] = np.array(default.config.sample_rate / default.config.frontend.hop_length)
     return data
 
 
@@ -113,7 +122,14 @@ def analyse(data: dict[str, np.ndarray]) -> dict:
                       "tempo_at_factor": {f"{f:g}": float(np.mean((stretched[:, k] - orig[:, tempo]) / sd[tempo]))
                                           for k, f in enumerate(FACTORS)}}
         res[m] = row
-    return {"excerpts": int(len(data[f"{MODELS[0]}|original"])), "seed": int(data["seed"]), "models": res}
+    fr = float(data["frame_rate"])
+    readouts = {}  # each modulation-spectrum tempo read-out: mean per-excerpt Spearman with the factor
+    for v in VOCODERS:
+        flux = {f"stretch_{f:g}": data[f"flux|{v}:stretch_{f:g}"] for f in FACTORS}
+        for key, spec in tr.candidates(fr).items():
+            rho, _, rho_moved = tr.stretch_rho({k: tr.apply(spec, flux[k], fr) for k in tr.VARIANTS})
+            readouts.setdefault(key, {})[v] = {"spearman": rho, "without_1": rho_moved}
+    return {"readouts": readouts, "excerpts": int(len(data[f"{MODELS[0]}|original"])), "seed": int(data["seed"]), "models": res}
 
 
 def markdown(res: dict) -> str:
@@ -138,6 +154,13 @@ def markdown(res: dict) -> str:
         for v, r in row.items():
             lines.append(f"| `{m}` | {v} | " + " | ".join(
                 f"{r['shift_per_concept'][c]:.2f} / {r['round_trip_per_concept'][c]:.2f}" for c in rr.MODE_CONCEPTS) + " |")
+    best = sorted(res["readouts"].items(), key=lambda kv: -kv[1]["rubberband"]["spearman"])[:5]
+    lines += ["", "Tempo read-outs of `studies/tempo_readouts.py` (modulation spectrum of the onset envelopes), the five "
+              "best with Rubber Band: mean per-excerpt Spearman with the factor (without factor 1):", "",
+              "| read-out | librosa | Rubber Band |", "|---|---|---|"]
+    for key, r in best:
+        lines.append(f"| {key.replace('|', '&#124;')} | {r['librosa']['spearman']:.2f} ({r['librosa']['without_1']:.2f}) | "
+                     f"{r['rubberband']['spearman']:.2f} ({r['rubberband']['without_1']:.2f}) |")
     return "\n".join(lines) + "\n"
 
 
