@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
@@ -33,6 +34,7 @@ from recorded_study import add_dump_options, recorded_excerpts, run  # noqa: E40
 
 from midlevel import load  # noqa: E402
 from midlevel.audio import load_audio  # noqa: E402
+from midlevel.training.augment import transposition_matrices  # noqa: E402
 
 MODELS = ("emotion-structural-linear-mid10-rand3k",)  # the default (the former default left the wheel)
 VOCODERS = ("librosa", "rubberband")
@@ -69,6 +71,19 @@ def variants(ex, vocoder: str) -> dict[str, np.ndarray]:
     return {"shift": shifted, "round_trip": back, **{f"stretch_{f:g}": v for f, v in stretched.items()}}
 
 
+@torch.inference_mode()
+def bin_shifts(model, audio: np.ndarray) -> dict[str, np.ndarray]:
+    """The network's raw concepts of one ``SECONDS`` excerpt (one window), and of its log spectrogram
+    transposed by +3 semitones and +3 then -3 with the matrices training transposed clips with
+    (``transposition_matrices``): the shift the network was taught, with no vocoder at all."""
+    mats = transposition_matrices(model.config.frontend, rr.SHIFT_SEMITONES)
+    up, down = mats[-1], mats[0]
+    wave = torch.as_tensor(rr.fit(audio, model.config.window_samples))[None]
+    logspec = model.frontend.log_spectrogram(wave)[0]
+    raw = lambda ls: model.concepts_from_spectrogram(model.frontend.normalize(ls[None]))[0].double().numpy()  # noqa: E731
+    return {"bins:original": raw(logspec), "bins:shift": raw(up @ logspec), "bins:round_trip": raw(down @ (up @ logspec))}
+
+
 def measure(args: argparse.Namespace) -> dict[str, np.ndarray]:
     excerpts = recorded_excerpts(args.n, args.seed)
     models = {name: load(name) for name in MODELS}
@@ -82,7 +97,12 @@ def measure(args: argparse.Namespace) -> dict[str, np.ndarray]:
         for m, model in models.items():
             for k in keys:
                 out[f"{m}|{k}"].append(rr.outputs_of(model, audio[k], ex.sample_rate)[0])
-        default = models[MODELS[0]]  # the tempo read-outs of studies/tempo_readouts.py read its onset envelopes
+        default = models[MODELS[0]]
+        model_rate = load_audio(audio["original"], default.config.sample_rate, source_sample_rate=ex.sample_rate,
+                                check_level=False).samples
+        for k, v in bin_shifts(default, model_rate).items():
+            out.setdefault(f"{MODELS[0]}|{k}", []).append(v)
+        # the tempo read-outs of studies/tempo_readouts.py read its onset envelopes
         for k in keys:
             if "stretch" in k:
                 at_rate = load_audio(audio[k], default.config.sample_rate, source_sample_rate=ex.sample_rate,
@@ -121,6 +141,17 @@ def analyse(data: dict[str, np.ndarray]) -> dict:
                           for t in stretched])),
                       "tempo_at_factor": {f"{f:g}": float(np.mean((stretched[:, k] - orig[:, tempo]) / sd[tempo]))
                                           for k, f in enumerate(FACTORS)}}
+        bins = {k: data[f"{m}|bins:{k}"] for k in ("original", "shift", "round_trip")}
+        shift = rr.moved(bins["original"], bins["shift"], sd, names, rr.MODE_CONCEPTS)
+        trip = rr.moved(bins["original"], bins["round_trip"], sd, names, rr.MODE_CONCEPTS)
+        row["spectrogram bins"] = {
+            "register_up": float(np.mean(bins["shift"][:, reg] > bins["original"][:, reg])),
+            "register_up_vs_round_trip": float(np.mean(bins["shift"][:, reg] > bins["round_trip"][:, reg])),
+            "shift_mode": shift["mean"], "round_trip_mode": trip["mean"],
+            "shift_minus_round_trip": shift["mean"] - trip["mean"],
+            "shift_per_concept": shift["per_concept"], "round_trip_per_concept": trip["per_concept"],
+            "same_as_explain": float(np.max(np.abs(bins["original"] - orig))),
+            "tempo_spearman": None, "tempo_spearman_without_1": None, "tempo_at_factor": None}
         res[m] = row
     fr = float(data["frame_rate"])
     readouts = {}  # each modulation-spectrum tempo read-out: mean per-excerpt Spearman with the factor
@@ -143,10 +174,11 @@ def markdown(res: dict) -> str:
     for m, row in res["models"].items():
         for v, r in row.items():
             t = r["tempo_at_factor"]
+            tempo = ("- | - | -" if t is None else f"{r['tempo_spearman']:.2f} | {r['tempo_spearman_without_1']:.2f} | "
+                     f"{t['0.7']:+.2f} / {t['1']:+.2f} / {t['1.4']:+.2f}")
             lines.append(f"| `{m}` | {v} | {r['register_up']:.0%} | {r['register_up_vs_round_trip']:.0%} | "
                          f"{r['shift_mode']:.2f} | {r['round_trip_mode']:.2f} | {r['shift_minus_round_trip']:+.2f} | "
-                         f"{r['tempo_spearman']:.2f} | {r['tempo_spearman_without_1']:.2f} | "
-                         f"{t['0.7']:+.2f} / {t['1']:+.2f} / {t['1.4']:+.2f} |")
+                         f"{tempo} |")
     lines += ["", "Mode concepts moved by the +3 shift and by the +3/-3 round trip, per concept (sd):", "",
               "| model | vocoder | " + " | ".join(f"{c}: shift / trip" for c in rr.MODE_CONCEPTS) + " |",
               "|---|---|" + "---|" * len(rr.MODE_CONCEPTS)]
