@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "studies"))
 import real_recordings as rr  # noqa: E402
 from recorded_study import CACHE, recorded_excerpts  # noqa: E402
-from vocoder_control import bin_shifts, rubberband_shift  # noqa: E402
+from vocoder_control import bin_shifts, concepts_of_logspec, shift_versions  # noqa: E402
 
 from midlevel import load  # noqa: E402
 from midlevel.audio import load_audio  # noqa: E402
@@ -61,16 +61,12 @@ def training_spectrograms(model, n: int, seed: int) -> tuple[torch.Tensor, list[
     return torch.stack(specs), [ex.record() for ex in excerpts]
 
 
-def concepts(model, logspec: torch.Tensor) -> torch.Tensor:
-    return model.concepts_from_spectrogram(model.frontend.normalize(logspec))
-
-
 def fine_tune(model, specs: torch.Tensor, *, steps: int, batch: int, lr: float, weight: float, max_semitones: int,
               seed: int) -> list[dict]:
     """Continue ``model``'s backbone in place; returns the loss history."""
     teacher = copy.deepcopy(model).eval()
     with torch.no_grad():
-        ref_all = torch.cat([concepts(teacher, specs[i:i + 16]) for i in range(0, len(specs), 16)])
+        ref_all = torch.cat([concepts_of_logspec(teacher, specs[i:i + 16]) for i in range(0, len(specs), 16)])
     sd = ref_all.std(0).clamp_min(1e-6)
     mode = [list(model.config.concept_names).index(c) for c in rr.MODE_CONCEPTS]
     mats = transposition_matrices(model.config.frontend, max_semitones)
@@ -84,7 +80,7 @@ def fine_tune(model, specs: torch.Tensor, *, steps: int, batch: int, lr: float, 
         idx = torch.randint(len(specs), (batch,), generator=gen)
         k = shifts[torch.randint(len(shifts), (batch,), generator=gen)]
         x = specs[idx]
-        out = concepts(model, torch.cat([x, torch.einsum("nbc,ncf->nbf", mats[k], x)]))
+        out = concepts_of_logspec(model, torch.cat([x, torch.einsum("nbc,ncf->nbf", mats[k], x)]))
         ref = ref_all[idx]
         anchor = (((out[:batch] - ref) / sd) ** 2).mean()
         consistency = (((out[batch:, mode] - ref[:, mode]) / sd[mode]) ** 2).mean()
@@ -103,9 +99,8 @@ def recorded_behaviour(model, excerpts) -> dict:
     for ex in excerpts:
         x, sr = ex.audio.astype(np.float32), ex.sample_rate
         versions = {"original": x, "gain": rr.gain(x), "codec": rr.mp3(x, sr)}
-        for tool, shift in (("librosa", rr.pitch_shift), ("rubberband", rubberband_shift)):
-            up = shift(x, sr, rr.SHIFT_SEMITONES)
-            versions |= {f"{tool}:shift": up, f"{tool}:round_trip": rr.fit(shift(up, sr, -rr.SHIFT_SEMITONES), len(x))}
+        for tool in ("librosa", "rubberband"):
+            versions |= {f"{tool}:{k}": v for k, v in shift_versions(x, sr, tool).items()}
         for k, v in versions.items():
             rows.setdefault(k, []).append(rr.outputs_of(model, v, sr)[0])
         at_rate = load_audio(x, model.config.sample_rate, source_sample_rate=sr, check_level=False).samples

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,17 +57,25 @@ def rubberband_stretch(context: np.ndarray, n: int, factor: float, sr: int) -> n
     return rr.fit(pb.time_stretch(source[None], sr, factor)[0], n)
 
 
+def shift_versions(x: np.ndarray, sr: int, vocoder: str) -> dict[str, np.ndarray]:
+    """``x`` shifted up ``rr.SHIFT_SEMITONES`` by ``vocoder``, and shifted up and back (both ``len(x)`` long)."""
+    shift = rr.pitch_shift if vocoder == "librosa" else rubberband_shift
+    shifted = shift(x, sr, rr.SHIFT_SEMITONES)
+    return {"shift": shifted, "round_trip": rr.fit(shift(shifted, sr, -rr.SHIFT_SEMITONES), len(x))}
+
+
 def variants(ex, vocoder: str) -> dict[str, np.ndarray]:
     x, sr = ex.audio.astype(np.float32), ex.sample_rate
     if vocoder == "librosa":
-        shifted = rr.pitch_shift(x, sr, rr.SHIFT_SEMITONES)
-        back = rr.fit(rr.pitch_shift(shifted, sr, -rr.SHIFT_SEMITONES), len(x))
         stretched = {f: rr.stretch(ex.samples, len(x), f) for f in FACTORS}
     else:
-        shifted = rubberband_shift(x, sr, rr.SHIFT_SEMITONES)
-        back = rubberband_shift(shifted, sr, -rr.SHIFT_SEMITONES)
         stretched = {f: rubberband_stretch(ex.samples, len(x), f, sr) for f in FACTORS}
-    return {"shift": shifted, "round_trip": back, **{f"stretch_{f:g}": v for f, v in stretched.items()}}
+    return {**shift_versions(x, sr, vocoder), **{f"stretch_{f:g}": v for f, v in stretched.items()}}
+
+
+def concepts_of_logspec(model, logspec: torch.Tensor) -> torch.Tensor:
+    """(B, bands, frames) un-normalised log spectrograms -> (B, K) raw concepts."""
+    return model.concepts_from_spectrogram(model.frontend.normalize(logspec))
 
 
 @torch.inference_mode()
@@ -80,7 +87,7 @@ def bin_shifts(model, audio: np.ndarray) -> dict[str, np.ndarray]:
     up, down = mats[-1], mats[0]
     wave = torch.as_tensor(rr.fit(audio, model.config.window_samples))[None]
     logspec = model.frontend.log_spectrogram(wave)[0]
-    raw = lambda ls: model.concepts_from_spectrogram(model.frontend.normalize(ls[None]))[0].double().numpy()  # noqa: E731
+    raw = lambda ls: concepts_of_logspec(model, ls[None])[0].double().numpy()  # noqa: E731
     return {"bins:original": raw(logspec), "bins:shift": raw(up @ logspec), "bins:round_trip": raw(down @ (up @ logspec))}
 
 
@@ -90,6 +97,7 @@ def measure(args: argparse.Namespace) -> dict[str, np.ndarray]:
     keys = ["original"] + [f"{v}:{k}" for v in VOCODERS for k in ["shift", "round_trip"] +
                            [f"stretch_{f:g}" for f in FACTORS]]
     out = {f"{m}|{k}": [] for m in MODELS for k in keys}
+    default = models[MODELS[0]]
     for ex in tqdm(excerpts, desc="excerpts", unit="excerpt"):
         audio = {"original": ex.audio.astype(np.float32)}
         for v in VOCODERS:
@@ -97,7 +105,6 @@ def measure(args: argparse.Namespace) -> dict[str, np.ndarray]:
         for m, model in models.items():
             for k in keys:
                 out[f"{m}|{k}"].append(rr.outputs_of(model, audio[k], ex.sample_rate)[0])
-        default = models[MODELS[0]]
         model_rate = load_audio(audio["original"], default.config.sample_rate, source_sample_rate=ex.sample_rate,
                                 check_level=False).samples
         for k, v in bin_shifts(default, model_rate).items():
@@ -116,40 +123,37 @@ def measure(args: argparse.Namespace) -> dict[str, np.ndarray]:
     return data
 
 
+def transposition_row(base: np.ndarray, shifted: np.ndarray, trip: np.ndarray, sd: np.ndarray,
+                      names: list[str]) -> dict:
+    """Register up (vs the original and vs the round trip) and the mode concepts moved by shift and round trip."""
+    reg = names.index("register")
+    shift = rr.moved(base, shifted, sd, names, rr.MODE_CONCEPTS)
+    back = rr.moved(base, trip, sd, names, rr.MODE_CONCEPTS)
+    return {"register_up": float(np.mean(shifted[:, reg] > base[:, reg])),
+            "register_up_vs_round_trip": float(np.mean(shifted[:, reg] > trip[:, reg])),
+            "shift_mode": shift["mean"], "round_trip_mode": back["mean"],
+            "shift_minus_round_trip": shift["mean"] - back["mean"],
+            "shift_per_concept": shift["per_concept"], "round_trip_per_concept": back["per_concept"]}
+
+
 def analyse(data: dict[str, np.ndarray]) -> dict:
     res = {}
     for m in MODELS:
         names = [str(n) for n in data[f"{m}|names"]]
         orig = data[f"{m}|original"]
         sd = rr.sd_of(orig)
-        reg, tempo = names.index("register"), names.index("tempo")
+        tempo = names.index("tempo")
         row = {}
         for v in VOCODERS:
             get = lambda k: data[f"{m}|{v}:{k}"]  # noqa: E731
-            shift = rr.moved(orig, get("shift"), sd, names, rr.MODE_CONCEPTS)
-            trip = rr.moved(orig, get("round_trip"), sd, names, rr.MODE_CONCEPTS)
-            stretched = np.stack([get(f"stretch_{f:g}")[:, tempo] for f in FACTORS], axis=1)
-            rhos = [spearmanr(FACTORS, t).statistic for t in stretched if np.ptp(t) > 0]
-            row[v] = {"register_up": float(np.mean(get("shift")[:, reg] > orig[:, reg])),
-                      "register_up_vs_round_trip": float(np.mean(get("shift")[:, reg] > get("round_trip")[:, reg])),
-                      "shift_mode": shift["mean"], "round_trip_mode": trip["mean"],
-                      "shift_minus_round_trip": shift["mean"] - trip["mean"],
-                      "shift_per_concept": shift["per_concept"], "round_trip_per_concept": trip["per_concept"],
-                      "tempo_spearman": float(np.mean(rhos)),
-                      "tempo_spearman_without_1": float(np.mean([
-                          spearmanr([f for f in FACTORS if f != 1], np.delete(t, FACTORS.index(1.0))).statistic
-                          for t in stretched])),
-                      "tempo_at_factor": {f"{f:g}": float(np.mean((stretched[:, k] - orig[:, tempo]) / sd[tempo]))
-                                          for k, f in enumerate(FACTORS)}}
+            rho, _, rho_moved = tr.stretch_rho({k: get(k)[:, tempo] for k in tr.VARIANTS})
+            row[v] = {**transposition_row(orig, get("shift"), get("round_trip"), sd, names),
+                      "tempo_spearman": rho, "tempo_spearman_without_1": rho_moved,
+                      "tempo_at_factor": {f"{f:g}": float(np.mean((get(f"stretch_{f:g}")[:, tempo] - orig[:, tempo])
+                                                                  / sd[tempo])) for f in FACTORS}}
         bins = {k: data[f"{m}|bins:{k}"] for k in ("original", "shift", "round_trip")}
-        shift = rr.moved(bins["original"], bins["shift"], sd, names, rr.MODE_CONCEPTS)
-        trip = rr.moved(bins["original"], bins["round_trip"], sd, names, rr.MODE_CONCEPTS)
         row["spectrogram bins"] = {
-            "register_up": float(np.mean(bins["shift"][:, reg] > bins["original"][:, reg])),
-            "register_up_vs_round_trip": float(np.mean(bins["shift"][:, reg] > bins["round_trip"][:, reg])),
-            "shift_mode": shift["mean"], "round_trip_mode": trip["mean"],
-            "shift_minus_round_trip": shift["mean"] - trip["mean"],
-            "shift_per_concept": shift["per_concept"], "round_trip_per_concept": trip["per_concept"],
+            **transposition_row(bins["original"], bins["shift"], bins["round_trip"], sd, names),
             "same_as_explain": float(np.max(np.abs(bins["original"] - orig))),
             "tempo_spearman": None, "tempo_spearman_without_1": None, "tempo_at_factor": None}
         res[m] = row
