@@ -246,3 +246,27 @@ def test_a_worker_killed_mid_run_costs_no_row(library, local_table, tmp_path):
     assert summary["annotated"] == 6 and summary["failed"] == 3
     assert table.read_bytes() == out.read_bytes()
     assert table.with_name("killed.errors.parquet").read_bytes() == out.with_name("table.errors.parquet").read_bytes()
+
+
+def test_a_pool_that_broke_between_files_is_replaced(library, local_table, tmp_path, monkeypatch):
+    """A worker can die after the last finished file and before the next is sent (CI's flake of stop 44):
+    the pool then refuses ``submit``. The run starts a new pool and loses no row."""
+    import concurrent.futures.process
+    from midlevel import annotate as module
+
+    out, _ = local_table
+    table, spawned = tmp_path / "between.parquet", []
+    real_spawn = module._spawn_pool
+
+    def spawn_then_break_the_first(*args):  # a real pool, whose worker really dies before any file is sent
+        pool = real_spawn(*args)
+        if not spawned:
+            with pytest.raises(concurrent.futures.process.BrokenProcessPool):
+                pool.submit(os._exit, 1).result(timeout=120)
+        spawned.append(pool)
+        return pool
+
+    monkeypatch.setattr(module, "_spawn_pool", spawn_then_break_the_first)
+    summary = annotate(library, table, model=MODEL, workers=2, progress=False, part_rows=1)
+    assert len(spawned) == 2 and summary["annotated"] == 6 and summary["failed"] == 3
+    assert table.read_bytes() == out.read_bytes()

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import itertools
 import json
 import logging
 import math
@@ -434,21 +435,22 @@ def local_records(model: AudioModel, spec, weights_sha256: str, paths: Sequence[
     restarts, finished = 0, False
     try:
         while True:
-            while len(pending) < 2 * workers and (path := next(todo, None)) is not None:
-                pending[pool.submit(_worker_annotate, path)] = path
-            if not pending:
-                break
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
             broken = False
-            for future in done:
-                path = pending.pop(future)
+            while len(pending) < 2 * workers and (path := next(todo, None)) is not None:
                 try:
-                    record = future.result()
-                except BrokenProcessPool:
-                    broken = True
-                    pending[future] = path  # read again below with the others in flight
-                    continue
-                yield record
+                    pending[pool.submit(_worker_annotate, path)] = path
+                except BrokenProcessPool:  # a worker died after the last wait: this file was never sent
+                    todo, broken = itertools.chain([path], todo), True
+                    break
+            if not pending and not broken:
+                break
+            if not broken:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                broken = any(isinstance(f.exception(), BrokenProcessPool) for f in done)
+            # rows that finished keep their record; when the pool broke, the rest in flight are suspects
+            for future in [f for f in pending if f.done() and not isinstance(f.exception(), BrokenProcessPool)]:
+                pending.pop(future)
+                yield future.result()  # a worker's own error (not a death) is raised here, as from one process
             if broken:
                 suspects = sorted(set(pending.values()))
                 _stop(pool, pending)
@@ -457,7 +459,8 @@ def local_records(model: AudioModel, spec, weights_sha256: str, paths: Sequence[
                 if restarts > POOL_RESTARTS:
                     raise AnnotateError(
                         f"worker processes died {restarts} times (out of memory, or a crash in a decoder), last "
-                        f"while reading one of: {', '.join(suspects)}; the rows done so far are kept, rerun to go on")
+                        f"while reading one of: {', '.join(suspects) or 'no file (between files)'}; the rows done "
+                        f"so far are kept, rerun to go on")
                 for path in suspects:
                     yield _alone(spec, weights_sha256, path)
                 pool = _spawn_pool(workers, spec, weights_sha256)
