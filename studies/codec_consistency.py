@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "studies"))
 import real_recordings as rr  # noqa: E402
 from recorded_study import CACHE, recorded_excerpts  # noqa: E402
-from shift_consistency import PACKAGES, controlled, recorded_behaviour  # noqa: E402
+from shift_consistency import PACKAGES, behaviour_table, score_and_write  # noqa: E402
 from vocoder_control import concepts_of_logspec  # noqa: E402
 
 from midlevel import load  # noqa: E402
@@ -129,23 +129,12 @@ def markdown(res: dict) -> str:
     s = res["settings"]
     lines = ["# Codec consistency beside the supervised loss", "",
              f"Backbone of `{MODEL}` continued {s['steps']} steps (batch {s['batch']} corpus clips + {s['batch']} recorded "
-             f"excerpts, each as given and after an MP3 round trip; lr {s['lr']:g}, weight {s['weight']:g}) on "
+             f"excerpts, each as given and after an MP3 round trip; lr {s['lr']:g}, weight {s['weight']:g}; trained: "
+             f"{s.get('trainable', 'backbone. (every backbone weight)')}) on "
              f"{s['corpus_clips']} clips of `{s['corpus']}` and {s['recorded_excerpts']} excerpts of {', '.join(PACKAGES)}; "
              f"scored on {s['eval_excerpts']} excerpts of the benchmark's packages (seed {s['seed']}) and on the controlled "
              f"held-out corpora. One run, {res['minutes']:.0f} min.", "",
-             "| model | concept r dry / randomised | emotion r dry / randomised | gain | MP3 (32 kb/s) | "
-             "Rubber Band shift / round trip (mode) | librosa shift / round trip (mode) | band shift (mode) | register up (librosa) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for label, r in res["models"].items():
-        c = r["controlled"]
-        dry, rnd = c.get("heldout", {}), c.get("heldout-rand", {})
-        rec = r["recorded"]
-        lines.append(f"| {label} | {dry.get('concept_r', float('nan')):.3f} / {rnd.get('concept_r', float('nan')):.3f} | "
-                     f"{dry.get('emotion_r', float('nan')):.3f} / {rnd.get('emotion_r', float('nan')):.3f} | "
-                     f"{rec['gain']:.2f} | {rec['codec']:.3f} | "
-                     f"{rec['rubberband']['shift']:.2f} / {rec['rubberband']['round_trip']:.2f} | "
-                     f"{rec['librosa']['shift']:.2f} / {rec['librosa']['round_trip']:.2f} | {rec['bins']['shift']:.2f} | "
-                     f"{rec['librosa']['register_up']:.0%} |")
+             *behaviour_table(res["models"], mp3_digits=3)]
     h = res["history"]
     last = {k: np.mean([x[k] for x in h[-20:]]) for k in h[0] if k != "step"}
     lines += ["", "Loss, first step -> mean of the last 20: " + ", ".join(
@@ -193,18 +182,8 @@ def main() -> int:
         earlier = json.loads(Path(args.baseline_from).read_text())
         assert earlier["settings"]["seed"] == args.seed and earlier["settings"]["eval_excerpts"] == args.eval_excerpts
         res["models"]["the default"] = earlier["models"]["the default"]
-    for label, model in (("the default", teacher), ("continued", student)):
-        if label in res["models"]:
-            continue
-        model.eval()
-        res["models"][label] = {"recorded": recorded_behaviour(model, excerpts), "controlled": controlled(model, corpora)}
-    res["minutes"] = (time.perf_counter() - start) / 60
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(res))
-    print(markdown(res))
+    score_and_write(res, {"the default": teacher, "continued": student}, excerpts, corpora, start, Path(args.out), markdown)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -129,6 +129,36 @@ def controlled(model, corpora: list[str]) -> dict:
     return res
 
 
+def score_and_write(res: dict, models: dict, excerpts, corpora: list[str], start: float, out: Path, markdown) -> None:
+    """Score each model not yet in ``res["models"]`` (recorded behaviour, controlled floors); write ``out``.json/.md."""
+    for label, model in models.items():
+        if label not in res["models"]:
+            model.eval()
+            res["models"][label] = {"recorded": recorded_behaviour(model, excerpts), "controlled": controlled(model, corpora)}
+    res["minutes"] = (time.perf_counter() - start) / 60
+    out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(res))
+    print(markdown(res))
+
+
+def behaviour_table(models: dict, mp3_digits: int = 2) -> list[str]:
+    """Markdown rows: each model's floors (controlled held-out r) beside its moves on the recorded excerpts."""
+    lines = ["| model | concept r dry / randomised | emotion r dry / randomised | gain | MP3 | band shift (mode) | "
+             "Rubber Band shift / round trip (mode) | librosa shift / round trip (mode) | register up (librosa) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for label, r in models.items():
+        c = r["controlled"]
+        dry, rnd = c.get("heldout", {}), c.get("heldout-rand", {})
+        rec = r["recorded"]
+        lines.append(f"| {label} | {dry.get('concept_r', float('nan')):.3f} / {rnd.get('concept_r', float('nan')):.3f} | "
+                     f"{dry.get('emotion_r', float('nan')):.3f} / {rnd.get('emotion_r', float('nan')):.3f} | "
+                     f"{rec['gain']:.2f} | {rec['codec']:.{mp3_digits}f} | {rec['bins']['shift']:.2f} | "
+                     f"{rec['rubberband']['shift']:.2f} / {rec['rubberband']['round_trip']:.2f} | "
+                     f"{rec['librosa']['shift']:.2f} / {rec['librosa']['round_trip']:.2f} | "
+                     f"{rec['librosa']['register_up']:.0%} |")
+    return lines
+
+
 def markdown(res: dict) -> str:
     s = res["settings"]
     lines = ["# Transposition consistency on unlabelled recorded music", "",
@@ -136,19 +166,7 @@ def markdown(res: dict) -> str:
              f"{s['weight']:g}, shifts up to {s['max_semitones']} semitones) on {s['train_excerpts']} excerpts of "
              f"{', '.join(PACKAGES)}; scored on {s['eval_excerpts']} excerpts of the benchmark's packages (seed "
              f"{s['seed']}) and on the controlled held-out corpora. One run, {res['minutes']:.0f} min.", "",
-             "| model | concept r dry / randomised | emotion r dry / randomised | gain | MP3 | band shift (mode) | "
-             "Rubber Band shift / round trip (mode) | librosa shift / round trip (mode) | register up (librosa) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for label, r in res["models"].items():
-        c = r["controlled"]
-        dry, rnd = c.get("heldout", {}), c.get("heldout-rand", {})
-        rec = r["recorded"]
-        lines.append(f"| {label} | {dry.get('concept_r', float('nan')):.3f} / {rnd.get('concept_r', float('nan')):.3f} | "
-                     f"{dry.get('emotion_r', float('nan')):.3f} / {rnd.get('emotion_r', float('nan')):.3f} | "
-                     f"{rec['gain']:.2f} | {rec['codec']:.2f} | {rec['bins']['shift']:.2f} | "
-                     f"{rec['rubberband']['shift']:.2f} / {rec['rubberband']['round_trip']:.2f} | "
-                     f"{rec['librosa']['shift']:.2f} / {rec['librosa']['round_trip']:.2f} | "
-                     f"{rec['librosa']['register_up']:.0%} |")
+             *behaviour_table(res["models"])]
     lines += ["", "Mode concepts moved by the Rubber Band +3 shift, per concept (sd):", "",
               "| model | " + " | ".join(rr.MODE_CONCEPTS) + " |", "|---|" + "---|" * len(rr.MODE_CONCEPTS)]
     for label, r in res["models"].items():
@@ -190,14 +208,7 @@ def main() -> int:
     res = {"settings": {**{k: v for k, v in vars(args).items() if k not in ("out", "save", "controlled")},
                         "train_excerpts": len(specs), "corpora": corpora},
            "history": history, "models": {}}
-    for label, model in (("the default", teacher), ("continued", student)):
-        model.eval()
-        res["models"][label] = {"recorded": recorded_behaviour(model, excerpts), "controlled": controlled(model, corpora)}
-    res["minutes"] = (time.perf_counter() - start) / 60
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(res))
-    print(markdown(res))
+    score_and_write(res, {"the default": teacher, "continued": student}, excerpts, corpora, start, Path(args.out), markdown)
     return 0
 
 
