@@ -40,9 +40,9 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "studies"))
-import real_recordings as rr  # noqa: E402
-from recorded_study import CACHE, recorded_excerpts  # noqa: E402
-from shift_consistency import PACKAGES, behaviour_table, score_and_write  # noqa: E402
+from recorded_study import recorded_excerpts  # noqa: E402
+from shift_consistency import (PACKAGES, batched_concepts, behaviour_table, log_spectrogram,  # noqa: E402
+                               score_and_write, training_waves)
 from vocoder_control import concepts_of_logspec  # noqa: E402
 
 from midlevel import load  # noqa: E402
@@ -54,10 +54,6 @@ from midlevel.training.loops import TrainSettings, batch_loss  # noqa: E402
 MODEL = "emotion-structural-linear-mid10-rand3k"
 #: libsndfile MP3 compression levels drawn per clip (0.85: the benchmark's 32 kb/s at 22050 Hz mono; 0.3: ~96 kb/s)
 LEVELS = (0.3, 0.9)
-
-
-def log_spectrogram(model, x: np.ndarray) -> torch.Tensor:
-    return model.frontend.log_spectrogram(torch.as_tensor(rr.fit(x, model.config.window_samples))[None])[0]
 
 
 @torch.no_grad()
@@ -80,10 +76,7 @@ def corpus_pairs(model, corpus: str, rng) -> tuple[torch.Tensor, torch.Tensor, t
 
 
 def recorded_pairs(model, n: int, rng) -> tuple[torch.Tensor, torch.Tensor]:
-    excerpts = rr.pick_excerpts(rr.list_recordings(PACKAGES, CACHE), n, seed=0)
-    sr = model.config.sample_rate
-    waves = [load_audio(ex.audio, sr, source_sample_rate=ex.sample_rate, check_level=False).samples for ex in excerpts]
-    return pairs(model, waves, rng, "recorded excerpts")
+    return pairs(model, training_waves(model, n, seed=0), rng, "recorded excerpts")
 
 
 #: what the default's own last stage trained (scripts/zoo_manifest.toml), less the concept layer and the head
@@ -97,10 +90,8 @@ def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, w
     teacher = copy.deepcopy(model).eval()
     clean_c, coded_c, concepts, targets = labelled
     clean_r, coded_r = recorded
-    with torch.no_grad():
-        ref_r = torch.cat([concepts_of_logspec(teacher, clean_r[i:i + 16]) for i in range(0, len(clean_r), 16)])
-        ref_c = torch.cat([concepts_of_logspec(teacher, clean_c[i:i + 16]) for i in range(0, len(clean_c), 16)])
-    sd = torch.cat([ref_r, ref_c]).std(0).clamp_min(1e-6)
+    ref_r = batched_concepts(teacher, clean_r)
+    sd = torch.cat([ref_r, batched_concepts(teacher, clean_c)]).std(0).clamp_min(1e-6)
     settings = TrainSettings(setup="joint")
     model.eval()  # batch norm keeps its statistics, no dropout: only the weights move
     params = [p for name, p in model.named_parameters() if name.startswith(trainable)]

@@ -50,23 +50,36 @@ PACKAGES = ("drascula-music", "hyperrogue-music", "nexuiz-music", "singularity-m
 assert not set(PACKAGES) & set(rr.DEFAULT_PACKAGES)
 
 
-@torch.no_grad()
-def training_spectrograms(model, n: int, seed: int) -> tuple[torch.Tensor, list[dict]]:
-    """(n, bands, frames) un-normalised log spectrograms of ``n`` 10 s excerpts of ``PACKAGES``."""
+def training_waves(model, n: int, seed: int) -> list[np.ndarray]:
+    """``n`` 10 s excerpts of ``PACKAGES`` at the model's rate (drawn as the benchmark draws its own)."""
     excerpts = rr.pick_excerpts(rr.list_recordings(PACKAGES, CACHE), n, seed=seed)
-    specs = []
-    for ex in tqdm(excerpts, desc="training excerpts", unit="excerpt"):
-        x = load_audio(ex.audio, model.config.sample_rate, source_sample_rate=ex.sample_rate, check_level=False).samples
-        specs.append(model.frontend.log_spectrogram(torch.as_tensor(rr.fit(x, model.config.window_samples))[None])[0])
-    return torch.stack(specs), [ex.record() for ex in excerpts]
+    return [load_audio(ex.audio, model.config.sample_rate, source_sample_rate=ex.sample_rate, check_level=False).samples
+            for ex in excerpts]
+
+
+def log_spectrogram(model, x: np.ndarray) -> torch.Tensor:
+    """(bands, frames) un-normalised log spectrogram of one window of ``x`` (cut or padded to it)."""
+    return model.frontend.log_spectrogram(torch.as_tensor(rr.fit(x, model.config.window_samples))[None])[0]
+
+
+@torch.no_grad()
+def batched_concepts(model, specs: torch.Tensor, size: int = 16) -> torch.Tensor:
+    """``concepts_of_logspec`` over ``specs`` in batches of ``size`` (no gradient)."""
+    return torch.cat([concepts_of_logspec(model, specs[i:i + size]) for i in range(0, len(specs), size)])
+
+
+@torch.no_grad()
+def training_spectrograms(model, n: int, seed: int) -> torch.Tensor:
+    """(n, bands, frames) un-normalised log spectrograms of ``n`` 10 s excerpts of ``PACKAGES``."""
+    waves = training_waves(model, n, seed)
+    return torch.stack([log_spectrogram(model, x) for x in tqdm(waves, desc="training excerpts", unit="excerpt")])
 
 
 def fine_tune(model, specs: torch.Tensor, *, steps: int, batch: int, lr: float, weight: float, max_semitones: int,
               seed: int) -> list[dict]:
     """Continue ``model``'s backbone in place; returns the loss history."""
     teacher = copy.deepcopy(model).eval()
-    with torch.no_grad():
-        ref_all = torch.cat([concepts_of_logspec(teacher, specs[i:i + 16]) for i in range(0, len(specs), 16)])
+    ref_all = batched_concepts(teacher, specs)
     sd = ref_all.std(0).clamp_min(1e-6)
     mode = [list(model.config.concept_names).index(c) for c in rr.MODE_CONCEPTS]
     mats = transposition_matrices(model.config.frontend, max_semitones)
@@ -197,7 +210,7 @@ def main() -> int:
     torch.manual_seed(0)
     start = time.perf_counter()
     teacher = load(MODEL)
-    specs, _ = training_spectrograms(teacher, args.train_excerpts, seed=0)
+    specs = training_spectrograms(teacher, args.train_excerpts, seed=0)
     student = copy.deepcopy(teacher)
     history = fine_tune(student, specs, steps=args.steps, batch=args.batch, lr=args.lr, weight=args.weight,
                         max_semitones=args.max_semitones, seed=0)
