@@ -53,6 +53,7 @@ from vocoder_control import concepts_of_logspec  # noqa: E402
 from midlevel import load  # noqa: E402
 from midlevel.audio import load_audio  # noqa: E402
 from midlevel.datasets.controlled_labels import OUTSIDE_RANGES  # noqa: E402
+from midlevel.model import AudioModel  # noqa: E402
 from midlevel.training.data import load_clips  # noqa: E402
 from midlevel.training.loops import TrainSettings, batch_loss  # noqa: E402
 
@@ -110,12 +111,14 @@ def corpus_spectrograms(model, corpus: str) -> tuple[torch.Tensor, torch.Tensor,
 
 
 def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, weight: float, seed: int,
-              trainable: tuple[str, ...] = TRAINABLE) -> list[dict]:
-    """Continue ``model``'s backbone in place; returns the loss history."""
+              trainable: tuple[str, ...] = TRAINABLE, corpus_anchor: float = 0.0) -> list[dict]:
+    """Continue ``model``'s backbone in place; returns the loss history. ``corpus_anchor`` weighs one more term:
+    every concept of the corpus clips stays where the frozen default puts it (in sd over the recorded excerpts)."""
     teacher = copy.deepcopy(model).eval()
     specs_c, concepts, targets = labelled
     specs_r, ln_r = recorded
     ref = batched_concepts(teacher, specs_r[:, 0])
+    ref_c = batched_concepts(teacher, specs_c) if corpus_anchor else None
     sd = ref.std(0).clamp_min(1e-6)
     tempo = list(model.config.concept_names).index("tempo")
     settings = TrainSettings(setup="joint")
@@ -137,18 +140,32 @@ def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, w
         expected = TEMPO_PER_LN * (ln_r[j, b] - ln_r[j, a])
         equivariance = (((moved - expected) / sd[tempo]) ** 2).mean()
         loss = supervised + weight * (anchor + equivariance) / 2
+        record = {"step": step, "supervised": supervised.item(), "anchor": anchor.item(),
+                  "equivariance": equivariance.item()}
+        if corpus_anchor:
+            held = (((concepts_of_logspec(model, specs_c[i]) - ref_c[i]) / sd) ** 2).mean()
+            loss = loss + corpus_anchor * held
+            record["corpus_anchor"] = held.item()
         opt.zero_grad()
         loss.backward()
         opt.step()
-        history.append({"step": step, "supervised": supervised.item(), "anchor": anchor.item(),
-                        "equivariance": equivariance.item()})
+        history.append(record)
     return history
 
 
+def refit_head(model, labelled) -> None:
+    """Refit ``model``'s additive head on the corpus clips' concepts (its own ``fit``, the same elastic net), as
+    ``training.structural`` does after changing a concept: the emotions follow the concepts the backbone now gives."""
+    specs_c, _, targets = labelled
+    low, high = model.config.concept_scale
+    model.head.fit(np.clip(batched_concepts(model, specs_c).numpy(), low, high), targets.numpy())
+
+
 @torch.no_grad()
-def tempo_following(models: dict, excerpts) -> dict[str, dict[str, float]]:
+def tempo_following(models: dict, excerpts) -> dict[str, dict[str, dict]]:
     """Per model and stretcher (the benchmark's librosa, and Rubber Band): the mean per-excerpt Spearman r of the
-    tempo concept with the benchmark's stretch factors, and the mean tempo change per unit ln factor against
+    tempo concept with the benchmark's stretch factors (and without factor 1, the one version no stretcher
+    processed), the mean tempo change from factor 1 per factor, and the mean change per unit ln factor against
     the corpus's ``TEMPO_PER_LN``."""
     any_model = next(iter(models.values()))
     tools = {"librosa": lambda ex, n, f: rr.stretch(ex.samples, n, f),
@@ -160,7 +177,8 @@ def tempo_following(models: dict, excerpts) -> dict[str, dict[str, float]]:
             specs[tool].append(torch.stack([log_spectrogram(any_model, load_audio(
                 fn(ex, n, f), any_model.config.sample_rate, source_sample_rate=ex.sample_rate,
                 check_level=False).samples) for f in rr.STRETCH_FACTORS]))
-    ln_f = np.log(rr.STRETCH_FACTORS)
+    factors = np.array(rr.STRETCH_FACTORS)
+    unit = int(np.flatnonzero(factors == 1.0)[0])
     out = {}
     for label, model in models.items():
         tempo = list(model.config.concept_names).index("tempo")
@@ -168,9 +186,12 @@ def tempo_following(models: dict, excerpts) -> dict[str, dict[str, float]]:
         for tool, per in specs.items():
             stacked = torch.stack(per)  # (excerpts, factors, bands, frames)
             t = batched_concepts(model, stacked.flatten(0, 1))[:, tempo].reshape(stacked.shape[:2]).numpy()
-            rho = [spearmanr(rr.STRETCH_FACTORS, row)[0] for row in t]
-            slope = np.polyfit(ln_f, t.T, 1)[0]
-            out[label][tool] = {"spearman": float(np.nanmean(rho)), "slope_per_ln": float(np.mean(slope))}
+            out[label][tool] = {
+                "spearman": float(np.nanmean([spearmanr(factors, row)[0] for row in t])),
+                "spearman_without_1": float(np.nanmean([spearmanr(np.delete(factors, unit), np.delete(row, unit))[0]
+                                                        for row in t])),
+                "change_from_1": [float(v) for v in (t - t[:, unit:unit + 1]).mean(0)],
+                "slope_per_ln": float(np.mean(np.polyfit(np.log(factors), t.T, 1)[0]))}
     return out
 
 
@@ -187,11 +208,15 @@ def markdown(res: dict) -> str:
              f"Tempo against the stretch factors {', '.join(f'{f:g}' for f in rr.STRETCH_FACTORS)} (mean per-excerpt "
              f"Spearman r; issue 30's bar 0.9 with librosa) and its mean change per unit ln factor (the corpus's "
              f"definition: {TEMPO_PER_LN:.2f}):", "",
-             "| model | librosa: Spearman | librosa: slope | Rubber Band: Spearman | Rubber Band: slope |",
-             "|---|---|---|---|---|"]
+             "| model | stretcher | Spearman | without factor 1 | slope | mean change from factor 1 at "
+             + ", ".join(f"{f:g}" for f in rr.STRETCH_FACTORS) + " |", "|---|---|---|---|---|---|"]
+    expected = ", ".join(f"{TEMPO_PER_LN * math.log(f):+.2f}" for f in rr.STRETCH_FACTORS)
     for label, r in res["tempo"].items():
-        lines.append(f"| {label} | {r['librosa']['spearman']:.2f} | {r['librosa']['slope_per_ln']:.2f} | "
-                     f"{r['rubberband']['spearman']:.2f} | {r['rubberband']['slope_per_ln']:.2f} |")
+        for tool, t in r.items():
+            changes = ", ".join(f"{v:+.2f}" for v in t["change_from_1"]) if "change_from_1" in t else "-"
+            without = f"{t['spearman_without_1']:.2f}" if "spearman_without_1" in t else "-"
+            lines.append(f"| {label} | {tool} | {t['spearman']:.2f} | {without} | {t['slope_per_ln']:.2f} | {changes} |")
+    lines.append(f"| *the corpus's definition* | | 1 | 1 | {TEMPO_PER_LN:.2f} | {expected} |")
     h = res["history"]
     last = {k: np.mean([x[k] for x in h[-20:]]) for k in h[0] if k != "step"}
     lines += ["", "Loss, first step -> mean of the last 20: " + ", ".join(
@@ -212,10 +237,15 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--weight", type=float, default=1.0)
     p.add_argument("--trainable", default=",".join(TRAINABLE), help="parameter name prefixes that train")
+    p.add_argument("--corpus-anchor", type=float, default=0.0,
+                   help="weight of keeping the corpus clips' concepts where the frozen default puts them")
+    p.add_argument("--refit-head", action="store_true", help="refit the additive head on the corpus clips' concepts")
     p.add_argument("--controlled", default="corpora/heldout,corpora/heldout-rand")
     p.add_argument("--baseline-from", help="the default's rows from an earlier study's results (same excerpts and "
                    "corpora, e.g. studies/results/codec_consistency_w0.json) instead of measuring them again")
     p.add_argument("--save", help="write the continued model to this folder")
+    p.add_argument("--rescore", help="no training: recompute the tempo rows of this earlier results JSON with the "
+                   "continued model saved in --save (same excerpts), and rewrite it")
     p.add_argument("--out", default="studies/results/stretch_equivariance")
     args = p.parse_args()
     torch.set_num_threads(2)
@@ -224,11 +254,24 @@ def main() -> int:
     rng = np.random.default_rng(0)
     start = time.perf_counter()
     teacher = load(MODEL)
+    if args.rescore:
+        res = json.loads(Path(args.rescore).read_text())
+        excerpts = recorded_excerpts(res["settings"]["eval_excerpts"], res["settings"]["seed"])
+        res["tempo"] = tempo_following({"the default": teacher, "continued": AudioModel.from_pretrained(args.save)},
+                                       excerpts)
+        out = Path(args.rescore).with_suffix("")
+        out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
+        out.with_suffix(".md").write_text(markdown(res))
+        print(markdown(res))
+        return 0
     labelled = corpus_spectrograms(teacher, args.corpus)
     recorded = stretched_excerpts(teacher, args.recorded_excerpts, args.versions, rng, args.varied)
     student = copy.deepcopy(teacher)
     history = fine_tune(student, labelled, recorded, steps=args.steps, batch=args.batch, lr=args.lr,
-                        weight=args.weight, seed=0, trainable=tuple(args.trainable.split(",")))
+                        weight=args.weight, seed=0, trainable=tuple(args.trainable.split(",")),
+                        corpus_anchor=args.corpus_anchor)
+    if args.refit_head:
+        refit_head(student, labelled)
     if args.save:
         student.save_pretrained(args.save)
     excerpts = recorded_excerpts(args.eval_excerpts, args.seed)
