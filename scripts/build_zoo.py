@@ -220,6 +220,8 @@ def training_summary(family: dict, trained: str, model: AudioModel | None = None
            for k in ("epochs", "best_epoch", "seconds_per_epoch", "seconds_fastest_epoch", "seconds_total")}
     if "fit" in family["models"][trained]:  # a closed-form fit, no epochs (``scripts/fit_structural_register.py``)
         out["fit"] = family["models"][trained]["fit"]
+    if "continued" in family["models"][trained]:  # steps of a study's terms, no epochs (``studies/stretch_equivariance.py``)
+        out["continued"] = family["models"][trained]["continued"]
     metadata = (model.config.metadata or {}) if model is not None else {}
     if metadata.get("settings", {}).get("trainable"):  # only these parameters moved (``midlevel train --trainable``)
         out["trainable"] = list(metadata["settings"]["trainable"])
@@ -423,8 +425,9 @@ def write_registry(results: dict, manifest: dict[str, dict]) -> dict[str, ModelE
         head = info["source"].split("-")[1] if info["explainable"] else "none"
         parsed = parse_name(name)
         conditions = info.get("train_corpus", results["train_corpus"]).get("conditions", "dry")
+        # the name gives thousands of clips, rounded (a 1200-clip continuation corpus is ``rand1k``)
         wanted = {"backbone": info["backbone"], "head": "a2e" if head == "none" else head,
-                  "n_concepts": len(concepts), "train_clips": clips, "conditions": conditions,
+                  "n_concepts": len(concepts), "train_clips": int(round(clips / 1000)) * 1000, "conditions": conditions,
                   "sequential": info["setup"].startswith("A2Mid2E") and "Joint" not in info["setup"]}
         wrong = {k: (parsed[k], v) for k, v in wanted.items() if parsed[k] != v}
         if wrong:

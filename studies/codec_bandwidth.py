@@ -49,7 +49,7 @@ def band_edge(x: np.ndarray, y: np.ndarray, sr: int) -> float:
 
 def main() -> int:
     torch.set_num_threads(2)
-    model = load(MODEL)
+    model = load(MODEL, replace_superseded=False)  # its results are of these weights, never a successor's
     names = list(model.config.concept_names)
     rows: dict[str, list] = {}
     edges = []

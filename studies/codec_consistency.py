@@ -126,15 +126,18 @@ def markdown(res: dict) -> str:
              f"scored on {s['eval_excerpts']} excerpts of the benchmark's packages (seed {s['seed']}) and on the controlled "
              f"held-out corpora. One run, {res['minutes']:.0f} min.", "",
              *behaviour_table(res["models"], mp3_digits=3)]
-    h = res["history"]
-    last = {k: np.mean([x[k] for x in h[-20:]]) for k in h[0] if k != "step"}
-    lines += ["", "Loss, first step -> mean of the last 20: " + ", ".join(
-        f"{k} {h[0][k]:.3f} -> {last[k]:.3f}" for k in last) + "."]
+    lines += ["", loss_line(res["history"])]
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def loss_line(h: list[dict]) -> str:
+    """Each loss term at the first step and its mean over the last 20 (every continuation study's last line)."""
+    last = {k: np.mean([x[k] for x in h[-20:]]) for k in h[0] if k != "step"}
+    return "Loss, first step -> mean of the last 20: " + ", ".join(f"{k} {h[0][k]:.3f} -> {last[k]:.3f}" for k in last) + "."
+
+
+def add_continuation_options(p: argparse.ArgumentParser) -> None:
+    """The options every study that continues the default's backbone on the corpus and recorded music takes."""
     p.add_argument("--corpus", default="corpora/rand1k", help="a randomised corpus of training pieces (not held out)")
     p.add_argument("--recorded-excerpts", type=int, default=400)
     p.add_argument("--eval-excerpts", type=int, default=100)
@@ -147,6 +150,11 @@ def main() -> int:
     p.add_argument("--controlled", default="corpora/heldout,corpora/heldout-rand")
     p.add_argument("--baseline-from", help="the default's rows from an earlier study's results (same excerpts and "
                    "corpora, e.g. studies/results/shift_consistency.json) instead of measuring them again")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_continuation_options(p)
     p.add_argument("--save", help="write the continued model to this folder")
     p.add_argument("--out", default="studies/results/codec_consistency")
     args = p.parse_args()
@@ -155,7 +163,7 @@ def main() -> int:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     start = time.perf_counter()
-    teacher = load(MODEL)
+    teacher = load(MODEL, replace_superseded=False)  # its results are of these weights, never a successor's
     labelled = corpus_pairs(teacher, args.corpus, rng)
     recorded = recorded_pairs(teacher, args.recorded_excerpts, rng)
     student = copy.deepcopy(teacher)

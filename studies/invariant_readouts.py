@@ -64,7 +64,7 @@ def audio_of(model, path) -> np.ndarray:
 
 
 def measure(args: argparse.Namespace) -> dict[str, np.ndarray]:
-    model = midlevel.load(args.model)
+    model = midlevel.load(args.model, replace_superseded=False)  # results of these weights, never a successor's
     model.eval()
     sr = model.config.sample_rate
     names = model.config.concept_names

@@ -209,7 +209,7 @@ def main() -> int:
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
     start = time.perf_counter()
-    teacher = load(MODEL)
+    teacher = load(MODEL, replace_superseded=False)  # its results are of these weights, never a successor's
     specs = training_spectrograms(teacher, args.train_excerpts, seed=0)
     student = copy.deepcopy(teacher)
     history = fine_tune(student, specs, steps=args.steps, batch=args.batch, lr=args.lr, weight=args.weight,

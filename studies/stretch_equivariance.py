@@ -17,14 +17,20 @@ label is needed. This study continues the default's backbone with, per step:
   read (``shift_consistency.PACKAGES``), each heard as recorded and stretched by Rubber Band at
   ``--versions`` factors drawn log-uniform in 1/1.4 ... 1.4, the tempo difference of two versions against
   ``TEMPO_PER_LN x`` the difference of their ln factors, in sd of tempo over the excerpts;
-- **anchor** (same weight): every concept of the excerpt as recorded stays where the frozen default puts it.
+- **anchor** (same weight): every concept of the excerpt as recorded stays where the frozen default puts it;
+- **corpus anchor** (weight ``--corpus-anchor``, 0 by default): every concept of the corpus clips stays where the
+  frozen default puts it.
 
 The benchmark stretches with librosa's phase vocoder, so training never sees the tool it is scored with. The
 concept layer and the head stay as they are; batch norm keeps its statistics. Scored as ``shift_consistency``
 scores (controlled floors, gain, MP3, shifts) plus the tempo's rank correlation with the stretch factor, with
 librosa and with Rubber Band, on 100 excerpts of the benchmark's packages drawn with **seed 1**.
 
-    python studies/stretch_equivariance.py --save runs/stretch-equivariance   # ~15 min on 2 cores
+    python studies/stretch_equivariance.py --base runs/eq3k-struct/models/joint-linear --steps 1500 \
+        --corpus-anchor 1 --save runs/stretch-eq   # ~19 min on 2 cores: the default, emotion-structural-linear-mid10-rand1k
+
+``--save`` writes the family layout ``scripts/build_zoo.py --add`` ships from; docs/studies/stretch_equivariance.md
+has the whole recipe.
 """
 
 from __future__ import annotations
@@ -46,25 +52,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "studies"))
 import real_recordings as rr  # noqa: E402
+from codec_consistency import TRAINABLE, add_continuation_options, loss_line  # noqa: E402
 from recorded_study import CACHE, recorded_excerpts  # noqa: E402
 from shift_consistency import PACKAGES, batched_concepts, behaviour_table, log_spectrogram, score_and_write  # noqa: E402
 from vocoder_control import concepts_of_logspec  # noqa: E402
 
 from midlevel import load  # noqa: E402
 from midlevel.audio import load_audio  # noqa: E402
+from midlevel.checkpoint import weights_sha256  # noqa: E402
 from midlevel.datasets.controlled_labels import OUTSIDE_RANGES  # noqa: E402
 from midlevel.model import AudioModel  # noqa: E402
 from midlevel.training.data import load_clips  # noqa: E402
 from midlevel.training.loops import TrainSettings, batch_loss  # noqa: E402
 
+#: the model continued (superseded by the result and out of the wheel since: pass its folder, see ``--base``)
 MODEL = "emotion-structural-linear-mid10-rand3k"
 #: rating points per unit of ln(tempo): the corpus maps ln BPM over OUTSIDE_RANGES["tempo"] linearly onto 1-10
 TEMPO_PER_LN = 9.0 / (OUTSIDE_RANGES["tempo"][1] - OUTSIDE_RANGES["tempo"][0])
 #: the largest stretch the excerpts' context allows (rr.CONTEXT_S = 1.4 x the excerpt)
 MAX_STRETCH = max(rr.STRETCH_FACTORS)
-#: what the default's own last stage trained (scripts/zoo_manifest.toml), less the concept layer and the head
-TRAINABLE = ("backbone.cnn", "backbone.pitch", "backbone.rhythm", "backbone.mix", "backbone.note_pitch",
-             "backbone.note_measures_in", "backbone.equivariant_in")
 
 
 #: Rubber Band settings drawn per training version with ``--varied``: its transient handling (``smooth`` smears
@@ -195,6 +201,34 @@ def tempo_following(models: dict, excerpts) -> dict[str, dict[str, dict]]:
     return out
 
 
+def save_family(student, teacher, save: Path, args: argparse.Namespace, seconds: float) -> Path:
+    """Write the continued model as ``midlevel train`` lays a family out (``SAVE/models/joint-linear`` and
+    ``SAVE/results.json``), with what trained it in its metadata, so ``scripts/build_zoo.py --add`` can ship it: the
+    corpus it saw last, the zoo entry it continued (by sha256), the parameters that moved, and this study's terms."""
+    terms = {k: getattr(args, k) for k in ("steps", "batch", "lr", "weight", "corpus_anchor", "versions", "varied",
+                                           "recorded_excerpts", "refit_head")}
+    student.config.metadata = {
+        "corpus": str(args.corpus),
+        "init_from": {"model": str(args.base), "weights_sha256": weights_sha256(teacher)},
+        "settings": {"trainable": args.trainable.split(",")},
+        "stretch_equivariance": {**terms, "recorded_packages": list(PACKAGES), "max_stretch": MAX_STRETCH,
+                                 "tempo_per_ln": TEMPO_PER_LN}}
+    folder = student.save_pretrained(save / "models" / "joint-linear")
+    summary = {"epochs": 0, "best_epoch": 0, "seconds_per_epoch": 0.0, "seconds_fastest_epoch": 0.0,
+               "seconds_total": seconds, "continued": {**terms, "seconds": seconds,
+                                                       "script": "studies/stretch_equivariance.py"},
+               # the continuation's corpus has training pieces only: no test split of its own (build_zoo scores the
+               # zoo's held-out corpus)
+               "valid": None, "test": None}
+    (save / "results.json").write_text(json.dumps({"models": {"joint-linear": summary}}, indent=1) + "\n")
+    return folder
+
+
+def thinned(history: list[dict], every: int = 10, last: int = 20) -> list[dict]:
+    """Every ``every``-th step and the last ``last`` (the markdown's mean): the results file stays small."""
+    return [h for k, h in enumerate(history) if h["step"] % every == 0 or k >= len(history) - last]
+
+
 def markdown(res: dict) -> str:
     s = res["settings"]
     lines = ["# Stretch equivariance on recorded music beside the supervised loss", "",
@@ -217,33 +251,22 @@ def markdown(res: dict) -> str:
             without = f"{t['spearman_without_1']:.2f}" if "spearman_without_1" in t else "-"
             lines.append(f"| {label} | {tool} | {t['spearman']:.2f} | {without} | {t['slope_per_ln']:.2f} | {changes} |")
     lines.append(f"| *the corpus's definition* | | 1 | 1 | {TEMPO_PER_LN:.2f} | {expected} |")
-    h = res["history"]
-    last = {k: np.mean([x[k] for x in h[-20:]]) for k in h[0] if k != "step"}
-    lines += ["", "Loss, first step -> mean of the last 20: " + ", ".join(
-        f"{k} {h[0][k]:.3f} -> {last[k]:.3f}" for k in last) + "."]
+    lines += ["", loss_line(res["history"])]
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--corpus", default="corpora/rand1k", help="a randomised corpus of training pieces (not held out)")
-    p.add_argument("--recorded-excerpts", type=int, default=400)
+    p.add_argument("--base", default=MODEL, help="the model to continue: MODEL's zoo name while it is installed, "
+                   "else its folder (python scripts/build_zoo.py --entry MODEL --train rebuilds it; or extract it from "
+                   "git history, src/midlevel/zoo/weights/MODEL before the commit that superseded it)")
+    add_continuation_options(p)
     p.add_argument("--versions", type=int, default=4, help="stretched versions per training excerpt")
     p.add_argument("--varied", action="store_true", help="draw Rubber Band's settings per version (RUBBERBAND_VARIANTS)")
-    p.add_argument("--eval-excerpts", type=int, default=100)
-    p.add_argument("--seed", type=int, default=1, help="which benchmark-package excerpts score it (the benchmark: 0)")
-    p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--weight", type=float, default=1.0)
-    p.add_argument("--trainable", default=",".join(TRAINABLE), help="parameter name prefixes that train")
     p.add_argument("--corpus-anchor", type=float, default=0.0,
                    help="weight of keeping the corpus clips' concepts where the frozen default puts them")
     p.add_argument("--refit-head", action="store_true", help="refit the additive head on the corpus clips' concepts")
-    p.add_argument("--controlled", default="corpora/heldout,corpora/heldout-rand")
-    p.add_argument("--baseline-from", help="the default's rows from an earlier study's results (same excerpts and "
-                   "corpora, e.g. studies/results/codec_consistency_w0.json) instead of measuring them again")
-    p.add_argument("--save", help="write the continued model to this folder")
+    p.add_argument("--save", help="write the continued model to SAVE/models/joint-linear (and SAVE/results.json)")
     p.add_argument("--rescore", help="no training: recompute the tempo rows of this earlier results JSON with the "
                    "continued model saved in --save (same excerpts), and rewrite it")
     p.add_argument("--out", default="studies/results/stretch_equivariance")
@@ -253,12 +276,15 @@ def main() -> int:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     start = time.perf_counter()
-    teacher = load(MODEL)
+    teacher = load(args.base, replace_superseded=False)  # never its successor in its place
     if args.rescore:
         res = json.loads(Path(args.rescore).read_text())
         excerpts = recorded_excerpts(res["settings"]["eval_excerpts"], res["settings"]["seed"])
-        res["tempo"] = tempo_following({"the default": teacher, "continued": AudioModel.from_pretrained(args.save)},
+        saved = Path(args.save) / "models" / "joint-linear"
+        res["tempo"] = tempo_following({"the default": teacher, "continued": AudioModel.from_pretrained(
+            saved if saved.is_dir() else args.save)},
                                        excerpts)
+        res["history"] = thinned(res["history"])
         out = Path(args.rescore).with_suffix("")
         out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
         out.with_suffix(".md").write_text(markdown(res))
@@ -267,19 +293,20 @@ def main() -> int:
     labelled = corpus_spectrograms(teacher, args.corpus)
     recorded = stretched_excerpts(teacher, args.recorded_excerpts, args.versions, rng, args.varied)
     student = copy.deepcopy(teacher)
+    trained = time.perf_counter()
     history = fine_tune(student, labelled, recorded, steps=args.steps, batch=args.batch, lr=args.lr,
                         weight=args.weight, seed=0, trainable=tuple(args.trainable.split(",")),
                         corpus_anchor=args.corpus_anchor)
     if args.refit_head:
         refit_head(student, labelled)
     if args.save:
-        student.save_pretrained(args.save)
+        save_family(student, teacher, Path(args.save), args, time.perf_counter() - trained)
     excerpts = recorded_excerpts(args.eval_excerpts, args.seed)
     corpora = [c for c in args.controlled.split(",") if c and Path(c).is_dir()]
     models = {"the default": teacher, "continued": student}
     res = {"settings": {**{k: v for k, v in vars(args).items() if k not in ("out", "save", "controlled", "baseline_from")},
                         "corpus_clips": len(labelled[0]), "recorded_excerpts": len(recorded[0]), "corpora": corpora},
-           "history": history, "tempo": tempo_following(models, excerpts), "models": {}}
+           "history": thinned(history), "tempo": tempo_following(models, excerpts), "models": {}}
     if args.baseline_from:
         earlier = json.loads(Path(args.baseline_from).read_text())
         assert earlier["settings"]["seed"] == args.seed and earlier["settings"]["eval_excerpts"] == args.eval_excerpts

@@ -70,7 +70,7 @@ def controlled(model, corpus: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def measure(args: argparse.Namespace) -> dict[str, np.ndarray]:
-    model = midlevel.load(args.model)
+    model = midlevel.load(args.model, replace_superseded=False)  # results of these weights, never a successor's
     model.eval()
     fit_f, fit_c, fit_y = controlled(model, Path(args.fit_on))
     also_f, also_c, also_y = controlled(model, Path(args.also))

@@ -93,7 +93,7 @@ def bin_shifts(model, audio: np.ndarray) -> dict[str, np.ndarray]:
 
 def measure(args: argparse.Namespace) -> dict[str, np.ndarray]:
     excerpts = recorded_excerpts(args.n, args.seed)
-    models = {name: load(name) for name in MODELS}
+    models = {name: load(name, replace_superseded=False) for name in MODELS}  # never a successor in its place
     keys = ["original"] + [f"{v}:{k}" for v in VOCODERS for k in ["shift", "round_trip"] +
                            [f"stretch_{f:g}" for f in FACTORS]]
     out = {f"{m}|{k}": [] for m in MODELS for k in keys}

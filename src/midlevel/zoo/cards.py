@@ -548,6 +548,13 @@ def render_card(name: str, results: dict[str, Any]) -> str:
                 f"{f['spectral_share']:g}), its register row became `{f['register_bias']:.3f} + {f['register_weight']:.3f} "
                 f"x height` (least squares with a non-negative weight) and its head was refitted, in closed form on the "
                 f"training clips, in {t['seconds_total'] / 60:.1f} min (`scripts/fit_structural_register.py`).", ""]
+    elif "continued" in t:
+        c = t["continued"]
+        out += [f"No epochs of its own: {c['steps']} steps (batch {c['batch']}, lr {c['lr']:g}) of the study that made it "
+                f"(`{c['script']}`), in {t['seconds_total'] / 60:.1f} min: its supervised joint loss on the corpus's "
+                f"clips, a tempo that a time stretch of {c['recorded_excerpts']} unlabelled recorded excerpts moves by "
+                f"the corpus's definition (weight {c['weight']:g}), those excerpts' concepts and the corpus clips' "
+                f"(weight {c['corpus_anchor']:g}) kept where the model it continued put them.", ""]
     else:
         out += [f"{t['epochs']} epochs (best {t['best_epoch']}), {t['seconds_per_epoch']:.1f} s per epoch on average "
                 f"(fastest {t['seconds_fastest_epoch']:.1f} s), {t['seconds_total'] / 60:.1f} min in all"

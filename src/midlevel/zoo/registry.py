@@ -22,7 +22,7 @@ Naming rule, ``<task>-<backbone>-<head>[-<concepts>]-<data>[-seq]``:
 - concepts: ``mid7`` (the seven mid-level concepts), ``mid10`` (plus loudness, tempo, register), ``phon9``
   (eight phone classes and the syllable count), ``praat6`` (Praat's six speaker measures), ``card10`` (ten
   cardiac concepts), ``card12`` (those, the share of ectopic beats and a holosystolic murmur);
-- data: ``ctrl<N>k``, the dry controlled corpus with N thousand training clips, ``rand<N>k``, the
+- data: ``ctrl<N>k``, the dry controlled corpus with N thousand clips (rounded), ``rand<N>k``, the
   controlled corpus with randomised recording conditions (``corpus build --conditions randomised``), or
   ``synth<N>k``, the spoken-digit corpus (synthesised voices, randomised conditions; N rounded), or
   ``sim<N>k``, the simulated phonocardiogram corpus (N thousand training recordings, rounded), for the
