@@ -152,6 +152,14 @@ def add_continuation_options(p: argparse.ArgumentParser) -> None:
                    "corpora, e.g. studies/results/shift_consistency.json) instead of measuring them again")
 
 
+def reuse_baseline(res: dict, args: argparse.Namespace) -> None:
+    """With ``--baseline-from``, the default's rows of an earlier run on the same excerpts go into ``res``."""
+    if args.baseline_from:
+        earlier = json.loads(Path(args.baseline_from).read_text())
+        assert earlier["settings"]["seed"] == args.seed and earlier["settings"]["eval_excerpts"] == args.eval_excerpts
+        res["models"]["the default"] = earlier["models"]["the default"]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_continuation_options(p)
@@ -177,10 +185,7 @@ def main() -> int:
                         "corpus_clips": len(labelled[0]), "recorded_excerpts": len(recorded[0]), "corpora": corpora,
                         "mp3_levels": LEVELS},
            "history": history, "models": {}}
-    if args.baseline_from:
-        earlier = json.loads(Path(args.baseline_from).read_text())
-        assert earlier["settings"]["seed"] == args.seed and earlier["settings"]["eval_excerpts"] == args.eval_excerpts
-        res["models"]["the default"] = earlier["models"]["the default"]
+    reuse_baseline(res, args)
     score_and_write(res, {"the default": teacher, "continued": student}, excerpts, corpora, start, Path(args.out), markdown)
     return 0
 

@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "studies"))
 import real_recordings as rr  # noqa: E402
-from codec_consistency import TRAINABLE, add_continuation_options, loss_line  # noqa: E402
+from codec_consistency import TRAINABLE, add_continuation_options, loss_line, reuse_baseline  # noqa: E402
 from recorded_study import CACHE, recorded_excerpts  # noqa: E402
 from shift_consistency import PACKAGES, batched_concepts, behaviour_table, log_spectrogram, score_and_write  # noqa: E402
 from vocoder_control import concepts_of_logspec  # noqa: E402
@@ -209,7 +209,10 @@ def save_family(student, teacher, save: Path, args: argparse.Namespace, seconds:
                                            "recorded_excerpts", "refit_head")}
     student.config.metadata = {
         "corpus": str(args.corpus),
-        "init_from": {"model": str(args.base), "weights_sha256": weights_sha256(teacher)},
+        # the zoo entry's name when the base is its weights (installed, or a copy from git history): the cards then read
+        # its training from the zoo's results; a folder of another build is named by its path
+        "init_from": {"model": MODEL if teacher.config.name == MODEL else str(args.base),
+                      "weights_sha256": weights_sha256(teacher)},
         "settings": {"trainable": args.trainable.split(",")},
         "stretch_equivariance": {**terms, "recorded_packages": list(PACKAGES), "max_stretch": MAX_STRETCH,
                                  "tempo_per_ln": TEMPO_PER_LN}}
@@ -280,10 +283,9 @@ def main() -> int:
     if args.rescore:
         res = json.loads(Path(args.rescore).read_text())
         excerpts = recorded_excerpts(res["settings"]["eval_excerpts"], res["settings"]["seed"])
-        saved = Path(args.save) / "models" / "joint-linear"
-        res["tempo"] = tempo_following({"the default": teacher, "continued": AudioModel.from_pretrained(
-            saved if saved.is_dir() else args.save)},
-                                       excerpts)
+        saved = Path(args.save) / "models" / "joint-linear"  # the family layout, or a flat folder of an older run
+        continued = AudioModel.from_pretrained(saved if saved.is_dir() else args.save)
+        res["tempo"] = tempo_following({"the default": teacher, "continued": continued}, excerpts)
         res["history"] = thinned(res["history"])
         out = Path(args.rescore).with_suffix("")
         out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
@@ -307,10 +309,7 @@ def main() -> int:
     res = {"settings": {**{k: v for k, v in vars(args).items() if k not in ("out", "save", "controlled", "baseline_from")},
                         "corpus_clips": len(labelled[0]), "recorded_excerpts": len(recorded[0]), "corpora": corpora},
            "history": thinned(history), "tempo": tempo_following(models, excerpts), "models": {}}
-    if args.baseline_from:
-        earlier = json.loads(Path(args.baseline_from).read_text())
-        assert earlier["settings"]["seed"] == args.seed and earlier["settings"]["eval_excerpts"] == args.eval_excerpts
-        res["models"]["the default"] = earlier["models"]["the default"]
+    reuse_baseline(res, args)
     score_and_write(res, models, excerpts, corpora, start, Path(args.out), markdown)
     return 0
 
