@@ -152,12 +152,29 @@ def add_continuation_options(p: argparse.ArgumentParser) -> None:
                    "corpora, e.g. studies/results/shift_consistency.json) instead of measuring them again")
 
 
-def reuse_baseline(res: dict, args: argparse.Namespace) -> None:
-    """With ``--baseline-from``, the default's rows of an earlier run on the same excerpts go into ``res``."""
+def start_run() -> tuple[np.random.Generator, float]:
+    """Two torch threads, denormals flushed, seeds 0: what every continuation study starts with; (rng, start time)."""
+    torch.set_num_threads(2)
+    torch.set_flush_denormal(True)
+    torch.manual_seed(0)
+    return np.random.default_rng(0), time.perf_counter()
+
+
+def continuation_results(args: argparse.Namespace, corpus_clips: int, recorded_excerpts_used: int, history: list[dict],
+                         **settings) -> tuple[dict, list, list[str]]:
+    """The results record of a continuation run (its settings, the loss history, the default's rows of an earlier
+    run with ``--baseline-from``), the recorded excerpts it is scored on, and the controlled corpora present."""
+    excerpts = recorded_excerpts(args.eval_excerpts, args.seed)
+    corpora = [c for c in args.controlled.split(",") if c and Path(c).is_dir()]
+    res = {"settings": {**{k: v for k, v in vars(args).items() if k not in ("out", "save", "controlled", "baseline_from")},
+                        "corpus_clips": corpus_clips, "recorded_excerpts": recorded_excerpts_used, "corpora": corpora,
+                        **settings},
+           "history": history, "models": {}}
     if args.baseline_from:
         earlier = json.loads(Path(args.baseline_from).read_text())
         assert earlier["settings"]["seed"] == args.seed and earlier["settings"]["eval_excerpts"] == args.eval_excerpts
         res["models"]["the default"] = earlier["models"]["the default"]
+    return res, excerpts, corpora
 
 
 def main() -> int:
@@ -166,11 +183,7 @@ def main() -> int:
     p.add_argument("--save", help="write the continued model to this folder")
     p.add_argument("--out", default="studies/results/codec_consistency")
     args = p.parse_args()
-    torch.set_num_threads(2)
-    torch.set_flush_denormal(True)
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    start = time.perf_counter()
+    rng, start = start_run()
     teacher = load(MODEL, replace_superseded=False)  # its results are of these weights, never a successor's
     labelled = corpus_pairs(teacher, args.corpus, rng)
     recorded = recorded_pairs(teacher, args.recorded_excerpts, rng)
@@ -179,13 +192,7 @@ def main() -> int:
                         weight=args.weight, seed=0, trainable=tuple(args.trainable.split(",")))
     if args.save:
         student.save_pretrained(args.save)
-    excerpts = recorded_excerpts(args.eval_excerpts, args.seed)
-    corpora = [c for c in args.controlled.split(",") if c and Path(c).is_dir()]
-    res = {"settings": {**{k: v for k, v in vars(args).items() if k not in ("out", "save", "controlled", "baseline_from")},
-                        "corpus_clips": len(labelled[0]), "recorded_excerpts": len(recorded[0]), "corpora": corpora,
-                        "mp3_levels": LEVELS},
-           "history": history, "models": {}}
-    reuse_baseline(res, args)
+    res, excerpts, corpora = continuation_results(args, len(labelled[0]), len(recorded[0]), history, mp3_levels=LEVELS)
     score_and_write(res, {"the default": teacher, "continued": student}, excerpts, corpora, start, Path(args.out), markdown)
     return 0
 

@@ -50,11 +50,15 @@ PACKAGES = ("drascula-music", "hyperrogue-music", "nexuiz-music", "singularity-m
 assert not set(PACKAGES) & set(rr.DEFAULT_PACKAGES)
 
 
+def training_excerpts(n: int, seed: int) -> list:
+    """``n`` excerpts of ``PACKAGES`` (with the benchmark's context for stretching), drawn as the benchmark draws its own."""
+    return rr.pick_excerpts(rr.list_recordings(PACKAGES, CACHE), n, seed=seed)
+
+
 def training_waves(model, n: int, seed: int) -> list[np.ndarray]:
-    """``n`` 10 s excerpts of ``PACKAGES`` at the model's rate (drawn as the benchmark draws its own)."""
-    excerpts = rr.pick_excerpts(rr.list_recordings(PACKAGES, CACHE), n, seed=seed)
+    """``n`` 10 s excerpts of ``PACKAGES`` at the model's rate."""
     return [load_audio(ex.audio, model.config.sample_rate, source_sample_rate=ex.sample_rate, check_level=False).samples
-            for ex in excerpts]
+            for ex in training_excerpts(n, seed)]
 
 
 def log_spectrogram(model, x: np.ndarray) -> torch.Tensor:
@@ -149,6 +153,11 @@ def score_and_write(res: dict, models: dict, excerpts, corpora: list[str], start
             model.eval()
             res["models"][label] = {"recorded": recorded_behaviour(model, excerpts), "controlled": controlled(model, corpora)}
     res["minutes"] = (time.perf_counter() - start) / 60
+    write_results(res, out, markdown)
+
+
+def write_results(res: dict, out: Path, markdown) -> None:
+    """``out``.json and ``out``.md (``markdown(res)``, also printed)."""
     out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown(res))
     print(markdown(res))

@@ -52,10 +52,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "studies"))
 import real_recordings as rr  # noqa: E402
-from codec_consistency import TRAINABLE, add_continuation_options, loss_line, reuse_baseline  # noqa: E402
-from recorded_study import CACHE, recorded_excerpts  # noqa: E402
-from shift_consistency import PACKAGES, batched_concepts, behaviour_table, log_spectrogram, score_and_write  # noqa: E402
-from vocoder_control import concepts_of_logspec  # noqa: E402
+from codec_consistency import (TRAINABLE, add_continuation_options, continuation_results, loss_line,  # noqa: E402
+                               start_run)
+from recorded_study import recorded_excerpts  # noqa: E402
+from shift_consistency import (PACKAGES, batched_concepts, behaviour_table, log_spectrogram,  # noqa: E402
+                               score_and_write, training_excerpts, write_results)
+from vocoder_control import concepts_of_logspec, rubberband_stretch  # noqa: E402
 
 from midlevel import load  # noqa: E402
 from midlevel.audio import load_audio  # noqa: E402
@@ -79,27 +81,19 @@ RUBBERBAND_VARIANTS = tuple({"transient_mode": t, "use_long_fft_window": w, "hig
                             for t in ("crisp", "mixed", "smooth") for w in (False, True) for q in (True, False))
 
 
-def rubberband_stretch(context: np.ndarray, sr: int, n: int, factor: float, **options) -> np.ndarray:
-    """``n`` samples of ``context`` played ``factor`` times as fast by Rubber Band (pedalboard's ``time_stretch``)."""
-    import pedalboard
-
-    source = context[: int(round(n * factor))].astype(np.float32)
-    return rr.fit(pedalboard.time_stretch(source[None], sr, stretch_factor=factor, **options)[0], n)
-
-
 @torch.no_grad()
 def stretched_excerpts(model, n: int, versions: int, rng: np.random.Generator, varied: bool = False
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """(n, 1 + versions, bands, frames) log spectrograms of ``n`` excerpts of ``PACKAGES``, as recorded then
     stretched by Rubber Band (its settings drawn from ``RUBBERBAND_VARIANTS`` per version when ``varied``), and
     (n, 1 + versions) their ln factors (0 for the recording)."""
-    excerpts = rr.pick_excerpts(rr.list_recordings(PACKAGES, CACHE), n, seed=0)
+    excerpts = training_excerpts(n, seed=0)
     specs, logs = [], []
     for ex in tqdm(excerpts, desc="stretched training excerpts", unit="excerpt"):
         ln = np.concatenate([[0.0], rng.uniform(-math.log(MAX_STRETCH), math.log(MAX_STRETCH), versions)])
         n_out = int(round(rr.SECONDS * ex.sample_rate))
         options = [RUBBERBAND_VARIANTS[int(rng.integers(len(RUBBERBAND_VARIANTS)))] if varied else {} for _ in ln[1:]]
-        waves = [ex.audio[:n_out]] + [rubberband_stretch(ex.samples, ex.sample_rate, n_out, math.exp(v), **o)
+        waves = [ex.audio[:n_out]] + [rubberband_stretch(ex.samples, n_out, math.exp(v), ex.sample_rate, **o)
                                       for v, o in zip(ln[1:], options)]
         specs.append(torch.stack([log_spectrogram(model, load_audio(w, model.config.sample_rate,
                                   source_sample_rate=ex.sample_rate, check_level=False).samples) for w in waves]))
@@ -175,7 +169,7 @@ def tempo_following(models: dict, excerpts) -> dict[str, dict[str, dict]]:
     the corpus's ``TEMPO_PER_LN``."""
     any_model = next(iter(models.values()))
     tools = {"librosa": lambda ex, n, f: rr.stretch(ex.samples, n, f),
-             "rubberband": lambda ex, n, f: rubberband_stretch(ex.samples, ex.sample_rate, n, f)}
+             "rubberband": lambda ex, n, f: rubberband_stretch(ex.samples, n, f, ex.sample_rate)}
     specs = {t: [] for t in tools}
     for ex in tqdm(excerpts, desc="stretching the scoring excerpts", unit="excerpt"):
         n = int(round(rr.SECONDS * ex.sample_rate))
@@ -274,11 +268,7 @@ def main() -> int:
                    "continued model saved in --save (same excerpts), and rewrite it")
     p.add_argument("--out", default="studies/results/stretch_equivariance")
     args = p.parse_args()
-    torch.set_num_threads(2)
-    torch.set_flush_denormal(True)
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    start = time.perf_counter()
+    rng, start = start_run()
     teacher = load(args.base, replace_superseded=False)  # never its successor in its place
     if args.rescore:
         res = json.loads(Path(args.rescore).read_text())
@@ -287,10 +277,7 @@ def main() -> int:
         continued = AudioModel.from_pretrained(saved if saved.is_dir() else args.save)
         res["tempo"] = tempo_following({"the default": teacher, "continued": continued}, excerpts)
         res["history"] = thinned(res["history"])
-        out = Path(args.rescore).with_suffix("")
-        out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
-        out.with_suffix(".md").write_text(markdown(res))
-        print(markdown(res))
+        write_results(res, Path(args.rescore).with_suffix(""), markdown)
         return 0
     labelled = corpus_spectrograms(teacher, args.corpus)
     recorded = stretched_excerpts(teacher, args.recorded_excerpts, args.versions, rng, args.varied)
@@ -303,13 +290,9 @@ def main() -> int:
         refit_head(student, labelled)
     if args.save:
         save_family(student, teacher, Path(args.save), args, time.perf_counter() - trained)
-    excerpts = recorded_excerpts(args.eval_excerpts, args.seed)
-    corpora = [c for c in args.controlled.split(",") if c and Path(c).is_dir()]
+    res, excerpts, corpora = continuation_results(args, len(labelled[0]), len(recorded[0]), thinned(history))
     models = {"the default": teacher, "continued": student}
-    res = {"settings": {**{k: v for k, v in vars(args).items() if k not in ("out", "save", "controlled", "baseline_from")},
-                        "corpus_clips": len(labelled[0]), "recorded_excerpts": len(recorded[0]), "corpora": corpora},
-           "history": thinned(history), "tempo": tempo_following(models, excerpts), "models": {}}
-    reuse_baseline(res, args)
+    res["tempo"] = tempo_following(models, excerpts)
     score_and_write(res, models, excerpts, corpora, start, Path(args.out), markdown)
     return 0
 

@@ -49,12 +49,13 @@ def rubberband_shift(x: np.ndarray, sr: int, semitones: float) -> np.ndarray:
                                   preserve_formants=False)[0], len(x))
 
 
-def rubberband_stretch(context: np.ndarray, n: int, factor: float, sr: int) -> np.ndarray:
-    """As ``rr.stretch``: ``n`` samples of the music that follows played ``factor`` times as fast."""
+def rubberband_stretch(context: np.ndarray, n: int, factor: float, sr: int, **options) -> np.ndarray:
+    """As ``rr.stretch``: ``n`` samples of the music that follows played ``factor`` times as fast (``options``:
+    Rubber Band's own, e.g. ``transient_mode``)."""
     import pedalboard as pb
 
     source = context[: int(round(n * factor))].astype(np.float32)
-    return rr.fit(pb.time_stretch(source[None], sr, factor)[0], n)
+    return rr.fit(pb.time_stretch(source[None], sr, factor, **options)[0], n)
 
 
 def shift_versions(x: np.ndarray, sr: int, vocoder: str) -> dict[str, np.ndarray]:
