@@ -150,6 +150,8 @@ def add_continuation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--controlled", default="corpora/heldout,corpora/heldout-rand")
     p.add_argument("--baseline-from", help="the default's rows from an earlier study's results (same excerpts and "
                    "corpora, e.g. studies/results/shift_consistency.json) instead of measuring them again")
+    p.add_argument("--baseline-label", default="the default", help="which model's rows of --baseline-from are the "
+                   "default's now (e.g. 'continued', when the model that run continued is today's default)")
 
 
 def start_run() -> tuple[np.random.Generator, float]:
@@ -166,14 +168,15 @@ def continuation_results(args: argparse.Namespace, corpus_clips: int, recorded_e
     run with ``--baseline-from``), the recorded excerpts it is scored on, and the controlled corpora present."""
     excerpts = recorded_excerpts(args.eval_excerpts, args.seed)
     corpora = [c for c in args.controlled.split(",") if c and Path(c).is_dir()]
-    res = {"settings": {**{k: v for k, v in vars(args).items() if k not in ("out", "save", "controlled", "baseline_from")},
+    res = {"settings": {**{k: v for k, v in vars(args).items() if k not in ("out", "save", "controlled", "baseline_from",
+                                                                             "baseline_label")},
                         "corpus_clips": corpus_clips, "recorded_excerpts": recorded_excerpts_used, "corpora": corpora,
                         **settings},
            "history": history, "models": {}}
     if args.baseline_from:
         earlier = json.loads(Path(args.baseline_from).read_text())
         assert earlier["settings"]["seed"] == args.seed and earlier["settings"]["eval_excerpts"] == args.eval_excerpts
-        res["models"]["the default"] = earlier["models"]["the default"]
+        res["models"]["the default"] = earlier["models"][args.baseline_label]
     return res, excerpts, corpora
 
 

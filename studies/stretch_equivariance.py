@@ -57,11 +57,12 @@ from codec_consistency import (TRAINABLE, add_continuation_options, continuation
 from recorded_study import recorded_excerpts  # noqa: E402
 from shift_consistency import (PACKAGES, batched_concepts, behaviour_table, log_spectrogram,  # noqa: E402
                                score_and_write, training_excerpts, write_results)
-from vocoder_control import concepts_of_logspec, rubberband_stretch  # noqa: E402
+from vocoder_control import concepts_of_logspec, rubberband_shift, rubberband_stretch  # noqa: E402
 
 from midlevel import load  # noqa: E402
 from midlevel.audio import load_audio  # noqa: E402
 from midlevel.checkpoint import weights_sha256  # noqa: E402
+from midlevel.datasets.controlled.conditions import codec_round_trip  # noqa: E402
 from midlevel.datasets.controlled_labels import OUTSIDE_RANGES  # noqa: E402
 from midlevel.model import AudioModel  # noqa: E402
 from midlevel.training.data import load_clips  # noqa: E402
@@ -71,6 +72,10 @@ from midlevel.training.loops import TrainSettings, batch_loss  # noqa: E402
 MODEL = "emotion-structural-linear-mid10-rand3k"
 #: rating points per unit of ln(tempo): the corpus maps ln BPM over OUTSIDE_RANGES["tempo"] linearly onto 1-10
 TEMPO_PER_LN = 9.0 / (OUTSIDE_RANGES["tempo"][1] - OUTSIDE_RANGES["tempo"][0])
+#: rating points per semitone of transposition: the corpus maps its transposition linearly onto register's 1-10
+REGISTER_PER_SEMITONE = 9.0 / (OUTSIDE_RANGES["register"][1] - OUTSIDE_RANGES["register"][0])
+#: the largest transposition of a shifted training version (``--shift-versions``), in semitones either way
+MAX_SHIFT = 4
 #: the largest stretch the excerpts' context allows (rr.CONTEXT_S = 1.4 x the excerpt)
 MAX_STRETCH = max(rr.STRETCH_FACTORS)
 
@@ -81,24 +86,83 @@ RUBBERBAND_VARIANTS = tuple({"transient_mode": t, "use_long_fft_window": w, "hig
                             for t in ("crisp", "mixed", "smooth") for w in (False, True) for q in (True, False))
 
 
+#: frame lengths drawn for the plain phase vocoder (``--stretchers rubberband,vocoder``), hop a quarter of each
+VOCODER_FFTS = (1024, 2048, 4096)
+#: libsndfile MP3 compression levels drawn for ``--codec-share`` (about 32 to 96 kb/s, as the codec study drew)
+CODEC_LEVELS = (0.3, 0.9)
+
+
+def vocoder_stretch(context: np.ndarray, n: int, factor: float, n_fft: int) -> np.ndarray:
+    """As ``rr.stretch``, with a plain phase vocoder (torchaudio's ``TimeStretch`` between an STFT and its inverse,
+    frames of ``n_fft``, hop ``n_fft // 4``): it smears onsets over its frame as librosa's does, which Rubber Band's
+    transient handling avoids."""
+    import torchaudio.transforms as T
+
+    hop = n_fft // 4
+    source = torch.as_tensor(context[: int(round(n * factor))], dtype=torch.float32)
+    spec = T.Spectrogram(n_fft=n_fft, hop_length=hop, power=None)(source)
+    stretched = T.TimeStretch(hop_length=hop, n_freq=n_fft // 2 + 1, fixed_rate=factor)(spec)
+    return rr.fit(T.InverseSpectrogram(n_fft=n_fft, hop_length=hop)(stretched).numpy(), n)
+
+
+def vocoder_shift(x: np.ndarray, sr: int, semitones: float, n_fft: int) -> np.ndarray:
+    """``x`` transposed by ``semitones`` as librosa's ``pitch_shift`` does it (a phase-vocoder stretch, then a
+    resampling back to the length), with ``vocoder_stretch``'s vocoder and soxr."""
+    import soxr
+
+    rate = 2.0 ** (semitones / 12.0)
+    slow = vocoder_stretch(x, int(round(len(x) * rate)), 1.0 / rate, n_fft)
+    return rr.fit(soxr.resample(slow, sr * rate, sr), len(x))
+
+
+def stretch_version(ex, n_out: int, ln: float, stretcher: str, rng: np.random.Generator, varied: bool,
+                    codec_share: float, semitones: float = 0.0) -> tuple[np.ndarray, dict]:
+    """One training version of excerpt ``ex``: its music played ``exp(ln)`` times as fast by ``stretcher`` (or,
+    with ``semitones``, transposed by it at the same speed), then through an MP3 round trip with probability
+    ``codec_share``; and what was drawn."""
+    drawn: dict = {"stretcher": stretcher}
+    if semitones:
+        if stretcher == "vocoder":
+            drawn["n_fft"] = int(rng.choice(VOCODER_FFTS))
+            wave = vocoder_shift(ex.audio[:n_out], ex.sample_rate, semitones, drawn["n_fft"])
+        else:
+            wave = rubberband_shift(ex.audio[:n_out], ex.sample_rate, semitones)
+    elif stretcher == "vocoder":
+        drawn["n_fft"] = int(rng.choice(VOCODER_FFTS))
+        wave = vocoder_stretch(ex.samples, n_out, math.exp(ln), drawn["n_fft"])
+    else:
+        options = RUBBERBAND_VARIANTS[int(rng.integers(len(RUBBERBAND_VARIANTS)))] if varied else {}
+        wave = rubberband_stretch(ex.samples, n_out, math.exp(ln), ex.sample_rate, **options)
+    if rng.random() < codec_share:
+        drawn["mp3_level"] = float(rng.uniform(*CODEC_LEVELS))
+        wave = codec_round_trip(wave, ex.sample_rate, "mp3", drawn["mp3_level"])
+    return wave, drawn
+
+
 @torch.no_grad()
-def stretched_excerpts(model, n: int, versions: int, rng: np.random.Generator, varied: bool = False
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(n, 1 + versions, bands, frames) log spectrograms of ``n`` excerpts of ``PACKAGES``, as recorded then
-    stretched by Rubber Band (its settings drawn from ``RUBBERBAND_VARIANTS`` per version when ``varied``), and
-    (n, 1 + versions) their ln factors (0 for the recording)."""
+def stretched_excerpts(model, n: int, versions: int, rng: np.random.Generator, varied: bool = False,
+                       stretchers: tuple[str, ...] = ("rubberband",), codec_share: float = 0.0,
+                       shift_versions: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(n, 1 + versions + shift_versions, bands, frames) log spectrograms of ``n`` excerpts of ``PACKAGES``, as
+    recorded, stretched (each version by one of ``stretchers``, drawn: Rubber Band, its settings drawn from
+    ``RUBBERBAND_VARIANTS`` when ``varied``, or a plain phase vocoder), then transposed by 1 ... ``MAX_SHIFT``
+    semitones either way at the same speed; each version then through an MP3 round trip with probability
+    ``codec_share``. Also (n, versions in all) their ln factors and their semitones (0 for the recording)."""
     excerpts = training_excerpts(n, seed=0)
-    specs, logs = [], []
+    specs, logs, semis = [], [], []
     for ex in tqdm(excerpts, desc="stretched training excerpts", unit="excerpt"):
-        ln = np.concatenate([[0.0], rng.uniform(-math.log(MAX_STRETCH), math.log(MAX_STRETCH), versions)])
+        ln = np.concatenate([[0.0], rng.uniform(-math.log(MAX_STRETCH), math.log(MAX_STRETCH), versions),
+                             np.zeros(shift_versions)])
+        st = np.concatenate([np.zeros(1 + versions), rng.choice([-1, 1], shift_versions)
+                             * rng.integers(1, MAX_SHIFT + 1, shift_versions)])
         n_out = int(round(rr.SECONDS * ex.sample_rate))
-        options = [RUBBERBAND_VARIANTS[int(rng.integers(len(RUBBERBAND_VARIANTS)))] if varied else {} for _ in ln[1:]]
-        waves = [ex.audio[:n_out]] + [rubberband_stretch(ex.samples, n_out, math.exp(v), ex.sample_rate, **o)
-                                      for v, o in zip(ln[1:], options)]
+        waves = [ex.audio[:n_out]] + [stretch_version(ex, n_out, v, stretchers[int(rng.integers(len(stretchers)))],
+                                                      rng, varied, codec_share, k)[0] for v, k in zip(ln[1:], st[1:])]
         specs.append(torch.stack([log_spectrogram(model, load_audio(w, model.config.sample_rate,
                                   source_sample_rate=ex.sample_rate, check_level=False).samples) for w in waves]))
         logs.append(torch.as_tensor(ln, dtype=torch.float32))
-    return torch.stack(specs), torch.stack(logs)
+        semis.append(torch.as_tensor(st, dtype=torch.float32))
+    return torch.stack(specs), torch.stack(logs), torch.stack(semis)
 
 
 @torch.no_grad()
@@ -111,16 +175,24 @@ def corpus_spectrograms(model, corpus: str) -> tuple[torch.Tensor, torch.Tensor,
 
 
 def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, weight: float, seed: int,
-              trainable: tuple[str, ...] = TRAINABLE, corpus_anchor: float = 0.0) -> list[dict]:
+              trainable: tuple[str, ...] = TRAINABLE, corpus_anchor: float = 0.0, invariance: float = 0.0) -> list[dict]:
     """Continue ``model``'s backbone in place; returns the loss history. ``corpus_anchor`` weighs one more term:
-    every concept of the corpus clips stays where the frozen default puts it (in sd over the recorded excerpts)."""
+    every concept of the corpus clips stays where the frozen default puts it (in sd over the recorded excerpts).
+    ``invariance`` weighs another: every concept but tempo and register of every stretched, transposed (or encoded)
+    version stays where the frozen default puts the recording's. By the corpus's definitions a stretch changes the
+    tempo rating only and a transposition the register only (``REGISTER_PER_SEMITONE``; two versions' register
+    difference is that term's second half): mode, dynamics, articulation (note lengths relative to their spacing) and
+    rhythm patterns are neither timed nor pitched."""
     teacher = copy.deepcopy(model).eval()
     specs_c, concepts, targets = labelled
-    specs_r, ln_r = recorded
+    specs_r, ln_r, semis_r = recorded
     ref = batched_concepts(teacher, specs_r[:, 0])
     ref_c = batched_concepts(teacher, specs_c) if corpus_anchor else None
     sd = ref.std(0).clamp_min(1e-6)
     tempo = list(model.config.concept_names).index("tempo")
+    register = list(model.config.concept_names).index("register")
+    moving = [tempo] + ([register] if semis_r.any() else [])
+    untimed_cols = [k for k in range(len(model.config.concept_names)) if k not in moving]
     settings = TrainSettings(setup="joint")
     model.eval()  # batch norm keeps its statistics, no dropout: only the weights move
     params = [p for name, p in model.named_parameters() if name.startswith(trainable)]
@@ -136,12 +208,17 @@ def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, w
         b = (a + torch.randint(1, n_versions, (batch,), generator=gen)) % n_versions  # another one
         out = concepts_of_logspec(model, torch.cat([specs_r[j, 0], specs_r[j, a], specs_r[j, b]]))
         anchor = (((out[:batch] - ref[j]) / sd) ** 2).mean()
-        moved = out[2 * batch:, tempo] - out[batch:2 * batch, tempo]
-        expected = TEMPO_PER_LN * (ln_r[j, b] - ln_r[j, a])
-        equivariance = (((moved - expected) / sd[tempo]) ** 2).mean()
+        moved = out[2 * batch:, moving] - out[batch:2 * batch, moving]
+        expected = torch.stack([TEMPO_PER_LN * (ln_r[j, b] - ln_r[j, a]),
+                                REGISTER_PER_SEMITONE * (semis_r[j, b] - semis_r[j, a])], 1)[:, :len(moving)]
+        equivariance = (((moved - expected) / sd[moving]) ** 2).mean()
         loss = supervised + weight * (anchor + equivariance) / 2
         record = {"step": step, "supervised": supervised.item(), "anchor": anchor.item(),
                   "equivariance": equivariance.item()}
+        if invariance:
+            kept = (((out[batch:] - ref[j].repeat(2, 1)) / sd)[:, untimed_cols] ** 2).mean()
+            loss = loss + invariance * kept
+            record["invariance"] = kept.item()
         if corpus_anchor:
             held = (((concepts_of_logspec(model, specs_c[i]) - ref_c[i]) / sd) ** 2).mean()
             loss = loss + corpus_anchor * held
@@ -199,13 +276,15 @@ def save_family(student, teacher, save: Path, args: argparse.Namespace, seconds:
     """Write the continued model as ``midlevel train`` lays a family out (``SAVE/models/joint-linear`` and
     ``SAVE/results.json``), with what trained it in its metadata, so ``scripts/build_zoo.py --add`` can ship it: the
     corpus it saw last, the zoo entry it continued (by sha256), the parameters that moved, and this study's terms."""
-    terms = {k: getattr(args, k) for k in ("steps", "batch", "lr", "weight", "corpus_anchor", "versions", "varied",
-                                           "recorded_excerpts", "refit_head")}
+    terms = {k: getattr(args, k) for k in ("steps", "batch", "lr", "weight", "corpus_anchor", "invariance", "versions",
+                                           "varied", "stretchers", "codec_share", "shift_versions", "recorded_excerpts",
+                                           "refit_head")}
     student.config.metadata = {
         "corpus": str(args.corpus),
         # the zoo entry's name when the base is its weights (installed, or a copy from git history): the cards then read
         # its training from the zoo's results; a folder of another build is named by its path
-        "init_from": {"model": MODEL if teacher.config.name == MODEL else str(args.base),
+        "init_from": {"model": teacher.config.name if teacher.config.name == args.base or teacher.config.name == MODEL
+                      else str(args.base),
                       "weights_sha256": weights_sha256(teacher)},
         "settings": {"trainable": args.trainable.split(",")},
         "stretch_equivariance": {**terms, "recorded_packages": list(PACKAGES), "max_stretch": MAX_STRETCH,
@@ -226,13 +305,33 @@ def thinned(history: list[dict], every: int = 10, last: int = 20) -> list[dict]:
     return [h for k, h in enumerate(history) if h["step"] % every == 0 or k >= len(history) - last]
 
 
+def stretchers_said(s: dict) -> str:
+    """The training versions' tools in words, from a run's settings."""
+    said = {"rubberband": "Rubber Band" + (" (settings drawn per version)" if s.get("varied") else ""),
+            "vocoder": f"a plain phase vocoder (frames of {'/'.join(map(str, VOCODER_FFTS))} drawn)"}
+    tools = " or ".join(said[t] for t in s.get("stretchers", "rubberband").split(","))
+    shifts = (f", and {s['shift_versions']} versions transposed by 1 ... {MAX_SHIFT} semitones either way"
+              if s.get("shift_versions") else "")
+    codec = f", then an MP3 round trip for {s['codec_share']:.0%} of them" if s.get("codec_share") else ""
+    return tools + shifts + codec
+
+
+def invariance_said(s: dict) -> str:
+    extra = [f"corpus anchor {s['corpus_anchor']:g}" if s.get("corpus_anchor") else "",
+             f"every concept but tempo{' and register' if s.get('shift_versions') else ''} of every version kept "
+             f"at the recording's (weight {s['invariance']:g})"
+             if s.get("invariance") else ""]
+    return "".join(f"; {e}" for e in extra if e)
+
+
 def markdown(res: dict) -> str:
     s = res["settings"]
     lines = ["# Stretch equivariance on recorded music beside the supervised loss", "",
-             f"Backbone of `{MODEL}` continued {s['steps']} steps (batch {s['batch']} corpus clips + {s['batch']} recorded "
+             f"Backbone of `{s.get('base', MODEL)}` continued {s['steps']} steps (batch {s['batch']} corpus clips + {s['batch']} recorded "
              f"excerpts x 3 versions; lr {s['lr']:g}, weight {s['weight']:g}) on {s['corpus_clips']} clips of "
              f"`{s['corpus']}` and {s['recorded_excerpts']} excerpts of {', '.join(PACKAGES)}, each as recorded and "
-             f"stretched by Rubber Band{' (settings drawn per version)' if s.get('varied') else ''} at {s['versions']} factors in 1/{MAX_STRETCH:g} ... {MAX_STRETCH:g}; scored on "
+             f"stretched by {stretchers_said(s)} at {s['versions']} factors in 1/{MAX_STRETCH:g} ... {MAX_STRETCH:g}"
+             f"{invariance_said(s)}; scored on "
              f"{s['eval_excerpts']} excerpts of the benchmark's packages (seed {s['seed']}) and on the controlled "
              f"held-out corpora. One run, {res['minutes']:.0f} min.", "",
              *behaviour_table(res["models"]), "",
@@ -260,6 +359,15 @@ def main() -> int:
     add_continuation_options(p)
     p.add_argument("--versions", type=int, default=4, help="stretched versions per training excerpt")
     p.add_argument("--varied", action="store_true", help="draw Rubber Band's settings per version (RUBBERBAND_VARIANTS)")
+    p.add_argument("--stretchers", default="rubberband",
+                   help="comma-separated tools drawn per training version: rubberband, vocoder (a plain phase vocoder)")
+    p.add_argument("--shift-versions", type=int, default=0,
+                   help="transposed versions per training excerpt (1 ... MAX_SHIFT semitones either way, by a drawn "
+                   "stretcher's pitch shift): register moves by the corpus's definition, the other concepts but tempo stay")
+    p.add_argument("--codec-share", type=float, default=0.0,
+                   help="share of training versions that go through an MP3 round trip after the stretch")
+    p.add_argument("--invariance", type=float, default=0.0,
+                   help="weight of keeping every concept but tempo of every version at the recording's default reading")
     p.add_argument("--corpus-anchor", type=float, default=0.0,
                    help="weight of keeping the corpus clips' concepts where the frozen default puts them")
     p.add_argument("--refit-head", action="store_true", help="refit the additive head on the corpus clips' concepts")
@@ -280,12 +388,13 @@ def main() -> int:
         write_results(res, Path(args.rescore).with_suffix(""), markdown)
         return 0
     labelled = corpus_spectrograms(teacher, args.corpus)
-    recorded = stretched_excerpts(teacher, args.recorded_excerpts, args.versions, rng, args.varied)
+    recorded = stretched_excerpts(teacher, args.recorded_excerpts, args.versions, rng, args.varied,
+                                  tuple(args.stretchers.split(",")), args.codec_share, args.shift_versions)
     student = copy.deepcopy(teacher)
     trained = time.perf_counter()
     history = fine_tune(student, labelled, recorded, steps=args.steps, batch=args.batch, lr=args.lr,
                         weight=args.weight, seed=0, trainable=tuple(args.trainable.split(",")),
-                        corpus_anchor=args.corpus_anchor)
+                        corpus_anchor=args.corpus_anchor, invariance=args.invariance)
     if args.refit_head:
         refit_head(student, labelled)
     if args.save:

@@ -46,10 +46,19 @@ def test_every_name_follows_the_rule_and_says_what_the_entry_is(name):
 
 
 @pytest.mark.parametrize("bad", ["compact-linear", "emotion-compact-linear-ctrl3k", "emotion-compact-a2e-mid7-ctrl3k",
-                                 "emotion-vgg-linear-mid7-ctrl3k", "emotion-compact-linear-mid7-3k"])
+                                 "emotion-vgg-linear-mid7-ctrl3k", "emotion-compact-linear-mid7-3k",
+                                 # a version tag starts at 2 (the first weights have none) and follows everything else
+                                 "emotion-compact-linear-mid7-ctrl3k-v1", "emotion-compact-linear-mid7-ctrl3k-v",
+                                 "emotion-compact-linear-mid7-ctrl3k-v2-seq", "emotion-compact-linear-mid7-ctrl3k-v02"])
 def test_names_off_the_rule_are_refused(bad):
     with pytest.raises(ValueError, match="does not follow|concept set"):
         parse_name(bad)
+
+
+def test_a_version_tag_names_later_weights_of_an_otherwise_equal_name():
+    first, later = parse_name("emotion-structural-linear-mid10-rand1k"), parse_name("emotion-structural-linear-mid10-rand1k-v2")
+    assert first.pop("version") == 1 and later.pop("version") == 2 and first == later
+    assert parse_name("emotion-compact-gam-mid7-ctrl3k-seq-v12")["version"] == 12
 
 
 def test_the_default_is_the_best_current_explainable_entry_by_emotion_r_under_randomised_conditions():

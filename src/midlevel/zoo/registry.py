@@ -7,7 +7,7 @@ shipped entries live as package data in ``midlevel/zoo/weights/<name>/`` (``conf
 ``model.safetensors``) and load offline; the sha256 pinned here is checked on load. Superseded
 entries stay listed (with their numbers and sha256) but leave the wheel.
 
-Naming rule, ``<task>-<backbone>-<head>[-<concepts>]-<data>[-seq]``:
+Naming rule, ``<task>-<backbone>-<head>[-<concepts>]-<data>[-seq][-v<N>]``:
 
 - task: ``emotion`` (music emotion through mid-level concepts), ``digit`` (spoken digits), ``sex``
   (speaker sex) or ``heart`` (normal vs abnormal phonocardiograms);
@@ -27,7 +27,9 @@ Naming rule, ``<task>-<backbone>-<head>[-<concepts>]-<data>[-seq]``:
   ``synth<N>k``, the spoken-digit corpus (synthesised voices, randomised conditions; N rounded), or
   ``sim<N>k``, the simulated phonocardiogram corpus (N thousand training recordings, rounded), for the
   corpus the weights were trained on last (a continued model's card gives the whole chain);
-- ``-seq``: the head was fitted after the concept network (A2Mid2E) instead of jointly.
+- ``-seq``: the head was fitted after the concept network (A2Mid2E) instead of jointly;
+- ``-v<N>`` (N >= 2): the N-th weights of an otherwise equal name, e.g. a later continuation on the same corpus
+  (its card gives the chain); without it, the first.
 
 Defaults are not typed anywhere: per task, the current explainable entry with the best recorded held-out
 score (``TASK_SCORES``; ``default_name``): for music, the mean emotion r on the held-out pieces rendered under
@@ -62,7 +64,7 @@ BLACK_BOX_HEADS = ("a2e", "a2c")
 CORPUS_CODES = {"ctrl": "dry", "rand": "randomised", "synth": "synthesised speech", "sim": "simulated PCG"}
 NAME_PATTERN = re.compile(
     r"^(?P<task>[a-z]+)-(?P<backbone>[a-z]+)-(?P<head>linear|gam|logistic|a2e|a2c)(?:-(?P<concepts>[a-z]+\d+))?"
-    r"-(?P<corpus>ctrl|rand|synth|sim)(?P<clips>\d+)k(?P<seq>-seq)?$")
+    r"-(?P<corpus>ctrl|rand|synth|sim)(?P<clips>\d+)k(?P<seq>-seq)?(?:-v(?P<version>[2-9]|[1-9]\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -104,13 +106,14 @@ def parse_name(name: str) -> dict[str, object]:
     """The fields the naming rule puts in ``name``; ``ValueError`` when it does not follow the rule."""
     m = NAME_PATTERN.match(name)
     if m is None or m["task"] not in TASKS or m["backbone"] not in BACKBONE_CODES:
-        raise ValueError(f"{name!r} does not follow <task>-<backbone>-<head>[-<concepts>]-<data>[-seq]")
+        raise ValueError(f"{name!r} does not follow <task>-<backbone>-<head>[-<concepts>]-<data>[-seq][-v<N>]")
     if (m["head"] in BLACK_BOX_HEADS) != (m["concepts"] is None) or (m["concepts"] and m["concepts"] not in CONCEPT_SETS):
         raise ValueError(f"{name!r}: explainable heads name a concept set ({', '.join(CONCEPT_SETS)}), "
                          f"black boxes ({', '.join(BLACK_BOX_HEADS)}) none")
     return {"task": TASKS[m["task"]], "backbone": BACKBONE_CODES[m["backbone"]], "head": m["head"],
             "n_concepts": CONCEPT_SETS.get(m["concepts"] or "", 0), "train_clips": int(m["clips"]) * 1000,
-            "conditions": CORPUS_CODES[m["corpus"]], "sequential": bool(m["seq"])}
+            "conditions": CORPUS_CODES[m["corpus"]], "sequential": bool(m["seq"]),
+            "version": int(m["version"] or 1)}
 
 
 def read_registry() -> dict[str, ModelEntry]:
