@@ -292,7 +292,7 @@ def add_entry(zoo_name: str, model_dir: Path, eval_corpus: Path, description: st
     setup = SETUP_NAMES.get(source.split("-")[0], source)
     replaced = results["zoo"].get(zoo_name, {}).get("source")
     key = family_key(source, concepts, model.config.backbone, train_clips=trained_on["n"],
-                     taken=set(results["family"]) - {replaced})
+                     taken=set(results["family"]) - {replaced}, version=int(parse_name(zoo_name)["version"]))
     results["family"][key] = {
         "setup": setup if concepts is None or len(concepts) == 7 else f"{setup} ({len(concepts)} concepts)",
         "heldout_test": evaluate(model, arrays, test),
@@ -312,15 +312,18 @@ def add_entry(zoo_name: str, model_dir: Path, eval_corpus: Path, description: st
 
 
 def family_key(source: str, concepts: list[str] | None, backbone: str, *, train_clips: int,
-               taken: set[str]) -> str:
+               taken: set[str], version: int = 1) -> str:
     """The family table's row of a model added later: its setup, its number of concepts, and its backbone
     where that is not the family's (``joint-linear-10``, ``joint-linear-10-transcribe``). Where another
     row (``taken``) has that name, the training corpus's clip count follows
-    (``joint-linear-10-transcribe_measures-24000``): adding a model never rewrites another's numbers."""
+    (``joint-linear-10-transcribe_measures-24000``), then the zoo name's version tag (``-v2``, later weights
+    on the same corpus): adding a model never rewrites another's numbers."""
     key = f"{source}-{len(concepts)}" if concepts else source
     key = key if backbone == "compact_music" else f"{key}-{backbone.removeprefix('compact_')}"
     if key in taken:
         key = f"{key}-{train_clips}"
+    if key in taken and version > 1:
+        key = f"{key}-v{version}"
     if key in taken:
         raise SystemExit(f"the family table already has a row {key!r} for another model; ship this one under "
                          "the zoo name that row belongs to to replace it")

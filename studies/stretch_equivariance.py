@@ -21,13 +21,20 @@ label is needed. This study continues the default's backbone with, per step:
 - **corpus anchor** (weight ``--corpus-anchor``, 0 by default): every concept of the corpus clips stays where the
   frozen default puts it.
 
-The benchmark stretches with librosa's phase vocoder, so training never sees the tool it is scored with. The
+Options add a plain phase vocoder beside Rubber Band (``--stretchers``), MP3 round trips (``--codec-share``),
+transposed versions (``--shift-versions``), a term that holds every other concept of every version
+(``--invariance``) and one that keeps the excerpts mixed with a semitone clash or an octave (``--overlay-anchor``).
+The benchmark stretches and shifts with librosa, so training never sees the tool it is scored with. The
 concept layer and the head stay as they are; batch norm keeps its statistics. Scored as ``shift_consistency``
 scores (controlled floors, gain, MP3, shifts) plus the tempo's rank correlation with the stretch factor, with
-librosa and with Rubber Band, on 100 excerpts of the benchmark's packages drawn with **seed 1**.
+librosa and with Rubber Band, and the benchmark's clash row, on 100 excerpts of the benchmark's packages drawn with
+**seed 1**.
 
     python studies/stretch_equivariance.py --base runs/eq3k-struct/models/joint-linear --steps 1500 \
-        --corpus-anchor 1 --save runs/stretch-eq   # ~19 min on 2 cores: the default, emotion-structural-linear-mid10-rand1k
+        --corpus-anchor 1 --save runs/stretch-eq   # ~19 min on 2 cores: emotion-structural-linear-mid10-rand1k
+    python studies/stretch_equivariance.py --base runs/stretch-eq/models/joint-linear --steps 1500 --corpus-anchor 1 \
+        --invariance 1 --overlay-anchor 1 --stretchers rubberband,vocoder --codec-share 0.5 \
+        --save runs/untimed-overlay   # ~35 min: the default, emotion-structural-linear-mid10-rand1k-v2
 
 ``--save`` writes the family layout ``scripts/build_zoo.py --add`` ships from; docs/studies/stretch_equivariance.md
 has the whole recipe.
@@ -65,6 +72,7 @@ from midlevel.checkpoint import weights_sha256  # noqa: E402
 from midlevel.datasets.controlled.conditions import codec_round_trip  # noqa: E402
 from midlevel.datasets.controlled_labels import OUTSIDE_RANGES  # noqa: E402
 from midlevel.model import AudioModel  # noqa: E402
+from midlevel.zoo.registry import read_registry  # noqa: E402
 from midlevel.training.data import load_clips  # noqa: E402
 from midlevel.training.loops import TrainSettings, batch_loss  # noqa: E402
 
@@ -113,6 +121,27 @@ def vocoder_shift(x: np.ndarray, sr: int, semitones: float, n_fft: int) -> np.nd
     rate = 2.0 ** (semitones / 12.0)
     slow = vocoder_stretch(x, int(round(len(x) * rate)), 1.0 / rate, n_fft)
     return rr.fit(soxr.resample(slow, sr * rate, sr), len(x))
+
+
+def rubberband_overlay(x: np.ndarray, sr: int, semitones: float) -> np.ndarray:
+    """As ``rr.overlay`` (the benchmark's clash and octave mixes, equal RMS, scaled back to ``x``'s), with Rubber Band's
+    shift instead of librosa's: the benchmark's own tool stays out of training."""
+    y = rubberband_shift(x, sr, semitones)
+    mix = x + y * np.float32(rr.rms(x) / max(rr.rms(y), 1e-12))
+    return (mix * np.float32(rr.rms(x) / max(rr.rms(mix), 1e-12))).astype(np.float32)
+
+
+@torch.no_grad()
+def overlay_excerpts(model, n: int) -> torch.Tensor:
+    """(n, 2, bands, frames) log spectrograms of the ``n`` training excerpts mixed with a copy a semitone up and with
+    a copy an octave up (``rubberband_overlay``), for ``--overlay-anchor``."""
+    specs = []
+    for ex in tqdm(training_excerpts(n, seed=0), desc="overlaid training excerpts", unit="excerpt"):
+        x = ex.audio[:int(round(rr.SECONDS * ex.sample_rate))].astype(np.float32)
+        specs.append(torch.stack([log_spectrogram(model, load_audio(rubberband_overlay(x, ex.sample_rate, k),
+                                  model.config.sample_rate, source_sample_rate=ex.sample_rate, check_level=False).samples)
+                                  for k in (rr.CLASH_SEMITONES, rr.OCTAVE_SEMITONES)]))
+    return torch.stack(specs)
 
 
 def stretch_version(ex, n_out: int, ln: float, stretcher: str, rng: np.random.Generator, varied: bool,
@@ -175,19 +204,23 @@ def corpus_spectrograms(model, corpus: str) -> tuple[torch.Tensor, torch.Tensor,
 
 
 def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, weight: float, seed: int,
-              trainable: tuple[str, ...] = TRAINABLE, corpus_anchor: float = 0.0, invariance: float = 0.0) -> list[dict]:
+              trainable: tuple[str, ...] = TRAINABLE, corpus_anchor: float = 0.0, invariance: float = 0.0,
+              overlays: torch.Tensor | None = None, overlay_anchor: float = 0.0) -> list[dict]:
     """Continue ``model``'s backbone in place; returns the loss history. ``corpus_anchor`` weighs one more term:
     every concept of the corpus clips stays where the frozen default puts it (in sd over the recorded excerpts).
     ``invariance`` weighs another: every concept but tempo and register of every stretched, transposed (or encoded)
     version stays where the frozen default puts the recording's. By the corpus's definitions a stretch changes the
     tempo rating only and a transposition the register only (``REGISTER_PER_SEMITONE``; two versions' register
     difference is that term's second half): mode, dynamics, articulation (note lengths relative to their spacing) and
-    rhythm patterns are neither timed nor pitched."""
+    rhythm patterns are neither timed nor pitched. ``overlay_anchor`` weighs a last one: every concept of the
+    excerpts mixed with a copy a semitone up, and an octave up (``overlays``), stays where the frozen default puts it,
+    so that ignoring a vocoder's artefacts does not teach dissonance to ignore a real clash."""
     teacher = copy.deepcopy(model).eval()
     specs_c, concepts, targets = labelled
     specs_r, ln_r, semis_r = recorded
     ref = batched_concepts(teacher, specs_r[:, 0])
     ref_c = batched_concepts(teacher, specs_c) if corpus_anchor else None
+    ref_o = batched_concepts(teacher, overlays.flatten(0, 1)).reshape(*overlays.shape[:2], -1) if overlay_anchor else None
     sd = ref.std(0).clamp_min(1e-6)
     tempo = list(model.config.concept_names).index("tempo")
     register = list(model.config.concept_names).index("register")
@@ -223,6 +256,11 @@ def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, w
             held = (((concepts_of_logspec(model, specs_c[i]) - ref_c[i]) / sd) ** 2).mean()
             loss = loss + corpus_anchor * held
             record["corpus_anchor"] = held.item()
+        if overlay_anchor:
+            mixed = concepts_of_logspec(model, overlays[j].flatten(0, 1))
+            kept_o = (((mixed - ref_o[j].flatten(0, 1)) / sd) ** 2).mean()
+            loss = loss + overlay_anchor * kept_o
+            record["overlay_anchor"] = kept_o.item()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -272,20 +310,49 @@ def tempo_following(models: dict, excerpts) -> dict[str, dict[str, dict]]:
     return out
 
 
+def zoo_name_of(sha: str) -> str | None:
+    """The zoo entry (shipped or superseded) whose pinned weights these are, by sha256: a folder copy of an entry, e.g.
+    from git history or its manifest recipe, is named as the entry (its config's name is whatever its base's was)."""
+    return next((e.name for e in read_registry().values() if e.sha256 == sha), None)
+
+
+@torch.no_grad()
+def clash_following(models: dict, excerpts) -> dict[str, dict]:
+    """Per model: the benchmark's clash row on these excerpts (its ``rr.overlay``, librosa's shift): the share whose
+    dissonance rises more with a copy a semitone up than with a copy an octave up, and the mean rises in sd."""
+    any_model = next(iter(models.values()))
+    specs = []
+    for ex in tqdm(excerpts, desc="overlaying the scoring excerpts", unit="excerpt"):
+        x = ex.audio.astype(np.float32)
+        specs.append(torch.stack([log_spectrogram(any_model, load_audio(
+            v, any_model.config.sample_rate, source_sample_rate=ex.sample_rate, check_level=False).samples)
+            for v in (x, rr.overlay(x, ex.sample_rate, rr.CLASH_SEMITONES), rr.overlay(x, ex.sample_rate, rr.OCTAVE_SEMITONES))]))
+    stacked = torch.stack(specs)
+    out = {}
+    for label, model in models.items():
+        d = list(model.config.concept_names).index("dissonance")
+        c = batched_concepts(model, stacked.flatten(0, 1))[:, d].reshape(stacked.shape[:2]).numpy()
+        sd = c[:, 0].std()
+        out[label] = {"dissonance_up": float(np.mean(c[:, 1] - c[:, 0] > c[:, 2] - c[:, 0])),
+                      "rise_clash_sd": float(np.mean(c[:, 1] - c[:, 0]) / sd),
+                      "rise_octave_sd": float(np.mean(c[:, 2] - c[:, 0]) / sd)}
+    return out
+
+
 def save_family(student, teacher, save: Path, args: argparse.Namespace, seconds: float) -> Path:
     """Write the continued model as ``midlevel train`` lays a family out (``SAVE/models/joint-linear`` and
     ``SAVE/results.json``), with what trained it in its metadata, so ``scripts/build_zoo.py --add`` can ship it: the
     corpus it saw last, the zoo entry it continued (by sha256), the parameters that moved, and this study's terms."""
-    terms = {k: getattr(args, k) for k in ("steps", "batch", "lr", "weight", "corpus_anchor", "invariance", "versions",
+    sha = weights_sha256(teacher)
+    terms = {k: getattr(args, k) for k in ("steps", "batch", "lr", "weight", "corpus_anchor", "invariance",
+                                           "overlay_anchor", "versions",
                                            "varied", "stretchers", "codec_share", "shift_versions", "recorded_excerpts",
                                            "refit_head")}
     student.config.metadata = {
         "corpus": str(args.corpus),
         # the zoo entry's name when the base is its weights (installed, or a copy from git history): the cards then read
         # its training from the zoo's results; a folder of another build is named by its path
-        "init_from": {"model": teacher.config.name if teacher.config.name == args.base or teacher.config.name == MODEL
-                      else str(args.base),
-                      "weights_sha256": weights_sha256(teacher)},
+        "init_from": {"model": zoo_name_of(sha) or str(args.base), "weights_sha256": sha},
         "settings": {"trainable": args.trainable.split(",")},
         "stretch_equivariance": {**terms, "recorded_packages": list(PACKAGES), "max_stretch": MAX_STRETCH,
                                  "tempo_per_ln": TEMPO_PER_LN}}
@@ -347,6 +414,12 @@ def markdown(res: dict) -> str:
             without = f"{t['spearman_without_1']:.2f}" if "spearman_without_1" in t else "-"
             lines.append(f"| {label} | {tool} | {t['spearman']:.2f} | {without} | {t['slope_per_ln']:.2f} | {changes} |")
     lines.append(f"| *the corpus's definition* | | 1 | 1 | {TEMPO_PER_LN:.2f} | {expected} |")
+    if "clash" in res:
+        lines += ["", "Clash (the benchmark's overlays, librosa's shift): dissonance rises more with a copy a semitone up "
+                  "than with a copy an octave up (issue 30's bar 95%):", "",
+                  "| model | share | mean rise, clash (sd) | mean rise, octave (sd) |", "|---|---|---|---|"]
+        lines += [f"| {label} | {c['dissonance_up']:.0%} | {c['rise_clash_sd']:+.2f} | {c['rise_octave_sd']:+.2f} |"
+                  for label, c in res["clash"].items()]
     lines += ["", loss_line(res["history"])]
     return "\n".join(lines) + "\n"
 
@@ -368,6 +441,9 @@ def main() -> int:
                    help="share of training versions that go through an MP3 round trip after the stretch")
     p.add_argument("--invariance", type=float, default=0.0,
                    help="weight of keeping every concept but tempo of every version at the recording's default reading")
+    p.add_argument("--overlay-anchor", type=float, default=0.0,
+                   help="weight of keeping the concepts of the excerpts mixed with a copy a semitone (and an octave) up "
+                   "where the frozen default puts them")
     p.add_argument("--corpus-anchor", type=float, default=0.0,
                    help="weight of keeping the corpus clips' concepts where the frozen default puts them")
     p.add_argument("--refit-head", action="store_true", help="refit the additive head on the corpus clips' concepts")
@@ -384,17 +460,20 @@ def main() -> int:
         saved = Path(args.save) / "models" / "joint-linear"  # the family layout, or a flat folder of an older run
         continued = AudioModel.from_pretrained(saved if saved.is_dir() else args.save)
         res["tempo"] = tempo_following({"the default": teacher, "continued": continued}, excerpts)
+        res["clash"] = clash_following({"the default": teacher, "continued": continued}, excerpts)
         res["history"] = thinned(res["history"])
         write_results(res, Path(args.rescore).with_suffix(""), markdown)
         return 0
     labelled = corpus_spectrograms(teacher, args.corpus)
     recorded = stretched_excerpts(teacher, args.recorded_excerpts, args.versions, rng, args.varied,
                                   tuple(args.stretchers.split(",")), args.codec_share, args.shift_versions)
+    overlays = overlay_excerpts(teacher, args.recorded_excerpts) if args.overlay_anchor else None
     student = copy.deepcopy(teacher)
     trained = time.perf_counter()
     history = fine_tune(student, labelled, recorded, steps=args.steps, batch=args.batch, lr=args.lr,
                         weight=args.weight, seed=0, trainable=tuple(args.trainable.split(",")),
-                        corpus_anchor=args.corpus_anchor, invariance=args.invariance)
+                        corpus_anchor=args.corpus_anchor, invariance=args.invariance, overlays=overlays,
+                        overlay_anchor=args.overlay_anchor)
     if args.refit_head:
         refit_head(student, labelled)
     if args.save:
@@ -402,6 +481,7 @@ def main() -> int:
     res, excerpts, corpora = continuation_results(args, len(labelled[0]), len(recorded[0]), thinned(history))
     models = {"the default": teacher, "continued": student}
     res["tempo"] = tempo_following(models, excerpts)
+    res["clash"] = clash_following(models, excerpts)
     score_and_write(res, models, excerpts, corpora, start, Path(args.out), markdown)
     return 0
 

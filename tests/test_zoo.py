@@ -145,6 +145,10 @@ def test_a_model_added_later_never_takes_another_models_row_of_the_family_table(
     with pytest.raises(SystemExit, match="joint-linear-10-transcribe_measures-24000"):
         build_zoo.family_key(*args, train_clips=24000, taken={"joint-linear-10-transcribe_measures",
                                                               "joint-linear-10-transcribe_measures-24000"})
+    # later weights on the same corpus (a -v2 zoo name) get the version after the clip count
+    both = {"joint-linear-10-transcribe_measures", "joint-linear-10-transcribe_measures-24000"}
+    assert build_zoo.family_key(*args, train_clips=24000, taken=both, version=2) \
+        == "joint-linear-10-transcribe_measures-24000-v2"
     results = json.loads(RESULTS.read_text())
     sources = [e["source"] for e in results["zoo"].values()]
     assert len(set(sources)) == len(sources)  # the shipped zoo: one row per entry

@@ -167,6 +167,17 @@ def _measured_in(name: str, bench: dict[str, Any]) -> str:
             + (f", SHAP background: the train split of `{run['background_corpus']}`" if run.get("background_corpus") else ""))
 
 
+def _versions_said(c: dict[str, Any]) -> str:
+    """How a continuation's recorded versions were made, in words (absent settings: Rubber Band stretches only)."""
+    tools = {"rubberband": "Rubber Band", "vocoder": "a plain phase vocoder"}
+    said = "; versions by " + " or ".join(tools[t] for t in c.get("stretchers", "rubberband").split(","))
+    if c.get("shift_versions"):
+        said += f", {c['shift_versions']} per excerpt transposed, whose register moves by the definition too"
+    if c.get("codec_share"):
+        said += f", {c['codec_share']:.0%} of them through an MP3 round trip"
+    return said
+
+
 def _shap_section(name: str, info: dict[str, Any], results: dict[str, Any]) -> list[str]:
     """Intrinsic vs post-hoc SHAP numbers for this entry, from the benchmark's JSON (if it was run)."""
     bench = results.get("shap_benchmark")
@@ -553,8 +564,12 @@ def render_card(name: str, results: dict[str, Any]) -> str:
         out += [f"No epochs of its own: {c['steps']} steps (batch {c['batch']}, lr {c['lr']:g}) of the study that made it "
                 f"(`{c['script']}`), in {t['seconds_total'] / 60:.1f} min: its supervised joint loss on the corpus's "
                 f"clips, a tempo that a time stretch of {c['recorded_excerpts']} unlabelled recorded excerpts moves by "
-                f"the corpus's definition (weight {c['weight']:g}), those excerpts' concepts and the corpus clips' "
-                f"(weight {c['corpus_anchor']:g}) kept where the model it continued put them.", ""]
+                f"the corpus's definition (weight {c['weight']:g}{_versions_said(c)}), those excerpts' concepts and the "
+                f"corpus clips' (weight {c['corpus_anchor']:g}) kept where the model it continued put them"
+                + (f"; every other concept of every version kept at the recording's (weight {c['invariance']:g})"
+                   if c.get("invariance") else "")
+                + (f"; the excerpts mixed with a copy a semitone up, and an octave up, kept at its readings (weight "
+                   f"{c['overlay_anchor']:g})" if c.get("overlay_anchor") else "") + ".", ""]
     else:
         out += [f"{t['epochs']} epochs (best {t['best_epoch']}), {t['seconds_per_epoch']:.1f} s per epoch on average "
                 f"(fastest {t['seconds_fastest_epoch']:.1f} s), {t['seconds_total'] / 60:.1f} min in all"
