@@ -339,7 +339,7 @@ def clash_following(models: dict, excerpts) -> dict[str, dict]:
     return out
 
 
-def save_family(student, teacher, save: Path, args: argparse.Namespace, seconds: float) -> Path:
+def save_family(student, teacher, save: Path, args: argparse.Namespace, seconds: float, recorded_used: int) -> Path:
     """Write the continued model as ``midlevel train`` lays a family out (``SAVE/models/joint-linear`` and
     ``SAVE/results.json``), with what trained it in its metadata, so ``scripts/build_zoo.py --add`` can ship it: the
     corpus it saw last, the zoo entry it continued (by sha256), the parameters that moved, and this study's terms."""
@@ -348,6 +348,7 @@ def save_family(student, teacher, save: Path, args: argparse.Namespace, seconds:
                                            "overlay_anchor", "versions",
                                            "varied", "stretchers", "codec_share", "shift_versions", "recorded_excerpts",
                                            "refit_head")}
+    terms["recorded_excerpts"] = recorded_used  # drawn, not asked for: tracks too short or silent give fewer
     student.config.metadata = {
         "corpus": str(args.corpus),
         # the zoo entry's name when the base is its weights (installed, or a copy from git history): the cards then read
@@ -477,7 +478,7 @@ def main() -> int:
     if args.refit_head:
         refit_head(student, labelled)
     if args.save:
-        save_family(student, teacher, Path(args.save), args, time.perf_counter() - trained)
+        save_family(student, teacher, Path(args.save), args, time.perf_counter() - trained, len(recorded[0]))
     res, excerpts, corpora = continuation_results(args, len(labelled[0]), len(recorded[0]), thinned(history))
     models = {"the default": teacher, "continued": student}
     res["tempo"] = tempo_following(models, excerpts)
