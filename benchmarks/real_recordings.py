@@ -315,10 +315,11 @@ def stretch(context: np.ndarray, n: int, factor: float) -> np.ndarray:
     return fit(librosa.effects.time_stretch(source, rate=factor), n)
 
 
-def overlay(x: np.ndarray, sr: int, semitones: float) -> np.ndarray:
+def overlay(x: np.ndarray, sr: int, semitones: float, shift=None) -> np.ndarray:
     """``x`` mixed with a copy shifted by ``semitones`` at the same RMS, the mix scaled back to the RMS of ``x``
-    (so that neither overlay changes the level, which the models follow)."""
-    y = pitch_shift(x, sr, semitones)
+    (so that neither overlay changes the level, which the models follow). ``shift(x, sr, semitones)`` makes the
+    copy: ``pitch_shift`` (librosa's) unless given."""
+    y = (shift or pitch_shift)(x, sr, semitones)
     mix = x + y * np.float32(rms(x) / max(rms(y), 1e-12))
     return (mix * np.float32(rms(x) / max(rms(mix), 1e-12))).astype(np.float32)
 
@@ -473,6 +474,15 @@ def moved(before: np.ndarray, after: np.ndarray, sd: np.ndarray, names: list[str
     return {"per_concept": {names[k]: none_if_nan(v) for k, v in zip(cols, per)}, "mean": nanmean_or_none(per)}
 
 
+def clash_row(original: np.ndarray, clash: np.ndarray, octave: np.ndarray, sd: float) -> dict:
+    """The clash row from dissonance per excerpt (as is, with the semitone clash, with the octave): the share whose
+    dissonance rises more with the clash, and the mean rises in ``sd`` (dissonance's spread over the excerpts)."""
+    rise_clash, rise_octave = clash - original, octave - original
+    return {"dissonance_up": float(np.mean(rise_clash > rise_octave)),
+            "rise_clash_sd": none_if_nan(np.mean(rise_clash) / sd),
+            "rise_octave_sd": none_if_nan(np.mean(rise_octave) / sd)}
+
+
 def none_if_nan(v) -> float | None:
     return float(v) if v is not None and np.isfinite(v) else None
 
@@ -516,10 +526,7 @@ def summarise_model(outputs: dict[str, dict[str, np.ndarray]], names: list[str],
         result["stretch"] = None
     if "dissonance" in col:
         d = col["dissonance"]
-        rise_clash, rise_octave = c["clash"][:, d] - orig[:, d], c["octave"][:, d] - orig[:, d]
-        result["clash"] = {"dissonance_up": float(np.mean(rise_clash > rise_octave)),
-                           "rise_clash_sd": none_if_nan(np.mean(rise_clash) / sd[d]),
-                           "rise_octave_sd": none_if_nan(np.mean(rise_octave) / sd[d])}
+        result["clash"] = clash_row(orig[:, d], c["clash"][:, d], c["octave"][:, d], sd[d])
     else:
         result["clash"] = None
     truth = (controlled or {}).get("per_concept", {})

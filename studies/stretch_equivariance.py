@@ -123,49 +123,37 @@ def vocoder_shift(x: np.ndarray, sr: int, semitones: float, n_fft: int) -> np.nd
     return rr.fit(soxr.resample(slow, sr * rate, sr), len(x))
 
 
-def rubberband_overlay(x: np.ndarray, sr: int, semitones: float) -> np.ndarray:
-    """As ``rr.overlay`` (the benchmark's clash and octave mixes, equal RMS, scaled back to ``x``'s), with Rubber Band's
-    shift instead of librosa's: the benchmark's own tool stays out of training."""
-    y = rubberband_shift(x, sr, semitones)
-    mix = x + y * np.float32(rr.rms(x) / max(rr.rms(y), 1e-12))
-    return (mix * np.float32(rr.rms(x) / max(rr.rms(mix), 1e-12))).astype(np.float32)
-
-
 @torch.no_grad()
 def overlay_excerpts(model, n: int) -> torch.Tensor:
     """(n, 2, bands, frames) log spectrograms of the ``n`` training excerpts mixed with a copy a semitone up and with
-    a copy an octave up (``rubberband_overlay``), for ``--overlay-anchor``."""
+    a copy an octave up (the benchmark's ``rr.overlay`` with Rubber Band's shift, so that librosa's stays out of
+    training), for ``--overlay-anchor``."""
     specs = []
     for ex in tqdm(training_excerpts(n, seed=0), desc="overlaid training excerpts", unit="excerpt"):
         x = ex.audio[:int(round(rr.SECONDS * ex.sample_rate))].astype(np.float32)
-        specs.append(torch.stack([log_spectrogram(model, load_audio(rubberband_overlay(x, ex.sample_rate, k),
+        specs.append(torch.stack([log_spectrogram(model, load_audio(rr.overlay(x, ex.sample_rate, k, rubberband_shift),
                                   model.config.sample_rate, source_sample_rate=ex.sample_rate, check_level=False).samples)
                                   for k in (rr.CLASH_SEMITONES, rr.OCTAVE_SEMITONES)]))
     return torch.stack(specs)
 
 
 def stretch_version(ex, n_out: int, ln: float, stretcher: str, rng: np.random.Generator, varied: bool,
-                    codec_share: float, semitones: float = 0.0) -> tuple[np.ndarray, dict]:
+                    codec_share: float, semitones: float = 0.0) -> np.ndarray:
     """One training version of excerpt ``ex``: its music played ``exp(ln)`` times as fast by ``stretcher`` (or,
     with ``semitones``, transposed by it at the same speed), then through an MP3 round trip with probability
-    ``codec_share``; and what was drawn."""
-    drawn: dict = {"stretcher": stretcher}
-    if semitones:
-        if stretcher == "vocoder":
-            drawn["n_fft"] = int(rng.choice(VOCODER_FFTS))
-            wave = vocoder_shift(ex.audio[:n_out], ex.sample_rate, semitones, drawn["n_fft"])
-        else:
-            wave = rubberband_shift(ex.audio[:n_out], ex.sample_rate, semitones)
-    elif stretcher == "vocoder":
-        drawn["n_fft"] = int(rng.choice(VOCODER_FFTS))
-        wave = vocoder_stretch(ex.samples, n_out, math.exp(ln), drawn["n_fft"])
+    ``codec_share``."""
+    if stretcher == "vocoder":
+        n_fft = int(rng.choice(VOCODER_FFTS))
+        wave = (vocoder_shift(ex.audio[:n_out], ex.sample_rate, semitones, n_fft) if semitones
+                else vocoder_stretch(ex.samples, n_out, math.exp(ln), n_fft))
+    elif semitones:
+        wave = rubberband_shift(ex.audio[:n_out], ex.sample_rate, semitones)
     else:
         options = RUBBERBAND_VARIANTS[int(rng.integers(len(RUBBERBAND_VARIANTS)))] if varied else {}
         wave = rubberband_stretch(ex.samples, n_out, math.exp(ln), ex.sample_rate, **options)
     if rng.random() < codec_share:
-        drawn["mp3_level"] = float(rng.uniform(*CODEC_LEVELS))
-        wave = codec_round_trip(wave, ex.sample_rate, "mp3", drawn["mp3_level"])
-    return wave, drawn
+        wave = codec_round_trip(wave, ex.sample_rate, "mp3", float(rng.uniform(*CODEC_LEVELS)))
+    return wave
 
 
 @torch.no_grad()
@@ -186,7 +174,7 @@ def stretched_excerpts(model, n: int, versions: int, rng: np.random.Generator, v
                              * rng.integers(1, MAX_SHIFT + 1, shift_versions)])
         n_out = int(round(rr.SECONDS * ex.sample_rate))
         waves = [ex.audio[:n_out]] + [stretch_version(ex, n_out, v, stretchers[int(rng.integers(len(stretchers)))],
-                                                      rng, varied, codec_share, k)[0] for v, k in zip(ln[1:], st[1:])]
+                                                      rng, varied, codec_share, k) for v, k in zip(ln[1:], st[1:])]
         specs.append(torch.stack([log_spectrogram(model, load_audio(w, model.config.sample_rate,
                                   source_sample_rate=ex.sample_rate, check_level=False).samples) for w in waves]))
         logs.append(torch.as_tensor(ln, dtype=torch.float32))
@@ -332,10 +320,7 @@ def clash_following(models: dict, excerpts) -> dict[str, dict]:
     for label, model in models.items():
         d = list(model.config.concept_names).index("dissonance")
         c = batched_concepts(model, stacked.flatten(0, 1))[:, d].reshape(stacked.shape[:2]).numpy()
-        sd = c[:, 0].std()
-        out[label] = {"dissonance_up": float(np.mean(c[:, 1] - c[:, 0] > c[:, 2] - c[:, 0])),
-                      "rise_clash_sd": float(np.mean(c[:, 1] - c[:, 0]) / sd),
-                      "rise_octave_sd": float(np.mean(c[:, 2] - c[:, 0]) / sd)}
+        out[label] = rr.clash_row(c[:, 0], c[:, 1], c[:, 2], c[:, 0].std())
     return out
 
 
@@ -346,8 +331,7 @@ def save_family(student, teacher, save: Path, args: argparse.Namespace, seconds:
     sha = weights_sha256(teacher)
     terms = {k: getattr(args, k) for k in ("steps", "batch", "lr", "weight", "corpus_anchor", "invariance",
                                            "overlay_anchor", "versions",
-                                           "varied", "stretchers", "codec_share", "shift_versions", "recorded_excerpts",
-                                           "refit_head")}
+                                           "varied", "stretchers", "codec_share", "shift_versions", "refit_head")}
     terms["recorded_excerpts"] = recorded_used  # drawn, not asked for: tracks too short or silent give fewer
     student.config.metadata = {
         "corpus": str(args.corpus),
