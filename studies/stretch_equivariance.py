@@ -23,7 +23,8 @@ label is needed. This study continues the default's backbone with, per step:
 
 Options add a plain phase vocoder beside Rubber Band (``--stretchers``), MP3 round trips (``--codec-share``),
 transposed versions (``--shift-versions``), a term that holds every other concept of every version
-(``--invariance``) and one that keeps the excerpts mixed with a semitone clash or an octave (``--overlay-anchor``).
+(``--invariance``), one that keeps the excerpts mixed with a semitone clash or an octave (``--overlay-anchor``) and a
+hinge that asks the clash to read more dissonant than the octave (``--clash-margin``).
 The benchmark stretches and shifts with librosa, so training never sees the tool it is scored with. The
 concept layer and the head stay as they are; batch norm keeps its statistics. Scored as ``shift_consistency``
 scores (controlled floors, gain, MP3, shifts) plus the tempo's rank correlation with the stretch factor, with
@@ -96,6 +97,10 @@ RUBBERBAND_VARIANTS = tuple({"transient_mode": t, "use_long_fft_window": w, "hig
 
 #: frame lengths drawn for the plain phase vocoder (``--stretchers rubberband,vocoder``), hop a quarter of each
 VOCODER_FFTS = (1024, 2048, 4096)
+#: how far (in sd of dissonance over the recorded excerpts) ``--clash-margin`` asks a semitone-clash overlay to raise
+#: dissonance above an octave overlay of the same excerpt; about half the benchmark's mean rise, so that only the
+#: excerpts where the clash barely registers are pushed
+CLASH_MARGIN_SD = 1.0
 #: libsndfile MP3 compression levels drawn for ``--codec-share`` (about 32 to 96 kb/s, as the codec study drew)
 CODEC_LEVELS = (0.3, 0.9)
 
@@ -193,7 +198,7 @@ def corpus_spectrograms(model, corpus: str) -> tuple[torch.Tensor, torch.Tensor,
 
 def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, weight: float, seed: int,
               trainable: tuple[str, ...] = TRAINABLE, corpus_anchor: float = 0.0, invariance: float = 0.0,
-              overlays: torch.Tensor | None = None, overlay_anchor: float = 0.0) -> list[dict]:
+              overlays: torch.Tensor | None = None, overlay_anchor: float = 0.0, clash_margin: float = 0.0) -> list[dict]:
     """Continue ``model``'s backbone in place; returns the loss history. ``corpus_anchor`` weighs one more term:
     every concept of the corpus clips stays where the frozen default puts it (in sd over the recorded excerpts).
     ``invariance`` weighs another: every concept but tempo and register of every stretched, transposed (or encoded)
@@ -202,13 +207,17 @@ def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, w
     difference is that term's second half): mode, dynamics, articulation (note lengths relative to their spacing) and
     rhythm patterns are neither timed nor pitched. ``overlay_anchor`` weighs a last one: every concept of the
     excerpts mixed with a copy a semitone up, and an octave up (``overlays``), stays where the frozen default puts it,
-    so that ignoring a vocoder's artefacts does not teach dissonance to ignore a real clash."""
+    so that ignoring a vocoder's artefacts does not teach dissonance to ignore a real clash. ``clash_margin`` weighs a
+    hinge on the same overlays: the semitone clash should read at least ``CLASH_MARGIN_SD`` more dissonant than the
+    octave. By the corpus's definition dissonance counts clashing intervals, and an octave adds none; the anchor only
+    keeps the frozen default's reading, which lets the clash's lead shrink where that reading was small already."""
     teacher = copy.deepcopy(model).eval()
     specs_c, concepts, targets = labelled
     specs_r, ln_r, semis_r = recorded
     ref = batched_concepts(teacher, specs_r[:, 0])
     ref_c = batched_concepts(teacher, specs_c) if corpus_anchor else None
     ref_o = batched_concepts(teacher, overlays.flatten(0, 1)).reshape(*overlays.shape[:2], -1) if overlay_anchor else None
+    dissonance = list(model.config.concept_names).index("dissonance")
     sd = ref.std(0).clamp_min(1e-6)
     tempo = list(model.config.concept_names).index("tempo")
     register = list(model.config.concept_names).index("register")
@@ -244,11 +253,17 @@ def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, w
             held = (((concepts_of_logspec(model, specs_c[i]) - ref_c[i]) / sd) ** 2).mean()
             loss = loss + corpus_anchor * held
             record["corpus_anchor"] = held.item()
-        if overlay_anchor:
+        if overlay_anchor or clash_margin:
             mixed = concepts_of_logspec(model, overlays[j].flatten(0, 1))
+        if overlay_anchor:
             kept_o = (((mixed - ref_o[j].flatten(0, 1)) / sd) ** 2).mean()
             loss = loss + overlay_anchor * kept_o
             record["overlay_anchor"] = kept_o.item()
+        if clash_margin:
+            lead = (mixed[0::2, dissonance] - mixed[1::2, dissonance]) / sd[dissonance]  # clash minus octave
+            short = (torch.relu(CLASH_MARGIN_SD - lead) ** 2).mean()
+            loss = loss + clash_margin * short
+            record["clash_margin"] = short.item()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -330,7 +345,7 @@ def save_family(student, teacher, save: Path, args: argparse.Namespace, seconds:
     corpus it saw last, the zoo entry it continued (by sha256), the parameters that moved, and this study's terms."""
     sha = weights_sha256(teacher)
     terms = {k: getattr(args, k) for k in ("steps", "batch", "lr", "weight", "corpus_anchor", "invariance",
-                                           "overlay_anchor", "versions",
+                                           "overlay_anchor", "clash_margin", "versions",
                                            "varied", "stretchers", "codec_share", "shift_versions", "refit_head")}
     terms["recorded_excerpts"] = recorded_used  # drawn, not asked for: tracks too short or silent give fewer
     student.config.metadata = {
@@ -361,7 +376,9 @@ def stretchers_said(s: dict) -> str:
     """The training versions' tools in words, from a run's settings."""
     said = {"rubberband": "Rubber Band" + (" (settings drawn per version)" if s.get("varied") else ""),
             "vocoder": f"a plain phase vocoder (frames of {'/'.join(map(str, VOCODER_FFTS))} drawn)"}
-    tools = " or ".join(said[t] for t in s.get("stretchers", "rubberband").split(","))
+    drawn = s.get("stretchers", "rubberband").split(",")
+    tools = " or ".join(said[t] + (f" ({drawn.count(t)} in {len(drawn)})" if len(set(drawn)) < len(drawn) else "")
+                        for t in dict.fromkeys(drawn))
     shifts = (f", and {s['shift_versions']} versions transposed by 1 ... {MAX_SHIFT} semitones either way"
               if s.get("shift_versions") else "")
     codec = f", then an MP3 round trip for {s['codec_share']:.0%} of them" if s.get("codec_share") else ""
@@ -372,7 +389,9 @@ def invariance_said(s: dict) -> str:
     extra = [f"corpus anchor {s['corpus_anchor']:g}" if s.get("corpus_anchor") else "",
              f"every concept but tempo{' and register' if s.get('shift_versions') else ''} of every version kept "
              f"at the recording's (weight {s['invariance']:g})"
-             if s.get("invariance") else ""]
+             if s.get("invariance") else "",
+             f"clash lead of {CLASH_MARGIN_SD:g} sd over the octave asked (weight {s['clash_margin']:g})"
+             if s.get("clash_margin") else ""]
     return "".join(f"; {e}" for e in extra if e)
 
 
@@ -418,7 +437,8 @@ def main() -> int:
     p.add_argument("--versions", type=int, default=4, help="stretched versions per training excerpt")
     p.add_argument("--varied", action="store_true", help="draw Rubber Band's settings per version (RUBBERBAND_VARIANTS)")
     p.add_argument("--stretchers", default="rubberband",
-                   help="comma-separated tools drawn per training version: rubberband, vocoder (a plain phase vocoder)")
+                   help="comma-separated tools drawn per training version: rubberband, vocoder (a plain phase vocoder); "
+                   "a tool named twice is drawn twice as often")
     p.add_argument("--shift-versions", type=int, default=0,
                    help="transposed versions per training excerpt (1 ... MAX_SHIFT semitones either way, by a drawn "
                    "stretcher's pitch shift): register moves by the corpus's definition, the other concepts but tempo stay")
@@ -429,6 +449,9 @@ def main() -> int:
     p.add_argument("--overlay-anchor", type=float, default=0.0,
                    help="weight of keeping the concepts of the excerpts mixed with a copy a semitone (and an octave) up "
                    "where the frozen default puts them")
+    p.add_argument("--clash-margin", type=float, default=0.0,
+                   help="weight of a hinge asking the semitone-clash overlay to read CLASH_MARGIN_SD more dissonant than "
+                   "the octave overlay")
     p.add_argument("--corpus-anchor", type=float, default=0.0,
                    help="weight of keeping the corpus clips' concepts where the frozen default puts them")
     p.add_argument("--refit-head", action="store_true", help="refit the additive head on the corpus clips' concepts")
@@ -452,13 +475,13 @@ def main() -> int:
     labelled = corpus_spectrograms(teacher, args.corpus)
     recorded = stretched_excerpts(teacher, args.recorded_excerpts, args.versions, rng, args.varied,
                                   tuple(args.stretchers.split(",")), args.codec_share, args.shift_versions)
-    overlays = overlay_excerpts(teacher, args.recorded_excerpts) if args.overlay_anchor else None
+    overlays = overlay_excerpts(teacher, args.recorded_excerpts) if args.overlay_anchor or args.clash_margin else None
     student = copy.deepcopy(teacher)
     trained = time.perf_counter()
     history = fine_tune(student, labelled, recorded, steps=args.steps, batch=args.batch, lr=args.lr,
                         weight=args.weight, seed=0, trainable=tuple(args.trainable.split(",")),
                         corpus_anchor=args.corpus_anchor, invariance=args.invariance, overlays=overlays,
-                        overlay_anchor=args.overlay_anchor)
+                        overlay_anchor=args.overlay_anchor, clash_margin=args.clash_margin)
     if args.refit_head:
         refit_head(student, labelled)
     if args.save:

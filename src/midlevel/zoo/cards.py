@@ -170,7 +170,9 @@ def _measured_in(name: str, bench: dict[str, Any]) -> str:
 def _versions_said(c: dict[str, Any]) -> str:
     """How a continuation's recorded versions were made, in words (absent settings: Rubber Band stretches only)."""
     tools = {"rubberband": "Rubber Band", "vocoder": "a plain phase vocoder"}
-    said = "; versions by " + " or ".join(tools[t] for t in c.get("stretchers", "rubberband").split(","))
+    drawn = c.get("stretchers", "rubberband").split(",")  # a tool named twice was drawn twice as often
+    said = "; versions by " + " or ".join(tools[t] + (f" ({drawn.count(t)} in {len(drawn)})" if len(set(drawn)) < len(drawn)
+                                                      else "") for t in dict.fromkeys(drawn))
     if c.get("shift_versions"):
         said += f", {c['shift_versions']} per excerpt transposed, whose register moves by the definition too"
     if c.get("codec_share"):
@@ -569,7 +571,9 @@ def render_card(name: str, results: dict[str, Any]) -> str:
                 + (f"; every other concept of every version kept at the recording's (weight {c['invariance']:g})"
                    if c.get("invariance") else "")
                 + (f"; the excerpts mixed with a copy a semitone up, and an octave up, kept at its readings (weight "
-                   f"{c['overlay_anchor']:g})" if c.get("overlay_anchor") else "") + ".", ""]
+                   f"{c['overlay_anchor']:g})" if c.get("overlay_anchor") else "")
+                + (f"; the semitone-clash mix asked to read at least 1 sd more dissonant than the octave mix (weight "
+                   f"{c['clash_margin']:g})" if c.get("clash_margin") else "") + ".", ""]
     else:
         out += [f"{t['epochs']} epochs (best {t['best_epoch']}), {t['seconds_per_epoch']:.1f} s per epoch on average "
                 f"(fastest {t['seconds_fastest_epoch']:.1f} s), {t['seconds_total'] / 60:.1f} min in all"
