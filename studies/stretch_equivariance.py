@@ -35,7 +35,10 @@ librosa and with Rubber Band, and the benchmark's clash row, on 100 excerpts of 
         --corpus-anchor 1 --save runs/stretch-eq   # ~19 min on 2 cores: emotion-structural-linear-mid10-rand1k
     python studies/stretch_equivariance.py --base runs/stretch-eq/models/joint-linear --steps 1500 --corpus-anchor 1 \
         --invariance 1 --overlay-anchor 1 --stretchers rubberband,vocoder --codec-share 0.5 \
-        --save runs/untimed-overlay   # ~35 min: the default, emotion-structural-linear-mid10-rand1k-v2
+        --save runs/untimed-overlay   # ~35 min: emotion-structural-linear-mid10-rand1k-v2
+    python studies/stretch_equivariance.py --base runs/untimed-overlay/models/joint-linear --steps 1500 --corpus-anchor 1 \
+        --invariance 1 --overlay-anchor 1 --clash-margin 1 --stretchers rubberband,vocoder,vocoder --codec-share 0.5 \
+        --save runs/v3-clash   # ~45 min: the default, emotion-structural-linear-mid10-rand1k-v3
 
 ``--save`` writes the family layout ``scripts/build_zoo.py --add`` ships from; docs/studies/stretch_equivariance.md
 has the whole recipe.
