@@ -132,12 +132,12 @@ def vocoder_shift(x: np.ndarray, sr: int, semitones: float, n_fft: int) -> np.nd
 
 
 @torch.no_grad()
-def overlay_excerpts(model, n: int) -> torch.Tensor:
-    """(n, 2, bands, frames) log spectrograms of the ``n`` training excerpts mixed with a copy a semitone up and with
+def overlay_excerpts(model, excerpts: list) -> torch.Tensor:
+    """(n, 2, bands, frames) log spectrograms of the training ``excerpts`` mixed with a copy a semitone up and with
     a copy an octave up (the benchmark's ``rr.overlay`` with Rubber Band's shift, so that librosa's stays out of
     training), for ``--overlay-anchor``."""
     specs = []
-    for ex in tqdm(training_excerpts(n, seed=0), desc="overlaid training excerpts", unit="excerpt"):
+    for ex in tqdm(excerpts, desc="overlaid training excerpts", unit="excerpt"):
         x = ex.audio[:int(round(rr.SECONDS * ex.sample_rate))].astype(np.float32)
         specs.append(torch.stack([log_spectrogram(model, load_audio(rr.overlay(x, ex.sample_rate, k, rubberband_shift),
                                   model.config.sample_rate, source_sample_rate=ex.sample_rate, check_level=False).samples)
@@ -165,15 +165,14 @@ def stretch_version(ex, n_out: int, ln: float, stretcher: str, rng: np.random.Ge
 
 
 @torch.no_grad()
-def stretched_excerpts(model, n: int, versions: int, rng: np.random.Generator, varied: bool = False,
+def stretched_excerpts(model, excerpts: list, versions: int, rng: np.random.Generator, varied: bool = False,
                        stretchers: tuple[str, ...] = ("rubberband",), codec_share: float = 0.0,
                        shift_versions: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(n, 1 + versions + shift_versions, bands, frames) log spectrograms of ``n`` excerpts of ``PACKAGES``, as
+    """(n, 1 + versions + shift_versions, bands, frames) log spectrograms of the ``excerpts`` of ``PACKAGES``, as
     recorded, stretched (each version by one of ``stretchers``, drawn: Rubber Band, its settings drawn from
     ``RUBBERBAND_VARIANTS`` when ``varied``, or a plain phase vocoder), then transposed by 1 ... ``MAX_SHIFT``
     semitones either way at the same speed; each version then through an MP3 round trip with probability
     ``codec_share``. Also (n, versions in all) their ln factors and their semitones (0 for the recording)."""
-    excerpts = training_excerpts(n, seed=0)
     specs, logs, semis = [], [], []
     for ex in tqdm(excerpts, desc="stretched training excerpts", unit="excerpt"):
         ln = np.concatenate([[0.0], rng.uniform(-math.log(MAX_STRETCH), math.log(MAX_STRETCH), versions),
@@ -476,9 +475,10 @@ def main() -> int:
         write_results(res, Path(args.rescore).with_suffix(""), markdown)
         return 0
     labelled = corpus_spectrograms(teacher, args.corpus)
-    recorded = stretched_excerpts(teacher, args.recorded_excerpts, args.versions, rng, args.varied,
+    training = training_excerpts(args.recorded_excerpts, seed=0)  # decoded once, for the versions and the overlays
+    recorded = stretched_excerpts(teacher, training, args.versions, rng, args.varied,
                                   tuple(args.stretchers.split(",")), args.codec_share, args.shift_versions)
-    overlays = overlay_excerpts(teacher, args.recorded_excerpts) if args.overlay_anchor or args.clash_margin else None
+    overlays = overlay_excerpts(teacher, training) if args.overlay_anchor or args.clash_margin else None
     student = copy.deepcopy(teacher)
     trained = time.perf_counter()
     history = fine_tune(student, labelled, recorded, steps=args.steps, batch=args.batch, lr=args.lr,
