@@ -64,7 +64,7 @@ from scipy.stats import rankdata
 from tqdm.auto import tqdm
 
 from midlevel import load
-from midlevel.audio import is_silent, load_audio
+from midlevel.audio import AUDIO_SUFFIXES, is_silent, load_audio
 from midlevel.concepts import MIDLEVEL_FEATURES, OUTSIDE_CONCEPTS
 from midlevel.datasets.controlled.conditions import codec_round_trip
 from midlevel.ioutil import atomic_write_text
@@ -77,7 +77,7 @@ SAMPLE_RATE = 22050
 #: which libsndfile cannot decode; the Ogg renders of the Frozen-Bubble music are in frozen-bubble-data
 #: (which apt installs with it as a recommendation). ufoai-music packs its Ogg files in a zip (.pk3).
 DEFAULT_PACKAGES = ("ufoai-music", "fb-music-high", "frozen-bubble-data", "asc-music", "planetblupi-music-ogg")
-AUDIO_SUFFIXES = (".ogg", ".mp3", ".flac", ".wav")
+# the suffixes load_audio reads (midlevel.audio.AUDIO_SUFFIXES): the Ogg Opus of warzone2100-music among them
 ARCHIVE_SUFFIXES = (".pk3", ".zip")
 INSTALL_HINT = "apt-get install -y ufoai-music fb-music-high asc-music planetblupi-music-ogg"
 
@@ -157,7 +157,7 @@ def package_files(package: str) -> list[str]:
 
 
 def list_recordings(packages: tuple[str, ...] | list[str] = DEFAULT_PACKAGES, extract_dir: Path | None = None) -> list[Recording]:
-    """Audio files (ogg/mp3/flac/wav) of the installed ``packages``, also inside their zip archives, sorted by name."""
+    """Audio files (``AUDIO_SUFFIXES``) of the installed ``packages``, also inside their zip archives, sorted by name."""
     found = []
     for package in packages:
         for name in package_files(package):

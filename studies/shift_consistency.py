@@ -50,9 +50,15 @@ PACKAGES = ("drascula-music", "hyperrogue-music", "nexuiz-music", "singularity-m
 assert not set(PACKAGES) & set(rr.DEFAULT_PACKAGES)
 
 
-def training_excerpts(n: int, seed: int) -> list:
-    """``n`` excerpts of ``PACKAGES`` (with the benchmark's context for stretching), drawn as the benchmark draws its own."""
-    return rr.pick_excerpts(rr.list_recordings(PACKAGES, CACHE), n, seed=seed)
+def is_music(rec) -> bool:
+    """A track of a music package, or of a game's data package a file in a folder named for music: such packages also
+    hold sound effects, ambiences and speech, which no tempo or mode term should be asked of."""
+    return rec.package.endswith("-music") or "/music/" in rec.file.lower()
+
+
+def training_excerpts(n: int, seed: int, packages: tuple[str, ...] = PACKAGES) -> list:
+    """``n`` excerpts of ``packages`` (with the benchmark's context for stretching), drawn as the benchmark draws its own."""
+    return rr.pick_excerpts([r for r in rr.list_recordings(packages, CACHE) if is_music(r)], n, seed=seed)
 
 
 def training_waves(model, n: int, seed: int) -> list[np.ndarray]:

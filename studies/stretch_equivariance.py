@@ -350,13 +350,15 @@ def save_family(student, teacher, save: Path, args: argparse.Namespace, seconds:
                                            "overlay_anchor", "clash_margin", "versions",
                                            "varied", "stretchers", "codec_share", "shift_versions", "refit_head")}
     terms["recorded_excerpts"] = recorded_used  # drawn, not asked for: tracks too short or silent give fewer
+    if args.clash_margin:
+        terms["clash_margin_sd"] = CLASH_MARGIN_SD  # the card says it (runs before this key had 1 sd)
     student.config.metadata = {
         "corpus": str(args.corpus),
         # the zoo entry's name when the base is its weights (installed, or a copy from git history): the cards then read
         # its training from the zoo's results; a folder of another build is named by its path
         "init_from": {"model": zoo_name_of(sha) or str(args.base), "weights_sha256": sha},
         "settings": {"trainable": args.trainable.split(",")},
-        "stretch_equivariance": {**terms, "recorded_packages": list(PACKAGES), "max_stretch": MAX_STRETCH,
+        "stretch_equivariance": {**terms, "recorded_packages": list(args.packages), "max_stretch": MAX_STRETCH,
                                  "tempo_per_ln": TEMPO_PER_LN}}
     folder = student.save_pretrained(save / "models" / "joint-linear")
     summary = {"epochs": 0, "best_epoch": 0, "seconds_per_epoch": 0.0, "seconds_fastest_epoch": 0.0,
@@ -402,7 +404,7 @@ def markdown(res: dict) -> str:
     lines = ["# Stretch equivariance on recorded music beside the supervised loss", "",
              f"Backbone of `{s.get('base', MODEL)}` continued {s['steps']} steps (batch {s['batch']} corpus clips + {s['batch']} recorded "
              f"excerpts x 3 versions; lr {s['lr']:g}, weight {s['weight']:g}) on {s['corpus_clips']} clips of "
-             f"`{s['corpus']}` and {s['recorded_excerpts']} excerpts of {', '.join(PACKAGES)}, each as recorded and "
+             f"`{s['corpus']}` and {s['recorded_excerpts']} excerpts of {', '.join(s.get('packages', PACKAGES))}, each as recorded and "
              f"stretched by {stretchers_said(s)} at {s['versions']} factors in 1/{MAX_STRETCH:g} ... {MAX_STRETCH:g}"
              f"{invariance_said(s)}; scored on "
              f"{s['eval_excerpts']} excerpts of the benchmark's packages (seed {s['seed']}) and on the controlled "
@@ -437,6 +439,9 @@ def main() -> int:
                    "git history, src/midlevel/zoo/weights/MODEL before the commit that superseded it)")
     add_continuation_options(p)
     p.add_argument("--versions", type=int, default=4, help="stretched versions per training excerpt")
+    p.add_argument("--packages", type=lambda v: tuple(v.split(",")), default=PACKAGES,
+                   help="comma-separated Debian packages of recorded music the training excerpts come from (never the "
+                   "benchmark's)")
     p.add_argument("--varied", action="store_true", help="draw Rubber Band's settings per version (RUBBERBAND_VARIANTS)")
     p.add_argument("--stretchers", default="rubberband",
                    help="comma-separated tools drawn per training version: rubberband, vocoder (a plain phase vocoder); "
@@ -475,7 +480,10 @@ def main() -> int:
         write_results(res, Path(args.rescore).with_suffix(""), markdown)
         return 0
     labelled = corpus_spectrograms(teacher, args.corpus)
-    training = training_excerpts(args.recorded_excerpts, seed=0)  # decoded once, for the versions and the overlays
+    if set(args.packages) & set(rr.DEFAULT_PACKAGES):
+        p.error(f"--packages must leave out the benchmark's: {', '.join(sorted(set(args.packages) & set(rr.DEFAULT_PACKAGES)))}")
+    training = training_excerpts(args.recorded_excerpts, seed=0, packages=args.packages)  # decoded once, for the
+    # versions and the overlays
     recorded = stretched_excerpts(teacher, training, args.versions, rng, args.varied,
                                   tuple(args.stretchers.split(",")), args.codec_share, args.shift_versions)
     overlays = overlay_excerpts(teacher, training) if args.overlay_anchor or args.clash_margin else None
