@@ -76,9 +76,10 @@ from midlevel.checkpoint import weights_sha256  # noqa: E402
 from midlevel.datasets.controlled.conditions import codec_round_trip  # noqa: E402
 from midlevel.datasets.controlled_labels import OUTSIDE_RANGES  # noqa: E402
 from midlevel.model import AudioModel  # noqa: E402
-from midlevel.zoo.registry import read_registry  # noqa: E402
 from midlevel.training.data import load_clips  # noqa: E402
 from midlevel.training.loops import TrainSettings, batch_loss  # noqa: E402
+from midlevel.zoo.cards import stretchers_drawn_said  # noqa: E402
+from midlevel.zoo.registry import read_registry  # noqa: E402
 
 #: the model continued (superseded by the result and out of the wheel since: pass its folder, see ``--base``)
 MODEL = "emotion-structural-linear-mid10-rand3k"
@@ -380,9 +381,7 @@ def stretchers_said(s: dict) -> str:
     """The training versions' tools in words, from a run's settings."""
     said = {"rubberband": "Rubber Band" + (" (settings drawn per version)" if s.get("varied") else ""),
             "vocoder": f"a plain phase vocoder (frames of {'/'.join(map(str, VOCODER_FFTS))} drawn)"}
-    drawn = s.get("stretchers", "rubberband").split(",")
-    tools = " or ".join(said[t] + (f" ({drawn.count(t)} in {len(drawn)})" if len(set(drawn)) < len(drawn) else "")
-                        for t in dict.fromkeys(drawn))
+    tools = stretchers_drawn_said(s.get("stretchers", "rubberband"), said)
     shifts = (f", and {s['shift_versions']} versions transposed by 1 ... {MAX_SHIFT} semitones either way"
               if s.get("shift_versions") else "")
     codec = f", then an MP3 round trip for {s['codec_share']:.0%} of them" if s.get("codec_share") else ""

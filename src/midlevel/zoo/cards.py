@@ -167,12 +167,18 @@ def _measured_in(name: str, bench: dict[str, Any]) -> str:
             + (f", SHAP background: the train split of `{run['background_corpus']}`" if run.get("background_corpus") else ""))
 
 
+def stretchers_drawn_said(stretchers: str, names: dict[str, str]) -> str:
+    """A continuation's ``--stretchers`` (comma-separated; a tool named twice was drawn twice as often) in words:
+    each tool's name from ``names``, with its share ("2 in 3") where the shares differ."""
+    drawn = stretchers.split(",")
+    return " or ".join(names[t] + (f" ({drawn.count(t)} in {len(drawn)})" if len(set(drawn)) < len(drawn) else "")
+                       for t in dict.fromkeys(drawn))
+
+
 def _versions_said(c: dict[str, Any]) -> str:
     """How a continuation's recorded versions were made, in words (absent settings: Rubber Band stretches only)."""
-    tools = {"rubberband": "Rubber Band", "vocoder": "a plain phase vocoder"}
-    drawn = c.get("stretchers", "rubberband").split(",")  # a tool named twice was drawn twice as often
-    said = "; versions by " + " or ".join(tools[t] + (f" ({drawn.count(t)} in {len(drawn)})" if len(set(drawn)) < len(drawn)
-                                                      else "") for t in dict.fromkeys(drawn))
+    said = "; versions by " + stretchers_drawn_said(c.get("stretchers", "rubberband"),
+                                                    {"rubberband": "Rubber Band", "vocoder": "a plain phase vocoder"})
     if c.get("shift_versions"):
         said += f", {c['shift_versions']} per excerpt transposed, whose register moves by the definition too"
     if c.get("codec_share"):
