@@ -147,16 +147,21 @@ def overlay_excerpts(model, excerpts: list) -> torch.Tensor:
 
 
 def stretch_version(ex, n_out: int, ln: float, stretcher: str, rng: np.random.Generator, varied: bool,
-                    codec_share: float, semitones: float = 0.0) -> np.ndarray:
+                    codec_share: float, semitones: float = 0.0, round_trip: bool = False) -> np.ndarray:
     """One training version of excerpt ``ex``: its music played ``exp(ln)`` times as fast by ``stretcher`` (or,
-    with ``semitones``, transposed by it at the same speed), then through an MP3 round trip with probability
-    ``codec_share``."""
+    with ``semitones``, transposed by it at the same speed, and with ``round_trip`` transposed back by the same tool
+    and settings: the benchmark's round-trip control, the tool's artefacts without the transposition), then through an
+    MP3 round trip with probability ``codec_share``."""
     if stretcher == "vocoder":
         n_fft = int(rng.choice(VOCODER_FFTS))
-        wave = (vocoder_shift(ex.audio[:n_out], ex.sample_rate, semitones, n_fft) if semitones
-                else vocoder_stretch(ex.samples, n_out, math.exp(ln), n_fft))
+        if semitones:
+            wave = vocoder_shift(ex.audio[:n_out], ex.sample_rate, semitones, n_fft)
+            wave = vocoder_shift(wave, ex.sample_rate, -semitones, n_fft) if round_trip else wave
+        else:
+            wave = vocoder_stretch(ex.samples, n_out, math.exp(ln), n_fft)
     elif semitones:
         wave = rubberband_shift(ex.audio[:n_out], ex.sample_rate, semitones)
+        wave = rubberband_shift(wave, ex.sample_rate, -semitones) if round_trip else wave
     else:
         options = RUBBERBAND_VARIANTS[int(rng.integers(len(RUBBERBAND_VARIANTS)))] if varied else {}
         wave = rubberband_stretch(ex.samples, n_out, math.exp(ln), ex.sample_rate, **options)
@@ -168,12 +173,14 @@ def stretch_version(ex, n_out: int, ln: float, stretcher: str, rng: np.random.Ge
 @torch.no_grad()
 def stretched_excerpts(model, excerpts: list, versions: int, rng: np.random.Generator, varied: bool = False,
                        stretchers: tuple[str, ...] = ("rubberband",), codec_share: float = 0.0,
-                       shift_versions: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(n, 1 + versions + shift_versions, bands, frames) log spectrograms of the ``excerpts`` of ``PACKAGES``, as
+                       shift_versions: int = 0, round_trip_versions: int = 0
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(n, 1 + versions + shift_versions + round_trip_versions, bands, frames) log spectrograms of the ``excerpts``, as
     recorded, stretched (each version by one of ``stretchers``, drawn: Rubber Band, its settings drawn from
     ``RUBBERBAND_VARIANTS`` when ``varied``, or a plain phase vocoder), then transposed by 1 ... ``MAX_SHIFT``
-    semitones either way at the same speed; each version then through an MP3 round trip with probability
-    ``codec_share``. Also (n, versions in all) their ln factors and their semitones (0 for the recording)."""
+    semitones either way at the same speed, then transposed by as much and back (neither faster nor higher: factor
+    1, 0 semitones); each version then through an MP3 round trip with probability ``codec_share``. Also (n, versions
+    in all) their ln factors and their semitones (0 for the recording)."""
     specs, logs, semis = [], [], []
     for ex in tqdm(excerpts, desc="stretched training excerpts", unit="excerpt"):
         ln = np.concatenate([[0.0], rng.uniform(-math.log(MAX_STRETCH), math.log(MAX_STRETCH), versions),
@@ -183,6 +190,11 @@ def stretched_excerpts(model, excerpts: list, versions: int, rng: np.random.Gene
         n_out = int(round(rr.SECONDS * ex.sample_rate))
         waves = [ex.audio[:n_out]] + [stretch_version(ex, n_out, v, stretchers[int(rng.integers(len(stretchers)))],
                                                       rng, varied, codec_share, k) for v, k in zip(ln[1:], st[1:])]
+        if round_trip_versions:  # drawn after the others, so that runs without them draw as before
+            there = rng.choice([-1, 1], round_trip_versions) * rng.integers(1, MAX_SHIFT + 1, round_trip_versions)
+            waves += [stretch_version(ex, n_out, 0.0, stretchers[int(rng.integers(len(stretchers)))], rng, varied,
+                                      codec_share, k, round_trip=True) for k in there]
+            ln, st = (np.concatenate([v, np.zeros(round_trip_versions)]) for v in (ln, st))
         specs.append(torch.stack([log_spectrogram(model, load_audio(w, model.config.sample_rate,
                                   source_sample_rate=ex.sample_rate, check_level=False).samples) for w in waves]))
         logs.append(torch.as_tensor(ln, dtype=torch.float32))
@@ -349,7 +361,8 @@ def save_family(student, teacher, save: Path, args: argparse.Namespace, seconds:
     sha = weights_sha256(teacher)
     terms = {k: getattr(args, k) for k in ("steps", "batch", "lr", "weight", "corpus_anchor", "invariance",
                                            "overlay_anchor", "clash_margin", "versions",
-                                           "varied", "stretchers", "codec_share", "shift_versions", "refit_head")}
+                                           "varied", "stretchers", "codec_share", "shift_versions", "round_trip_versions",
+                                           "refit_head")}
     terms["recorded_excerpts"] = recorded_used  # drawn, not asked for: tracks too short or silent give fewer
     if args.clash_margin:
         terms["clash_margin_sd"] = CLASH_MARGIN_SD  # the card says it (runs before this key had 1 sd)
@@ -384,6 +397,8 @@ def stretchers_said(s: dict) -> str:
     tools = stretchers_drawn_said(s.get("stretchers", "rubberband"), said)
     shifts = (f", and {s['shift_versions']} versions transposed by 1 ... {MAX_SHIFT} semitones either way"
               if s.get("shift_versions") else "")
+    shifts += (f", and {s['round_trip_versions']} versions transposed by 1 ... {MAX_SHIFT} semitones either way and back"
+               if s.get("round_trip_versions") else "")
     codec = f", then an MP3 round trip for {s['codec_share']:.0%} of them" if s.get("codec_share") else ""
     return tools + shifts + codec
 
@@ -448,6 +463,10 @@ def main() -> int:
     p.add_argument("--shift-versions", type=int, default=0,
                    help="transposed versions per training excerpt (1 ... MAX_SHIFT semitones either way, by a drawn "
                    "stretcher's pitch shift): register moves by the corpus's definition, the other concepts but tempo stay")
+    p.add_argument("--round-trip-versions", type=int, default=0,
+                   help="versions per training excerpt transposed by 1 ... MAX_SHIFT semitones either way and back by a "
+                   "drawn stretcher (the benchmark's round-trip control, with training's tools): nothing moves by the "
+                   "definitions, so --invariance holds every concept but tempo and the stretch term asks tempo to stay")
     p.add_argument("--codec-share", type=float, default=0.0,
                    help="share of training versions that go through an MP3 round trip after the stretch")
     p.add_argument("--invariance", type=float, default=0.0,
@@ -484,7 +503,8 @@ def main() -> int:
     training = training_excerpts(args.recorded_excerpts, seed=0, packages=args.packages)  # decoded once, for the
     # versions and the overlays
     recorded = stretched_excerpts(teacher, training, args.versions, rng, args.varied,
-                                  tuple(args.stretchers.split(",")), args.codec_share, args.shift_versions)
+                                  tuple(args.stretchers.split(",")), args.codec_share, args.shift_versions,
+                                  args.round_trip_versions)
     overlays = overlay_excerpts(teacher, training) if args.overlay_anchor or args.clash_margin else None
     student = copy.deepcopy(teacher)
     trained = time.perf_counter()

@@ -181,6 +181,8 @@ def _versions_said(c: dict[str, Any]) -> str:
                                                     {"rubberband": "Rubber Band", "vocoder": "a plain phase vocoder"})
     if c.get("shift_versions"):
         said += f", {c['shift_versions']} per excerpt transposed, whose register moves by the definition too"
+    if c.get("round_trip_versions"):
+        said += f", {c['round_trip_versions']} per excerpt transposed and back (a pitch-shift round trip), held as recorded"
     if c.get("codec_share"):
         said += f", {c['codec_share']:.0%} of them through an MP3 round trip"
     return said
