@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import math
 import sys
@@ -213,7 +214,8 @@ def corpus_spectrograms(model, corpus: str) -> tuple[torch.Tensor, torch.Tensor,
 
 def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, weight: float, seed: int,
               trainable: tuple[str, ...] = TRAINABLE, corpus_anchor: float = 0.0, invariance: float = 0.0,
-              overlays: torch.Tensor | None = None, overlay_anchor: float = 0.0, clash_margin: float = 0.0) -> list[dict]:
+              overlays: torch.Tensor | None = None, overlay_anchor: float = 0.0, clash_margin: float = 0.0,
+              round_trips: int = 0, round_trip_weight: float = 0.0) -> list[dict]:
     """Continue ``model``'s backbone in place; returns the loss history. ``corpus_anchor`` weighs one more term:
     every concept of the corpus clips stays where the frozen default puts it (in sd over the recorded excerpts).
     ``invariance`` weighs another: every concept but tempo and register of every stretched, transposed (or encoded)
@@ -225,7 +227,10 @@ def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, w
     so that ignoring a vocoder's artefacts does not teach dissonance to ignore a real clash. ``clash_margin`` weighs a
     hinge on the same overlays: the semitone clash should read at least ``CLASH_MARGIN_SD`` more dissonant than the
     octave. By the corpus's definition dissonance counts clashing intervals, and an octave adds none; the anchor only
-    keeps the frozen default's reading, which lets the clash's lead shrink where that reading was small already."""
+    keeps the frozen default's reading, which lets the clash's lead shrink where that reading was small already.
+    ``round_trip_weight`` adds that much weight to the invariance of the mode-related concepts (the benchmark's
+    ``MODE_CONCEPTS``) in the last ``round_trips`` versions, the transposition round trips: nothing changes them by
+    the definitions, and they are the benchmark's control."""
     teacher = copy.deepcopy(model).eval()
     specs_c, concepts, targets = labelled
     specs_r, ln_r, semis_r = recorded
@@ -244,6 +249,15 @@ def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, w
     opt = torch.optim.Adam(params, lr=lr)
     gen = torch.Generator().manual_seed(seed)
     n_versions = specs_r.shape[1]
+    names = list(model.config.concept_names)
+    mode_cols = torch.tensor([c in rr.MODE_CONCEPTS for c in (names[k] for k in untimed_cols)])
+
+    def weights(versions: torch.Tensor) -> torch.Tensor:
+        """(rows,) version indices -> (rows, untimed columns) invariance weights: 1, and 1 + ``round_trip_weight``
+        for a round trip's mode-related concepts."""
+        trip = (versions >= n_versions - round_trips) if round_trips else torch.zeros_like(versions, dtype=torch.bool)
+        return 1.0 + round_trip_weight * (trip[:, None] & mode_cols[None, :]).float()
+
     history = []
     for step in tqdm(range(steps), desc="stretch equivariance", unit="step"):
         i = torch.randint(len(specs_c), (batch,), generator=gen)
@@ -261,7 +275,7 @@ def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, w
         record = {"step": step, "supervised": supervised.item(), "anchor": anchor.item(),
                   "equivariance": equivariance.item()}
         if invariance:
-            kept = (((out[batch:] - ref[j].repeat(2, 1)) / sd)[:, untimed_cols] ** 2).mean()
+            kept = (((out[batch:] - ref[j].repeat(2, 1)) / sd)[:, untimed_cols] ** 2 * weights(torch.cat([a, b]))).mean()
             loss = loss + invariance * kept
             record["invariance"] = kept.item()
         if corpus_anchor:
@@ -362,7 +376,7 @@ def save_family(student, teacher, save: Path, args: argparse.Namespace, seconds:
     terms = {k: getattr(args, k) for k in ("steps", "batch", "lr", "weight", "corpus_anchor", "invariance",
                                            "overlay_anchor", "clash_margin", "versions",
                                            "varied", "stretchers", "codec_share", "shift_versions", "round_trip_versions",
-                                           "refit_head")}
+                                           "round_trip_weight", "refit_head")}
     terms["recorded_excerpts"] = recorded_used  # drawn, not asked for: tracks too short or silent give fewer
     if args.clash_margin:
         terms["clash_margin_sd"] = CLASH_MARGIN_SD  # the card says it (runs before this key had 1 sd)
@@ -399,6 +413,8 @@ def stretchers_said(s: dict) -> str:
               if s.get("shift_versions") else "")
     shifts += (f", and {s['round_trip_versions']} versions transposed by 1 ... {MAX_SHIFT} semitones either way and back"
                if s.get("round_trip_versions") else "")
+    shifts += (f" (their mode-related concepts held {1 + s['round_trip_weight']:g} times as hard)"
+               if s.get("round_trip_versions") and s.get("round_trip_weight") else "")
     codec = f", then an MP3 round trip for {s['codec_share']:.0%} of them" if s.get("codec_share") else ""
     return tools + shifts + codec
 
@@ -446,6 +462,37 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: settings that decide the training versions and overlays (``cached_versions``'s key)
+VERSION_SETTINGS = ("base", "recorded_excerpts", "packages", "versions", "varied", "stretchers", "codec_share",
+                    "shift_versions", "round_trip_versions", "overlay_anchor", "clash_margin")
+
+
+def cached_versions(args, teacher, training: list, rng: np.random.Generator):
+    """``stretched_excerpts`` and ``overlay_excerpts`` of the ``training`` excerpts, read from ``--cache`` when an
+    earlier run with the same version settings (and the same base weights) wrote them: their 30-40 minutes are then
+    skipped. The cache is safetensors; on a hit, ``rng`` is advanced by nothing, so a run reading the cache draws the
+    same as the run that wrote it only up to here (training draws from its own seeded generator)."""
+    from safetensors.torch import load_file, save_file
+
+    settings = {k: getattr(args, k) for k in VERSION_SETTINGS} | {"base_sha256": weights_sha256(teacher)}
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    path = Path(args.cache) / f"versions-{key}.safetensors" if args.cache else None
+    if path is not None and path.is_file():
+        t = load_file(path)
+        return (t["specs"], t["ln"], t["semitones"]), t.get("overlays")
+    recorded = stretched_excerpts(teacher, training, args.versions, rng, args.varied,
+                                  tuple(args.stretchers.split(",")), args.codec_share, args.shift_versions,
+                                  args.round_trip_versions)
+    overlays = overlay_excerpts(teacher, training) if args.overlay_anchor or args.clash_margin else None
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = dict(zip(("specs", "ln", "semitones"), (t.contiguous() for t in recorded)))
+        tensors |= {"overlays": overlays.contiguous()} if overlays is not None else {}
+        save_file(tensors, str(path.with_suffix(".tmp")), metadata={"settings": json.dumps(settings, default=str)})
+        path.with_suffix(".tmp").replace(path)
+    return recorded, overlays
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--base", default=MODEL, help="the model to continue: MODEL's zoo name while it is installed, "
@@ -467,6 +514,10 @@ def main() -> int:
                    help="versions per training excerpt transposed by 1 ... MAX_SHIFT semitones either way and back by a "
                    "drawn stretcher (the benchmark's round-trip control, with training's tools): nothing moves by the "
                    "definitions, so --invariance holds every concept but tempo and the stretch term asks tempo to stay")
+    p.add_argument("--round-trip-weight", type=float, default=0.0,
+                   help="extra --invariance weight on the mode-related concepts of the round-trip versions")
+    p.add_argument("--cache", help="folder where the training versions and overlays are kept (safetensors) and read "
+                   "back by a later run with the same version settings and base weights")
     p.add_argument("--codec-share", type=float, default=0.0,
                    help="share of training versions that go through an MP3 round trip after the stretch")
     p.add_argument("--invariance", type=float, default=0.0,
@@ -502,16 +553,14 @@ def main() -> int:
         p.error(f"--packages must leave out the benchmark's: {', '.join(sorted(set(args.packages) & set(rr.DEFAULT_PACKAGES)))}")
     training = training_excerpts(args.recorded_excerpts, seed=0, packages=args.packages)  # decoded once, for the
     # versions and the overlays
-    recorded = stretched_excerpts(teacher, training, args.versions, rng, args.varied,
-                                  tuple(args.stretchers.split(",")), args.codec_share, args.shift_versions,
-                                  args.round_trip_versions)
-    overlays = overlay_excerpts(teacher, training) if args.overlay_anchor or args.clash_margin else None
+    recorded, overlays = cached_versions(args, teacher, training, rng)
     student = copy.deepcopy(teacher)
     trained = time.perf_counter()
     history = fine_tune(student, labelled, recorded, steps=args.steps, batch=args.batch, lr=args.lr,
                         weight=args.weight, seed=0, trainable=tuple(args.trainable.split(",")),
                         corpus_anchor=args.corpus_anchor, invariance=args.invariance, overlays=overlays,
-                        overlay_anchor=args.overlay_anchor, clash_margin=args.clash_margin)
+                        overlay_anchor=args.overlay_anchor, clash_margin=args.clash_margin,
+                        round_trips=args.round_trip_versions, round_trip_weight=args.round_trip_weight)
     if args.refit_head:
         refit_head(student, labelled)
     if args.save:
