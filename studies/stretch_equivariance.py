@@ -215,7 +215,7 @@ def corpus_spectrograms(model, corpus: str) -> tuple[torch.Tensor, torch.Tensor,
 def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, weight: float, seed: int,
               trainable: tuple[str, ...] = TRAINABLE, corpus_anchor: float = 0.0, invariance: float = 0.0,
               overlays: torch.Tensor | None = None, overlay_anchor: float = 0.0, clash_margin: float = 0.0,
-              round_trips: int = 0, round_trip_weight: float = 0.0) -> list[dict]:
+              round_trips: int = 0, round_trip_weight: float = 0.0, reading_of=None) -> list[dict]:
     """Continue ``model``'s backbone in place; returns the loss history. ``corpus_anchor`` weighs one more term:
     every concept of the corpus clips stays where the frozen default puts it (in sd over the recorded excerpts).
     ``invariance`` weighs another: every concept but tempo and register of every stretched, transposed (or encoded)
@@ -230,11 +230,14 @@ def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, w
     keeps the frozen default's reading, which lets the clash's lead shrink where that reading was small already.
     ``round_trip_weight`` adds that much weight to the invariance of the mode-related concepts (the benchmark's
     ``MODE_CONCEPTS``) in the last ``round_trips`` versions, the transposition round trips: nothing changes them by
-    the definitions, and they are the benchmark's control."""
+    the definitions, and they are the benchmark's control. ``reading_of``, a frozen model, replaces the base as the
+    source of the recordings' reading that the anchor and the invariance hold (the corpus and overlay anchors keep the
+    base's): a continuation of a continuation then keeps an earlier model's reading of unprocessed recordings
+    instead of letting it drift a little further with every run."""
     teacher = copy.deepcopy(model).eval()
     specs_c, concepts, targets = labelled
     specs_r, ln_r, semis_r = recorded
-    ref = batched_concepts(teacher, specs_r[:, 0])
+    ref = batched_concepts(teacher if reading_of is None else reading_of.eval(), specs_r[:, 0])
     ref_c = batched_concepts(teacher, specs_c) if corpus_anchor else None
     ref_o = batched_concepts(teacher, overlays.flatten(0, 1)).reshape(*overlays.shape[:2], -1) if overlay_anchor else None
     dissonance = list(model.config.concept_names).index("dissonance")
@@ -377,6 +380,9 @@ def save_family(student, teacher, save: Path, args: argparse.Namespace, seconds:
                                            "overlay_anchor", "clash_margin", "versions",
                                            "varied", "stretchers", "codec_share", "shift_versions", "round_trip_versions",
                                            "round_trip_weight", "refit_head")}
+    if args.reading_of:
+        held = weights_sha256(load(args.reading_of, replace_superseded=False))
+        terms["reading_of"] = {"model": zoo_name_of(held) or str(args.reading_of), "weights_sha256": held}
     terms["recorded_excerpts"] = recorded_used  # drawn, not asked for: tracks too short or silent give fewer
     if args.clash_margin:
         terms["clash_margin_sd"] = CLASH_MARGIN_SD  # the card says it (runs before this key had 1 sd)
@@ -425,7 +431,9 @@ def invariance_said(s: dict) -> str:
              f"at the recording's (weight {s['invariance']:g})"
              if s.get("invariance") else "",
              f"clash lead of {CLASH_MARGIN_SD:g} sd over the octave asked (weight {s['clash_margin']:g})"
-             if s.get("clash_margin") else ""]
+             if s.get("clash_margin") else "",
+             f"the recording's reading (anchor and invariance) taken from `{s['reading_of']}`, not the base"
+             if s.get("reading_of") else ""]
     return "".join(f"; {e}" for e in extra if e)
 
 
@@ -516,6 +524,8 @@ def main() -> int:
                    "definitions, so --invariance holds every concept but tempo and the stretch term asks tempo to stay")
     p.add_argument("--round-trip-weight", type=float, default=0.0,
                    help="extra --invariance weight on the mode-related concepts of the round-trip versions")
+    p.add_argument("--reading-of", help="a model (zoo name or folder) whose reading of the unprocessed recordings the "
+                   "anchor and --invariance hold, instead of the base's (the lineage's root: no drift across runs)")
     p.add_argument("--cache", help="folder where the training versions and overlays are kept (safetensors) and read "
                    "back by a later run with the same version settings and base weights")
     p.add_argument("--codec-share", type=float, default=0.0,
@@ -560,7 +570,8 @@ def main() -> int:
                         weight=args.weight, seed=0, trainable=tuple(args.trainable.split(",")),
                         corpus_anchor=args.corpus_anchor, invariance=args.invariance, overlays=overlays,
                         overlay_anchor=args.overlay_anchor, clash_margin=args.clash_margin,
-                        round_trips=args.round_trip_versions, round_trip_weight=args.round_trip_weight)
+                        round_trips=args.round_trip_versions, round_trip_weight=args.round_trip_weight,
+                        reading_of=load(args.reading_of, replace_superseded=False) if args.reading_of else None)
     if args.refit_head:
         refit_head(student, labelled)
     if args.save:
