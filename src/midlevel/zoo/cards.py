@@ -183,6 +183,8 @@ def _versions_said(c: dict[str, Any]) -> str:
         said += f", {c['shift_versions']} per excerpt transposed, whose register moves by the definition too"
     if c.get("round_trip_versions"):
         said += f", {c['round_trip_versions']} per excerpt transposed and back (a pitch-shift round trip), held as recorded"
+        if c.get("round_trip_weight"):
+            said += f" (their mode-related concepts {1 + c['round_trip_weight']:g} times as hard)"
     if c.get("codec_share"):
         said += f", {c['codec_share']:.0%} of them through an MP3 round trip"
     return said
@@ -574,8 +576,11 @@ def render_card(name: str, results: dict[str, Any]) -> str:
         out += [f"No epochs of its own: {c['steps']} steps (batch {c['batch']}, lr {c['lr']:g}) of the study that made it "
                 f"(`{c['script']}`), in {t['seconds_total'] / 60:.1f} min: its supervised joint loss on the corpus's "
                 f"clips, a tempo that a time stretch of {c['recorded_excerpts']} unlabelled recorded excerpts moves by "
-                f"the corpus's definition (weight {c['weight']:g}{_versions_said(c)}), those excerpts' concepts and the "
-                f"corpus clips' (weight {c['corpus_anchor']:g}) kept where the model it continued put them"
+                f"the corpus's definition (weight {c['weight']:g}{_versions_said(c)}), "
+                + (f"those excerpts' concepts kept where `{c['reading_of']['model']}` put them and the corpus clips' "
+                   f"(weight {c['corpus_anchor']:g}) where the model it continued put them" if c.get("reading_of") else
+                   f"those excerpts' concepts and the corpus clips' (weight {c['corpus_anchor']:g}) kept where the model "
+                   "it continued put them")
                 + (f"; every other concept of every version kept at the recording's (weight {c['invariance']:g})"
                    if c.get("invariance") else "")
                 + (f"; the excerpts mixed with a copy a semitone up, and an octave up, kept at its readings (weight "
