@@ -201,10 +201,15 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_track_options(parser: argparse.ArgumentParser) -> None:
+    """``--tracks`` and ``--max-seconds``, which ``pick_tracks`` reads (shared with ``stage_costs``)."""
     parser.add_argument("--tracks", nargs="+", default=list(TRACKS), help="globs of the tracks")
     parser.add_argument("--max-seconds", type=float, default=900.0, help="stop adding tracks after this much audio")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_track_options(parser)
     parser.add_argument("--threads", default="1,2", help="comma-separated torch/onnxruntime thread counts")
     parser.add_argument("--models", default="", help="comma-separated zoo names (default: every current entry)")
     parser.add_argument("--out", default=str(RESULTS))

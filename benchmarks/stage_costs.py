@@ -34,8 +34,8 @@ from midlevel.ioutil import write_report
 from midlevel.model import window_starts_tensor
 from midlevel.numerics import flush_denormals
 from midlevel.zoo import DEFAULT_MODEL
-from annotate_scaling import TRACKS, source_name
-from inference_throughput import pick_tracks
+from annotate_scaling import source_name
+from inference_throughput import add_track_options, pick_tracks
 from report_cli import cpu_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -120,8 +120,7 @@ def markdown(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--tracks", nargs="+", default=list(TRACKS), help="globs of the tracks")
-    parser.add_argument("--max-seconds", type=float, default=900.0, help="stop adding tracks after this much audio")
+    add_track_options(parser)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()

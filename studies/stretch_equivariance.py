@@ -258,7 +258,7 @@ def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, w
     def weights(versions: torch.Tensor) -> torch.Tensor:
         """(rows,) version indices -> (rows, untimed columns) invariance weights: 1, and 1 + ``round_trip_weight``
         for a round trip's mode-related concepts."""
-        trip = (versions >= n_versions - round_trips) if round_trips else torch.zeros_like(versions, dtype=torch.bool)
+        trip = versions >= n_versions - round_trips  # the last ``round_trips`` versions (none when 0)
         return 1.0 + round_trip_weight * (trip[:, None] & mode_cols[None, :]).float()
 
     history = []
@@ -371,7 +371,8 @@ def clash_following(models: dict, excerpts) -> dict[str, dict]:
     return out
 
 
-def save_family(student, teacher, save: Path, args: argparse.Namespace, seconds: float, recorded_used: int) -> Path:
+def save_family(student, teacher, save: Path, args: argparse.Namespace, seconds: float, recorded_used: int,
+                reading_of=None) -> Path:
     """Write the continued model as ``midlevel train`` lays a family out (``SAVE/models/joint-linear`` and
     ``SAVE/results.json``), with what trained it in its metadata, so ``scripts/build_zoo.py --add`` can ship it: the
     corpus it saw last, the zoo entry it continued (by sha256), the parameters that moved, and this study's terms."""
@@ -380,8 +381,8 @@ def save_family(student, teacher, save: Path, args: argparse.Namespace, seconds:
                                            "overlay_anchor", "clash_margin", "versions",
                                            "varied", "stretchers", "codec_share", "shift_versions", "round_trip_versions",
                                            "round_trip_weight", "refit_head")}
-    if args.reading_of:
-        held = weights_sha256(load(args.reading_of, replace_superseded=False))
+    if reading_of is not None:
+        held = weights_sha256(reading_of)
         terms["reading_of"] = {"model": zoo_name_of(held) or str(args.reading_of), "weights_sha256": held}
     terms["recorded_excerpts"] = recorded_used  # drawn, not asked for: tracks too short or silent give fewer
     if args.clash_margin:
@@ -475,10 +476,10 @@ VERSION_SETTINGS = ("base", "recorded_excerpts", "packages", "versions", "varied
                     "shift_versions", "round_trip_versions", "overlay_anchor", "clash_margin")
 
 
-def cached_versions(args, teacher, training: list, rng: np.random.Generator):
-    """``stretched_excerpts`` and ``overlay_excerpts`` of the ``training`` excerpts, read from ``--cache`` when an
-    earlier run with the same version settings (and the same base weights) wrote them: their 30-40 minutes are then
-    skipped. The cache is safetensors; on a hit, ``rng`` is advanced by nothing, so a run reading the cache draws the
+def cached_versions(args, teacher, training, rng: np.random.Generator):
+    """``stretched_excerpts`` and ``overlay_excerpts`` of the excerpts ``training()`` decodes, read from ``--cache``
+    when an earlier run with the same version settings (and the same base weights) wrote them: their 30-40 minutes,
+    and the decoding, are then skipped. The cache is safetensors; on a hit, ``rng`` is advanced by nothing, so a run reading the cache draws the
     same as the run that wrote it only up to here (training draws from its own seeded generator)."""
     from safetensors.torch import load_file, save_file
 
@@ -488,10 +489,11 @@ def cached_versions(args, teacher, training: list, rng: np.random.Generator):
     if path is not None and path.is_file():
         t = load_file(path)
         return (t["specs"], t["ln"], t["semitones"]), t.get("overlays")
-    recorded = stretched_excerpts(teacher, training, args.versions, rng, args.varied,
+    excerpts = training()  # decoded once, for the versions and the overlays
+    recorded = stretched_excerpts(teacher, excerpts, args.versions, rng, args.varied,
                                   tuple(args.stretchers.split(",")), args.codec_share, args.shift_versions,
                                   args.round_trip_versions)
-    overlays = overlay_excerpts(teacher, training) if args.overlay_anchor or args.clash_margin else None
+    overlays = overlay_excerpts(teacher, excerpts) if args.overlay_anchor or args.clash_margin else None
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = dict(zip(("specs", "ln", "semitones"), (t.contiguous() for t in recorded)))
@@ -561,9 +563,9 @@ def main() -> int:
     labelled = corpus_spectrograms(teacher, args.corpus)
     if set(args.packages) & set(rr.DEFAULT_PACKAGES):
         p.error(f"--packages must leave out the benchmark's: {', '.join(sorted(set(args.packages) & set(rr.DEFAULT_PACKAGES)))}")
-    training = training_excerpts(args.recorded_excerpts, seed=0, packages=args.packages)  # decoded once, for the
-    # versions and the overlays
-    recorded, overlays = cached_versions(args, teacher, training, rng)
+    recorded, overlays = cached_versions(
+        args, teacher, lambda: training_excerpts(args.recorded_excerpts, seed=0, packages=args.packages), rng)
+    reading_of = load(args.reading_of, replace_superseded=False) if args.reading_of else None
     student = copy.deepcopy(teacher)
     trained = time.perf_counter()
     history = fine_tune(student, labelled, recorded, steps=args.steps, batch=args.batch, lr=args.lr,
@@ -571,11 +573,12 @@ def main() -> int:
                         corpus_anchor=args.corpus_anchor, invariance=args.invariance, overlays=overlays,
                         overlay_anchor=args.overlay_anchor, clash_margin=args.clash_margin,
                         round_trips=args.round_trip_versions, round_trip_weight=args.round_trip_weight,
-                        reading_of=load(args.reading_of, replace_superseded=False) if args.reading_of else None)
+                        reading_of=reading_of)
     if args.refit_head:
         refit_head(student, labelled)
     if args.save:
-        save_family(student, teacher, Path(args.save), args, time.perf_counter() - trained, len(recorded[0]))
+        save_family(student, teacher, Path(args.save), args, time.perf_counter() - trained, len(recorded[0]),
+                    reading_of)
     res, excerpts, corpora = continuation_results(args, len(labelled[0]), len(recorded[0]), thinned(history))
     models = {"the default": teacher, "continued": student}
     res["tempo"] = tempo_following(models, excerpts)
