@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -78,6 +79,7 @@ from midlevel.datasets.controlled.conditions import codec_round_trip  # noqa: E4
 from midlevel.datasets.controlled_labels import OUTSIDE_RANGES  # noqa: E402
 from midlevel.model import AudioModel  # noqa: E402
 from midlevel.training.data import load_clips  # noqa: E402
+from midlevel.training.augment import transposition_matrices  # noqa: E402
 from midlevel.training.loops import TrainSettings, batch_loss  # noqa: E402
 from midlevel.zoo.cards import stretchers_drawn_said  # noqa: E402
 from midlevel.zoo.registry import read_registry  # noqa: E402
@@ -215,7 +217,8 @@ def corpus_spectrograms(model, corpus: str) -> tuple[torch.Tensor, torch.Tensor,
 def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, weight: float, seed: int,
               trainable: tuple[str, ...] = TRAINABLE, corpus_anchor: float = 0.0, invariance: float = 0.0,
               overlays: torch.Tensor | None = None, overlay_anchor: float = 0.0, clash_margin: float = 0.0,
-              round_trips: int = 0, round_trip_weight: float = 0.0, reading_of=None) -> list[dict]:
+              round_trips: int = 0, round_trip_weight: float = 0.0, reading_of=None, note_weight: float = 0.0,
+              band_shift: float = 0.0) -> list[dict]:
     """Continue ``model``'s backbone in place; returns the loss history. ``corpus_anchor`` weighs one more term:
     every concept of the corpus clips stays where the frozen default puts it (in sd over the recorded excerpts).
     ``invariance`` weighs another: every concept but tempo and register of every stretched, transposed (or encoded)
@@ -233,7 +236,15 @@ def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, w
     the definitions, and they are the benchmark's control. ``reading_of``, a frozen model, replaces the base as the
     source of the recordings' reading that the anchor and the invariance hold (the corpus and overlay anchors keep the
     base's): a continuation of a continuation then keeps an earlier model's reading of unprocessed recordings
-    instead of letting it drift a little further with every run."""
+    instead of letting it drift a little further with every run. ``note_weight`` weighs the transcriber's own term
+    (train ``backbone.salience`` with it): its note and melody probabilities on the round trips stay where the frozen
+    base hears the unprocessed recording, and on the recording and the corpus clips where the base hears them. A
+    round trip keeps every note and its timing, and ``studies/round_trip_paths.py`` found the whole of its move on the
+    mode concepts in what the frozen transcriber's notes feed. ``band_shift`` weighs one more copy of each recording
+    per step, its log spectrogram's bands moved by 1 ... ``MAX_SHIFT`` semitones either way (``transposition_matrices``,
+    no vocoder): every concept but tempo and register held at the recording's reading (the mode-related ones
+    ``1 + round_trip_weight`` times as hard), register moved by the definition; with ``note_weight``, its notes are
+    the base's notes of the recording moved by as many semitones (pitches moved in from outside the range left out)."""
     teacher = copy.deepcopy(model).eval()
     specs_c, concepts, targets = labelled
     specs_r, ln_r, semis_r = recorded
@@ -261,6 +272,9 @@ def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, w
         trip = versions >= n_versions - round_trips  # the last ``round_trips`` versions (none when 0)
         return 1.0 + round_trip_weight * (trip[:, None] & mode_cols[None, :]).float()
 
+    held_cols = [k for k in range(len(names)) if k not in (tempo, register)]
+    held_mode = torch.tensor([names[k] in rr.MODE_CONCEPTS for k in held_cols])
+    bands_moved = transposition_matrices(model.config.frontend, MAX_SHIFT) if band_shift else None
     history = []
     for step in tqdm(range(steps), desc="stretch equivariance", unit="step"):
         i = torch.randint(len(specs_c), (batch,), generator=gen)
@@ -268,7 +282,7 @@ def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, w
         j = torch.randint(len(specs_r), (batch,), generator=gen)
         a = torch.randint(n_versions, (batch,), generator=gen)  # any version, the recording included
         b = (a + torch.randint(1, n_versions, (batch,), generator=gen)) % n_versions  # another one
-        out = concepts_of_logspec(model, torch.cat([specs_r[j, 0], specs_r[j, a], specs_r[j, b]]))
+        out, logits = concepts_and_notes(model, torch.cat([specs_r[j, 0], specs_r[j, a], specs_r[j, b]]))
         anchor = (((out[:batch] - ref[j]) / sd) ** 2).mean()
         moved = out[2 * batch:, moving] - out[batch:2 * batch, moving]
         expected = torch.stack([TEMPO_PER_LN * (ln_r[j, b] - ln_r[j, a]),
@@ -281,10 +295,42 @@ def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, w
             kept = (((out[batch:] - ref[j].repeat(2, 1)) / sd)[:, untimed_cols] ** 2 * weights(torch.cat([a, b]))).mean()
             loss = loss + invariance * kept
             record["invariance"] = kept.item()
+        if corpus_anchor or note_weight:
+            out_c, logits_c = concepts_and_notes(model, specs_c[i])
         if corpus_anchor:
-            held = (((concepts_of_logspec(model, specs_c[i]) - ref_c[i]) / sd) ** 2).mean()
+            held = (((out_c - ref_c[i]) / sd) ** 2).mean()
             loss = loss + corpus_anchor * held
             record["corpus_anchor"] = held.item()
+        if note_weight:
+            # rows whose notes are the recording's: the recording itself and its round trips (never a stretch)
+            version = torch.cat([torch.zeros_like(a), a, b])
+            same_notes = (version == 0) | (version >= n_versions - round_trips)
+            with torch.no_grad():
+                heard = note_probs(teacher, torch.cat([specs_r[j, 0], specs_c[i]]))
+            target = torch.cat([heard[:batch].repeat(3, 1, 1, 1)[same_notes], heard[batch:]])
+            probs = torch.sigmoid(torch.cat([logits[same_notes], logits_c]))
+            notes = ((probs - target) ** 2).sum(2).mean()  # summed over pitches, mean over rows, voices and frames
+            loss = loss + note_weight * notes
+            record["notes"] = notes.item()
+        if band_shift:
+            k = torch.randint(1, MAX_SHIFT + 1, (batch,), generator=gen) * (2 * torch.randint(2, (batch,), generator=gen) - 1)
+            moved_spec = torch.einsum("nbc,ncf->nbf", bands_moved[k + MAX_SHIFT], specs_r[j, 0])
+            out_s, logits_s = concepts_and_notes(model, moved_spec)
+            kept_s = (((out_s - ref[j]) / sd)[:, held_cols] ** 2 * (1.0 + round_trip_weight * held_mode.float())).mean()
+            rise = ((out_s[:, register] - out[:batch, register] - REGISTER_PER_SEMITONE * k) / sd[register]) ** 2
+            shifted = (kept_s * len(held_cols) + rise.mean()) / (len(held_cols) + 1)
+            loss = loss + band_shift * shifted
+            record["band_shift"] = shifted.item()
+            if note_weight:
+                with torch.no_grad():
+                    heard = note_probs(teacher, specs_r[j, 0])
+                target = torch.stack([torch.roll(h, int(s), dims=1) for h, s in zip(heard, k)])
+                pitch = torch.arange(heard.shape[2])[None, :]
+                inside = ((pitch >= k[:, None]) & (pitch < heard.shape[2] + k[:, None])).float()  # (batch, pitches)
+                diff = (torch.sigmoid(logits_s) - target) ** 2 * inside[:, None, :, None]
+                notes_s = diff.sum(2).mean()
+                loss = loss + note_weight * notes_s
+                record["band_shift_notes"] = notes_s.item()
         if overlay_anchor or clash_margin:
             mixed = concepts_of_logspec(model, overlays[j].flatten(0, 1))
         if overlay_anchor:
@@ -301,6 +347,19 @@ def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, w
         opt.step()
         history.append(record)
     return history
+
+
+def concepts_and_notes(model, logspec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, bands, frames) un-normalised log spectrograms -> raw concepts (B, K) and the transcriber's note-roll
+    logits (B, 2, pitches, frames), from one pass."""
+    embedding, logits = model.backbone.forward_with_salience(model.frontend.normalize(logspec))
+    return model.concept_layer(embedding), logits
+
+
+def note_probs(model, logspec: torch.Tensor) -> torch.Tensor:
+    """The transcriber's note and melody probabilities (B, 2, pitches, frames) alone."""
+    bb = model.backbone
+    return torch.sigmoid(bb.salience(bb.whiten(model.frontend.normalize(logspec))))
 
 
 def refit_head(model, labelled) -> None:
@@ -380,7 +439,7 @@ def save_family(student, teacher, save: Path, args: argparse.Namespace, seconds:
     terms = {k: getattr(args, k) for k in ("steps", "batch", "lr", "weight", "corpus_anchor", "invariance",
                                            "overlay_anchor", "clash_margin", "versions",
                                            "varied", "stretchers", "codec_share", "shift_versions", "round_trip_versions",
-                                           "round_trip_weight", "refit_head")}
+                                           "round_trip_weight", "note_weight", "band_shift", "refit_head")}
     if reading_of is not None:
         held = weights_sha256(reading_of)
         terms["reading_of"] = {"model": zoo_name_of(held) or str(args.reading_of), "weights_sha256": held}
@@ -472,19 +531,27 @@ def markdown(res: dict) -> str:
 
 
 #: settings that decide the training versions and overlays (``cached_versions``'s key)
-VERSION_SETTINGS = ("base", "recorded_excerpts", "packages", "versions", "varied", "stretchers", "codec_share",
+VERSION_SETTINGS = ("recorded_excerpts", "packages", "versions", "varied", "stretchers", "codec_share",
                     "shift_versions", "round_trip_versions", "overlay_anchor", "clash_margin")
+
+
+def version_key(args, model) -> tuple[dict, str]:
+    """The settings the cached versions depend on, and their key: ``VERSION_SETTINGS`` and the front-end's settings
+    (the versions are un-normalised log spectrograms, so no trained weight enters them, and a continuation of a
+    continuation reads the same cache)."""
+    settings = {k: getattr(args, k) for k in VERSION_SETTINGS} | {
+        "frontend": dataclasses.asdict(model.config.frontend), "window_samples": model.config.window_samples}
+    return settings, hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def cached_versions(args, teacher, training, rng: np.random.Generator):
     """``stretched_excerpts`` and ``overlay_excerpts`` of the excerpts ``training()`` decodes, read from ``--cache``
-    when an earlier run with the same version settings (and the same base weights) wrote them: their 30-40 minutes,
+    when an earlier run with the same version settings (and the same front-end) wrote them: their 30-40 minutes,
     and the decoding, are then skipped. The cache is safetensors; on a hit, ``rng`` is advanced by nothing, so a run reading the cache draws the
     same as the run that wrote it only up to here (training draws from its own seeded generator)."""
     from safetensors.torch import load_file, save_file
 
-    settings = {k: getattr(args, k) for k in VERSION_SETTINGS} | {"base_sha256": weights_sha256(teacher)}
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    settings, key = version_key(args, teacher)
     path = Path(args.cache) / f"versions-{key}.safetensors" if args.cache else None
     if path is not None and path.is_file():
         t = load_file(path)
@@ -526,10 +593,17 @@ def main() -> int:
                    "definitions, so --invariance holds every concept but tempo and the stretch term asks tempo to stay")
     p.add_argument("--round-trip-weight", type=float, default=0.0,
                    help="extra --invariance weight on the mode-related concepts of the round-trip versions")
+    p.add_argument("--note-weight", type=float, default=0.0,
+                   help="weight of holding the transcriber's notes on the round trips at the base's notes of the "
+                   "recording (and on the recording and corpus clips at the base's); add backbone.salience to --trainable")
+    p.add_argument("--band-shift", type=float, default=0.0,
+                   help="weight of one band-shifted copy of each recording per step (1 ... MAX_SHIFT semitones either way, "
+                   "no vocoder): concepts held but register, which moves by the definition; with --note-weight its notes "
+                   "are the recording's moved")
     p.add_argument("--reading-of", help="a model (zoo name or folder) whose reading of the unprocessed recordings the "
                    "anchor and --invariance hold, instead of the base's (the lineage's root: no drift across runs)")
     p.add_argument("--cache", help="folder where the training versions and overlays are kept (safetensors) and read "
-                   "back by a later run with the same version settings and base weights")
+                   "back by a later run with the same version settings and front-end")
     p.add_argument("--codec-share", type=float, default=0.0,
                    help="share of training versions that go through an MP3 round trip after the stretch")
     p.add_argument("--invariance", type=float, default=0.0,
@@ -573,7 +647,7 @@ def main() -> int:
                         corpus_anchor=args.corpus_anchor, invariance=args.invariance, overlays=overlays,
                         overlay_anchor=args.overlay_anchor, clash_margin=args.clash_margin,
                         round_trips=args.round_trip_versions, round_trip_weight=args.round_trip_weight,
-                        reading_of=reading_of)
+                        reading_of=reading_of, note_weight=args.note_weight, band_shift=args.band_shift)
     if args.refit_head:
         refit_head(student, labelled)
     if args.save:

@@ -586,7 +586,10 @@ def render_card(name: str, results: dict[str, Any]) -> str:
                 + (f"; the excerpts mixed with a copy a semitone up, and an octave up, kept at its readings (weight "
                    f"{c['overlay_anchor']:g})" if c.get("overlay_anchor") else "")
                 + (f"; the semitone-clash mix asked to read at least {c.get('clash_margin_sd', 1.0):g} sd more dissonant "
-                   f"than the octave mix (weight {c['clash_margin']:g})" if c.get("clash_margin") else "") + ".", ""]
+                   f"than the octave mix (weight {c['clash_margin']:g})" if c.get("clash_margin") else "")
+                + (f"; its note transcriber's notes on the round trips kept where the model it continued heard the "
+                   f"recording, and on the recordings and the corpus clips where it heard them (weight "
+                   f"{c['note_weight']:g})" if c.get("note_weight") else "") + ".", ""]
     else:
         out += [f"{t['epochs']} epochs (best {t['best_epoch']}), {t['seconds_per_epoch']:.1f} s per epoch on average "
                 f"(fastest {t['seconds_fastest_epoch']:.1f} s), {t['seconds_total'] / 60:.1f} min in all"
