@@ -27,9 +27,10 @@ from midlevel.audio import load_audio  # noqa: E402
 CACHE = ROOT / "benchmarks/results/cache"
 
 
-def recorded_excerpts(n: int, seed: int) -> list:
-    """``n`` excerpts drawn as the real-recordings benchmark draws them, with ``seed``."""
-    recordings = rr.list_recordings(rr.DEFAULT_PACKAGES, CACHE)
+def recorded_excerpts(n: int, seed: int, packages: tuple[str, ...] = rr.DEFAULT_PACKAGES) -> list:
+    """``n`` excerpts drawn as the real-recordings benchmark draws them, with ``seed`` (from other ``packages``, for
+    a look at training's music)."""
+    recordings = rr.list_recordings(packages, CACHE)
     lengths_file = CACHE / "real_recordings_track_lengths.json"
     lengths = json.loads(lengths_file.read_text()) if lengths_file.is_file() else {}
     return rr.pick_excerpts(recordings, n, seed=seed, lengths=lengths)

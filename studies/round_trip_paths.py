@@ -101,7 +101,8 @@ def groups_with_probs(bb, spec: torch.Tensor, probs: torch.Tensor) -> dict[str, 
 def measure(args: argparse.Namespace) -> dict[str, np.ndarray]:
     model = load(args.model).eval()
     rows: dict[str, list] = {}
-    for ex in tqdm(recorded_excerpts(args.n, args.seed), desc="excerpts", unit="excerpt"):
+    packages = tuple(args.packages.split(",")) if args.packages else rr.DEFAULT_PACKAGES
+    for ex in tqdm(recorded_excerpts(args.n, args.seed, packages), desc="excerpts", unit="excerpt"):
         x = ex.audio.astype(np.float32)
         shifted = rr.pitch_shift(x, ex.sample_rate, rr.SHIFT_SEMITONES)
         versions = {"round_trip": rr.fit(rr.pitch_shift(shifted, ex.sample_rate, -rr.SHIFT_SEMITONES), len(x)),
@@ -115,6 +116,7 @@ def measure(args: argparse.Namespace) -> dict[str, np.ndarray]:
     data["names"] = np.array(model.config.concept_names)
     data["model"] = np.array(args.model)
     data["seed"] = np.array(args.seed)
+    data["packages"] = np.array(",".join(packages))
     return data
 
 
@@ -124,7 +126,8 @@ VARIANTS = {"round_trip": "the round trip", "shift": "the +3 shift"}
 def analyse(data: dict[str, np.ndarray]) -> dict:
     names = [str(n) for n in data["names"]]
     labels = list(GROUPS) + ["notes, melody, note measures", "transcriber"]
-    res = {"model": str(data["model"]), "seed": int(data["seed"]), "groups": labels, "variants": {}}
+    res = {"model": str(data["model"]), "seed": int(data["seed"]), "groups": labels, "variants": {},
+           "packages": str(data["packages"]) if "packages" in data else ",".join(rr.DEFAULT_PACKAGES)}
     for variant in VARIANTS:
         orig = data[f"{variant}|original"]
         sd = rr.sd_of(orig)
@@ -141,7 +144,8 @@ def analyse(data: dict[str, np.ndarray]) -> dict:
 def markdown(res: dict) -> str:
     per = lambda r: " | ".join(f"{r['per_concept'][c]:.2f}" for c in rr.MODE_CONCEPTS)  # noqa: E731
     lines = [f"# Which path carries a pitch shift's move on the mode concepts? `{res['model']}`", "",
-             f"{res['n']} excerpts of the benchmark's music (seed {res['seed']}); librosa's +{rr.SHIFT_SEMITONES} "
+             f"{res['n']} excerpts of " + ("the benchmark's music" if res["packages"] == ",".join(rr.DEFAULT_PACKAGES)
+                                           else res["packages"].replace(",", ", ")) + f" (seed {res['seed']}); librosa's +{rr.SHIFT_SEMITONES} "
              f"semitone shift, and its +{rr.SHIFT_SEMITONES} then -{rr.SHIFT_SEMITONES} round trip (the benchmark's "
              "control); mean |change| of the mode-related concepts in sd over the excerpts (the benchmark's unit). "
              "*Put back*: every group computed on the processed version except this one, taken from the unprocessed "
@@ -164,6 +168,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_dump_options(p, "studies/results/round_trip_paths")
     p.add_argument("--model", default=MODEL)
+    p.add_argument("--packages", help="comma-separated Debian packages to draw the excerpts from (default: the "
+                   "benchmark's), e.g. a continuation's training music")
     return run(p.parse_args(), measure, analyse, markdown)
 
 

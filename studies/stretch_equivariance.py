@@ -444,6 +444,8 @@ def save_family(student, teacher, save: Path, args: argparse.Namespace, seconds:
         held = weights_sha256(reading_of)
         terms["reading_of"] = {"model": zoo_name_of(held) or str(args.reading_of), "weights_sha256": held}
     terms["recorded_excerpts"] = recorded_used  # drawn, not asked for: tracks too short or silent give fewer
+    if args.band_shift or args.shift_versions or args.round_trip_versions:
+        terms["max_shift"] = MAX_SHIFT
     if args.clash_margin:
         terms["clash_margin_sd"] = CLASH_MARGIN_SD  # the card says it (runs before this key had 1 sd)
     student.config.metadata = {

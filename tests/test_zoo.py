@@ -416,7 +416,7 @@ def test_the_transcriber_hears_the_bundled_clips_notes(name, tmp_path):
 def test_a_continued_entry_says_whose_reading_of_the_recordings_it_held():
     """``studies/stretch_equivariance.py --reading-of`` holds an earlier model's reading of the recorded excerpts; the
     card must name that model rather than say the base's reading was kept, and say the round trips' extra weight and
-    the note transcriber's own term (``--note-weight``)."""
+    the note transcriber's own terms (``--note-weight``, ``--band-shift``)."""
     results = json.loads(RESULTS.read_text())
     name = next(n for n in MUSIC if REGISTRY[n].explainable)
     training = results["family"][results["zoo"][name]["source"]]["training"]
@@ -424,6 +424,7 @@ def test_a_continued_entry_says_whose_reading_of_the_recordings_it_held():
                                                   "corpus_anchor": 1.0, "recorded_excerpts": 10, "script": "s.py"})
     continued.pop("reading_of", None)
     continued.pop("note_weight", None)
+    continued.pop("band_shift", None)
     continued.update(round_trip_versions=4, round_trip_weight=0.0)
     plain = render_card(name, results)
     assert "those excerpts' concepts and the corpus clips' (weight" in plain and "times as hard" not in plain
@@ -432,6 +433,10 @@ def test_a_continued_entry_says_whose_reading_of_the_recordings_it_held():
     assert "those excerpts' concepts kept where `some-root` put them and the corpus clips' (weight" in held
     assert "(their mode-related concepts 4 times as hard)" in held
     assert "its note transcriber's notes" not in held
-    continued.update(note_weight=10.0)
+    assert "bands moved" not in held
+    continued.update(note_weight=10.0, band_shift=2.0)
+    noted = render_card(name, results)
     assert "its note transcriber's notes on the round trips kept where the model it continued heard the recording" \
-        in render_card(name, results) and "(weight 10)" in render_card(name, results)
+        in noted and "(weight 10)" in noted
+    assert "its spectrogram's bands moved by 1 to 4 semitones (no vocoder)" in noted and "(weight 2)" in noted
+    assert "and its notes those of the recording moved as far" in noted

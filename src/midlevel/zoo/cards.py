@@ -589,7 +589,11 @@ def render_card(name: str, results: dict[str, Any]) -> str:
                    f"than the octave mix (weight {c['clash_margin']:g})" if c.get("clash_margin") else "")
                 + (f"; its note transcriber's notes on the round trips kept where the model it continued heard the "
                    f"recording, and on the recordings and the corpus clips where it heard them (weight "
-                   f"{c['note_weight']:g})" if c.get("note_weight") else "") + ".", ""]
+                   f"{c['note_weight']:g})" if c.get("note_weight") else "")
+                + (f"; a copy of each recording with its spectrogram's bands moved by 1 to {c.get('max_shift', 4)} semitones (no vocoder), its "
+                   f"concepts kept but register, which rises by the definition (weight {c['band_shift']:g})"
+                   + (", and its notes those of the recording moved as far" if c.get("note_weight") else "")
+                   if c.get("band_shift") else "") + ".", ""]
     else:
         out += [f"{t['epochs']} epochs (best {t['best_epoch']}), {t['seconds_per_epoch']:.1f} s per epoch on average "
                 f"(fastest {t['seconds_fastest_epoch']:.1f} s), {t['seconds_total'] / 60:.1f} min in all"
