@@ -1,0 +1,80 @@
+"""Between a model and its continuation: weights interpolated, floors against recorded behaviour (issue 30).
+
+A continuation that moves the transposition bars a long way can cost held-out concept r beyond issue 30's budget
+(``docs/studies/stretch_equivariance.md``). Averaging a fine-tuned model's weights with its start's (WiSE-FT,
+Wortsman et al., 2022, "Robust fine-tuning of zero-shot models") is a known way to keep much of what fine-tuning
+gained at a fraction of what it cost. Both models share every frozen part and their batch-norm statistics (training
+ran in eval mode), so ``base + alpha * (continued - base)`` is the same network with weights part of the way.
+
+    python studies/weight_interpolation.py --base emotion-structural-linear-mid10-rand1k-v6 \
+        --continued runs/v8-shift/models/joint-linear --alphas 0.5,0.75    # ~4 min per alpha on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "studies"))
+from codec_consistency import start_run  # noqa: E402
+from recorded_study import recorded_excerpts  # noqa: E402
+from shift_consistency import behaviour_table, controlled, recorded_behaviour  # noqa: E402
+
+from midlevel import load  # noqa: E402
+from midlevel.model import AudioModel  # noqa: E402
+
+
+def load_model(spec: str):
+    return (AudioModel.from_pretrained(spec) if Path(spec).is_dir() else load(spec, replace_superseded=False)).eval()
+
+
+def interpolated(base, continued, alpha: float):
+    """A copy of ``base`` with every floating-point tensor moved ``alpha`` of the way to ``continued``'s."""
+    out = copy.deepcopy(base)
+    far = continued.state_dict()
+    out.load_state_dict({k: v + alpha * (far[k] - v) if v.is_floating_point() else v
+                         for k, v in base.state_dict().items()})
+    return out.eval()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--base", required=True)
+    p.add_argument("--continued", required=True)
+    p.add_argument("--alphas", default="0.5,0.75")
+    p.add_argument("--n", type=int, default=100, help="recorded excerpts (the studies' seed 1, not the benchmark's)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--controlled", default="corpora/heldout,corpora/heldout-rand")
+    p.add_argument("--out", default="studies/results/weight_interpolation")
+    args = p.parse_args()
+    _, start = start_run()
+    base, continued = load_model(args.base), load_model(args.continued)
+    excerpts = recorded_excerpts(args.n, args.seed)
+    corpora = [c for c in args.controlled.split(",") if c]
+    models = {f"alpha {float(a):g}": interpolated(base, continued, float(a)) for a in args.alphas.split(",")}
+    res = {"base": args.base, "continued": args.continued, "seed": args.seed, "n": len(excerpts), "models": {}}
+    for label, model in models.items():
+        res["models"][label] = {"recorded": recorded_behaviour(model, excerpts), "controlled": controlled(model, corpora)}
+    res["minutes"] = (time.perf_counter() - start) / 60
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
+    lines = ["# Weights interpolated between a model and its continuation", "",
+             f"`{args.base}` (alpha 0) moved alpha of the way to `{args.continued}` (alpha 1), every floating-point "
+             f"tensor alike; {len(excerpts)} recorded excerpts of the benchmark's packages (seed {args.seed}) and the "
+             f"controlled held-out corpora. One run, {res['minutes']:.0f} min.", ""] + behaviour_table(res["models"])
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
