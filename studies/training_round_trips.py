@@ -25,14 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "studies"))
 import real_recordings as rr  # noqa: E402
+from recorded_study import load_model  # noqa: E402
 from shift_consistency import batched_concepts  # noqa: E402
 
-from midlevel import load  # noqa: E402
-from midlevel.model import AudioModel  # noqa: E402
-
-
-def load_model(spec: str):
-    return (AudioModel.from_pretrained(spec) if Path(spec).is_dir() else load(spec, replace_superseded=False)).eval()
 
 
 def main() -> int:

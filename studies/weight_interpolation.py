@@ -19,21 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "studies"))
 from codec_consistency import start_run  # noqa: E402
-from recorded_study import recorded_excerpts  # noqa: E402
+from recorded_study import load_model, recorded_excerpts  # noqa: E402
 from shift_consistency import behaviour_table, controlled, recorded_behaviour  # noqa: E402
 
-from midlevel import load  # noqa: E402
-from midlevel.model import AudioModel  # noqa: E402
-
-
-def load_model(spec: str):
-    return (AudioModel.from_pretrained(spec) if Path(spec).is_dir() else load(spec, replace_superseded=False)).eval()
 
 
 def interpolated(base, continued, alpha: float):
