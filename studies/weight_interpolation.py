@@ -8,6 +8,8 @@ ran in eval mode), so ``base + alpha * (continued - base)`` is the same network 
 
     python studies/weight_interpolation.py --base emotion-structural-linear-mid10-rand1k-v6 \
         --continued runs/v8-shift/models/joint-linear --alphas 0.5,0.75    # ~4 min per alpha on 2 cores
+    python studies/weight_interpolation.py --base emotion-structural-linear-mid10-rand1k-v6 \
+        --continued runs/v8-shift/models/joint-linear --save 0.5=runs/v7-wise   # the candidate, for build_zoo.py --add
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from codec_consistency import start_run  # noqa: E402
 from recorded_study import load_model, recorded_excerpts  # noqa: E402
 from shift_consistency import behaviour_table, controlled, recorded_behaviour  # noqa: E402
 
+from midlevel.checkpoint import weights_sha256  # noqa: E402
+
 
 
 def interpolated(base, continued, alpha: float):
@@ -38,6 +42,16 @@ def interpolated(base, continued, alpha: float):
     return out.eval()
 
 
+def save(model, base, continued, alpha: float, args: argparse.Namespace, folder: Path) -> Path:
+    """Write the interpolated model with what made it: both ends (by sha256) and alpha; the continued end's own
+    training metadata is kept under ``continued`` so a card can say what the far end learnt."""
+    model.config.metadata = {**base.config.metadata, "init_from": {"model": args.base, "weights_sha256": weights_sha256(base)},
+                             "weight_average": {"alpha": alpha, "continued": {"model": args.continued,
+                                                "weights_sha256": weights_sha256(continued),
+                                                "metadata": continued.config.metadata}}}
+    return model.save_pretrained(folder / "models" / "joint-linear")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--base", required=True)
@@ -47,9 +61,15 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--controlled", default="corpora/heldout,corpora/heldout-rand")
     p.add_argument("--out", default="studies/results/weight_interpolation")
+    p.add_argument("--save", metavar="ALPHA=DIR", help="only write the model at ALPHA to DIR/models/joint-linear (the family "
+                   "layout scripts/build_zoo.py --add ships from), its metadata naming both ends; no scoring")
     args = p.parse_args()
     _, start = start_run()
     base, continued = load_model(args.base), load_model(args.continued)
+    if args.save:
+        alpha, folder = args.save.split("=", 1)
+        save(interpolated(base, continued, float(alpha)), base, continued, float(alpha), args, Path(folder))
+        return 0
     excerpts = recorded_excerpts(args.n, args.seed)
     corpora = [c for c in args.controlled.split(",") if c]
     models = {f"alpha {float(a):g}": interpolated(base, continued, float(a)) for a in args.alphas.split(",")}
