@@ -22,9 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import real_recordings as rr  # noqa: E402
 
-from midlevel import load  # noqa: E402
 from midlevel.audio import load_audio  # noqa: E402
-from midlevel.model import AudioModel  # noqa: E402
 
 CACHE = ROOT / "benchmarks/results/cache"
 
@@ -36,11 +34,6 @@ def recorded_excerpts(n: int, seed: int, packages: tuple[str, ...] = rr.DEFAULT_
     lengths_file = CACHE / "real_recordings_track_lengths.json"
     lengths = json.loads(lengths_file.read_text()) if lengths_file.is_file() else {}
     return rr.pick_excerpts(recordings, n, seed=seed, lengths=lengths)
-
-
-def load_model(spec: str):
-    """A model folder, or a zoo name (never its successor in its place), in eval mode."""
-    return (AudioModel.from_pretrained(spec) if Path(spec).is_dir() else load(spec, replace_superseded=False)).eval()
 
 
 def controlled_clips(model, corpus: Path, measure_one: Callable, desc: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:

@@ -43,10 +43,11 @@ GROUPS = MIXED + ("note_measures", "equivariant", "register")
 FROM_NOTES = ("notes", "melody", "note_measures")
 
 
-def groups(bb, spec: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every feature group the backbone sums (as ``forward_with_salience`` computes them), plus the notes."""
+def groups(bb, spec: torch.Tensor, probs: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Every feature group the backbone sums (as ``forward_with_salience`` computes them), plus the notes; with
+    ``probs``, the transcriber's note probabilities replaced by these (the transcriber is then not run)."""
     whitened = bb.whiten(spec)
-    probs = torch.sigmoid(bb.salience(whitened))
+    probs = torch.sigmoid(bb.salience(whitened)) if probs is None else probs
     logspec = bb.log_spectrogram(spec)
     return {"cnn": bb.cnn(spec), "pitch": bb.pitch(whitened), "motion": bb.motion(whitened),
             "rhythm": bb.rhythm(spec), "notes": bb.note_pitch.features(bb.salience.pitch_classes(probs[:, 0])),
@@ -65,37 +66,28 @@ def assemble(model, g: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def patched(model, clean: np.ndarray, trip: np.ndarray) -> dict[str, np.ndarray]:
-    """Raw concepts of the unprocessed excerpt, of its round trip, and of the round trip with each group (or
-    everything the notes feed) put back, or with only it moved."""
+def patched(model, clean: np.ndarray, processed: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """Per processed version: raw concepts of the unprocessed excerpt, of the version, and of the version with each
+    group (or everything the notes feed) put back, or with only it moved. The excerpt's groups are computed once."""
     window = model.config.window_samples
-    specs = model.frontend(torch.as_tensor(np.stack([rr.fit(clean, window), rr.fit(trip, window)])))
-    both = groups(model.backbone, specs)
-    x = {k: v[:1] for k, v in both.items()}
-    y = {k: v[1:] for k, v in both.items()}
-    out = {"original": assemble(model, x), "round_trip": assemble(model, y)}
+    specs = model.frontend(torch.as_tensor(np.stack([rr.fit(a, window) for a in (clean, *processed.values())])))
+    every = groups(model.backbone, specs)
+    x = {k: v[:1] for k, v in every.items()}
+    original = assemble(model, x)
     direct = model.concepts_from_spectrogram(specs[:1])
-    assert torch.allclose(out["original"], direct, atol=1e-4), "assemble() no longer mirrors the backbone"
-    for name, keys in [(k, (k,)) for k in GROUPS] + [("notes, melody, note measures", FROM_NOTES)]:
-        out[f"fixed:{name}"] = assemble(model, {**y, **{k: x[k] for k in keys}})
-        out[f"only:{name}"] = assemble(model, {**x, **{k: y[k] for k in keys}})
-    # everything the transcriber feeds, the equivariant measures and the register height included
-    notes_of_x = groups_with_probs(model.backbone, specs[1:], x["probs"])
-    out["fixed:transcriber"] = assemble(model, notes_of_x)
-    notes_of_y = groups_with_probs(model.backbone, specs[:1], y["probs"])
-    out["only:transcriber"] = assemble(model, notes_of_y)
-    return {k: v[0].double().numpy() for k, v in out.items()}
-
-
-def groups_with_probs(bb, spec: torch.Tensor, probs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``groups`` of ``spec`` with the transcriber's note probabilities replaced by ``probs``."""
-    g = groups(bb, spec)
-    logspec = bb.log_spectrogram(spec)
-    g |= {"notes": bb.note_pitch.features(bb.salience.pitch_classes(probs[:, 0])), "melody": bb.melody(probs[:, 1]),
-          "note_measures": torch.cat([bb.note_keys(probs[:, 0]), bb.note_melody(probs[:, 1])], dim=1),
-          "equivariant": bb.equivariant(logspec, probs, bb.rhythm.envelopes(spec)),
-          "register": bb.register_height(logspec, probs)[:, None]}
-    return g
+    assert torch.allclose(original, direct, atol=1e-4), "assemble() no longer mirrors the backbone"
+    res = {}
+    for i, variant in enumerate(processed, start=1):
+        y = {k: v[i:i + 1] for k, v in every.items()}
+        out = {"original": original, "round_trip": assemble(model, y)}  # "round_trip": the version, whichever it is
+        for name, keys in [(k, (k,)) for k in GROUPS] + [("notes, melody, note measures", FROM_NOTES)]:
+            out[f"fixed:{name}"] = assemble(model, {**y, **{k: x[k] for k in keys}})
+            out[f"only:{name}"] = assemble(model, {**x, **{k: y[k] for k in keys}})
+        # everything the transcriber feeds, the equivariant measures and the register height included
+        out["fixed:transcriber"] = assemble(model, groups(model.backbone, specs[i:i + 1], x["probs"]))
+        out["only:transcriber"] = assemble(model, groups(model.backbone, specs[:1], y["probs"]))
+        res[variant] = {k: v[0].double().numpy() for k, v in out.items()}
+    return res
 
 
 def measure(args: argparse.Namespace) -> dict[str, np.ndarray]:
@@ -109,8 +101,8 @@ def measure(args: argparse.Namespace) -> dict[str, np.ndarray]:
                     "shift": shifted}
         at = lambda a: load_audio(a, model.config.sample_rate, source_sample_rate=ex.sample_rate,  # noqa: E731
                                   check_level=False).samples
-        for variant, audio in versions.items():
-            for k, v in patched(model, at(x), at(audio)).items():
+        for variant, concepts in patched(model, at(x), {k: at(a) for k, a in versions.items()}).items():
+            for k, v in concepts.items():
                 rows.setdefault(f"{variant}|{k}", []).append(v)
     data = {k: np.array(v) for k, v in rows.items()}
     data["names"] = np.array(model.config.concept_names)
@@ -132,7 +124,7 @@ def analyse(data: dict[str, np.ndarray]) -> dict:
         orig = data[f"{variant}|original"]
         sd = rr.sd_of(orig)
         move = lambda k: rr.moved(orig, data[f"{variant}|{k}"], sd, names, rr.MODE_CONCEPTS)  # noqa: E731
-        rows = {"all": move("round_trip")}  # ``patched`` calls the processed version "round_trip" whatever it is
+        rows = {"all": move("round_trip")}  # ``patched`` calls each processed version "round_trip"
         for name in labels:
             rows[f"fixed:{name}"] = move(f"fixed:{name}")
             rows[f"only:{name}"] = move(f"only:{name}")

@@ -164,6 +164,7 @@ def score_and_write(res: dict, models: dict, excerpts, corpora: list[str], start
 
 def write_results(res: dict, out: Path, markdown) -> None:
     """``out``.json and ``out``.md (``markdown(res)``, also printed)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown(res))
     print(markdown(res))

@@ -307,7 +307,8 @@ def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, w
             same_notes = (version == 0) | (version >= n_versions - round_trips)
             with torch.no_grad():
                 heard = note_probs(teacher, torch.cat([specs_r[j, 0], specs_c[i]]))
-            target = torch.cat([heard[:batch].repeat(3, 1, 1, 1)[same_notes], heard[batch:]])
+            heard_r = heard[:batch]  # the band shift's notes below are these, moved
+            target = torch.cat([heard_r.repeat(3, 1, 1, 1)[same_notes], heard[batch:]])
             probs = torch.sigmoid(torch.cat([logits[same_notes], logits_c]))
             notes = ((probs - target) ** 2).sum(2).mean()  # summed over pitches, mean over rows, voices and frames
             loss = loss + note_weight * notes
@@ -322,11 +323,9 @@ def fine_tune(model, labelled, recorded, *, steps: int, batch: int, lr: float, w
             loss = loss + band_shift * shifted
             record["band_shift"] = shifted.item()
             if note_weight:
-                with torch.no_grad():
-                    heard = note_probs(teacher, specs_r[j, 0])
-                target = torch.stack([torch.roll(h, int(s), dims=1) for h, s in zip(heard, k)])
-                pitch = torch.arange(heard.shape[2])[None, :]
-                inside = ((pitch >= k[:, None]) & (pitch < heard.shape[2] + k[:, None])).float()  # (batch, pitches)
+                target = torch.stack([torch.roll(h, int(s), dims=1) for h, s in zip(heard_r, k)])
+                pitch = torch.arange(heard_r.shape[2])[None, :]
+                inside = ((pitch >= k[:, None]) & (pitch < heard_r.shape[2] + k[:, None])).float()  # (batch, pitches)
                 diff = (torch.sigmoid(logits_s) - target) ** 2 * inside[:, None, :, None]
                 notes_s = diff.sum(2).mean()
                 loss = loss + note_weight * notes_s

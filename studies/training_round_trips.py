@@ -25,9 +25,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "studies"))
 import real_recordings as rr  # noqa: E402
-from recorded_study import load_model  # noqa: E402
-from shift_consistency import batched_concepts  # noqa: E402
+from shift_consistency import batched_concepts, write_results  # noqa: E402
 
+from midlevel import load  # noqa: E402
+
+
+
+def markdown(res: dict) -> str:
+    settings, trips = res["settings"], res["trips"]
+    lines = ["# The round-trip term on the training music itself", "",
+             f"The first {res['n']} training excerpts of `{res['cache']}` (packages: {', '.join(settings['packages'])}); "
+             f"the mode-related concepts' mean |change| (sd over the recordings) from each recording to its {trips} "
+             "round trips (Rubber Band or the plain vocoder, 1 ... 4 semitones and back, half of them MP3-encoded) "
+             f"and to its {res['stretched']} stretched versions, averaged over the versions.", "",
+             "| model | round trips (mode, sd) | stretches (mode, sd) |", "|---|---|---|"]
+    lines += [f"| `{m}` | {r['round_trips']:.3f} | {r['stretches']:.3f} |" for m, r in res["rows"].items()]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
@@ -46,7 +59,7 @@ def main() -> int:
     first_trip = specs.shape[1] - trips  # the round trips are the last versions (stretched_excerpts)
     rows = {}
     for spec in args.models.split(","):
-        model = load_model(spec)
+        model = load(spec, replace_superseded=False).eval()
         names = list(model.config.concept_names)
         recorded = batched_concepts(model, specs[:, 0]).double().numpy()
         sd = rr.sd_of(recorded)
@@ -56,19 +69,8 @@ def main() -> int:
                                            rr.MODE_CONCEPTS)["mean"] for v in versions]))
 
         rows[spec] = {"round_trips": move(range(first_trip, specs.shape[1])), "stretches": move(range(1, first_trip))}
-    res = {"cache": Path(args.cache).name, "n": int(specs.shape[0]), "settings": settings, "rows": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
-    lines = ["# The round-trip term on the training music itself", "",
-             f"The first {res['n']} training excerpts of `{res['cache']}` (packages: {', '.join(settings['packages'])}); "
-             f"the mode-related concepts' mean |change| (sd over the recordings) from each recording to its {trips} "
-             "round trips (Rubber Band or the plain vocoder, 1 ... 4 semitones and back, half of them MP3-encoded) "
-             f"and to its {first_trip - 1} stretched versions, averaged over the versions.", "",
-             "| model | round trips (mode, sd) | stretches (mode, sd) |", "|---|---|---|"]
-    lines += [f"| `{m}` | {r['round_trips']:.3f} | {r['stretches']:.3f} |" for m, r in rows.items()]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results({"cache": Path(args.cache).name, "n": int(specs.shape[0]), "trips": trips, "stretched": first_trip - 1,
+                   "settings": settings, "rows": rows}, Path(args.out), markdown)
     return 0
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,9 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "studies"))
 from codec_consistency import start_run  # noqa: E402
-from recorded_study import load_model, recorded_excerpts  # noqa: E402
-from shift_consistency import behaviour_table, controlled, recorded_behaviour  # noqa: E402
+from recorded_study import recorded_excerpts  # noqa: E402
+from shift_consistency import behaviour_table, controlled, recorded_behaviour, write_results  # noqa: E402
 
+from midlevel import load  # noqa: E402
 from midlevel.checkpoint import weights_sha256  # noqa: E402
 
 
@@ -52,6 +52,14 @@ def save(model, base, continued, alpha: float, args: argparse.Namespace, folder:
     return model.save_pretrained(folder / "models" / "joint-linear")
 
 
+def markdown(res: dict) -> str:
+    lines = ["# Weights interpolated between a model and its continuation", "",
+             f"`{res['base']}` (alpha 0) moved alpha of the way to `{res['continued']}` (alpha 1), every floating-point "
+             f"tensor alike; {res['n']} recorded excerpts of the benchmark's packages (seed {res['seed']}) and the "
+             f"controlled held-out corpora. One run, {res['minutes']:.0f} min.", ""] + behaviour_table(res["models"])
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--base", required=True)
@@ -65,7 +73,7 @@ def main() -> int:
                    "layout scripts/build_zoo.py --add ships from), its metadata naming both ends; no scoring")
     args = p.parse_args()
     _, start = start_run()
-    base, continued = load_model(args.base), load_model(args.continued)
+    base, continued = (load(m, replace_superseded=False).eval() for m in (args.base, args.continued))
     if args.save:
         alpha, folder = args.save.split("=", 1)
         save(interpolated(base, continued, float(alpha)), base, continued, float(alpha), args, Path(folder))
@@ -77,15 +85,7 @@ def main() -> int:
     for label, model in models.items():
         res["models"][label] = {"recorded": recorded_behaviour(model, excerpts), "controlled": controlled(model, corpora)}
     res["minutes"] = (time.perf_counter() - start) / 60
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
-    lines = ["# Weights interpolated between a model and its continuation", "",
-             f"`{args.base}` (alpha 0) moved alpha of the way to `{args.continued}` (alpha 1), every floating-point "
-             f"tensor alike; {len(excerpts)} recorded excerpts of the benchmark's packages (seed {args.seed}) and the "
-             f"controlled held-out corpora. One run, {res['minutes']:.0f} min.", ""] + behaviour_table(res["models"])
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(res, Path(args.out), markdown)
     return 0
 
 
