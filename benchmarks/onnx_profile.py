@@ -1,6 +1,6 @@
 """Where onnxruntime spends its time on a zoo entry's exported graph, by operator type (issue 31).
 
-    python benchmarks/onnx_profile.py [--model emotion-structural-linear-mid10-rand1k-v6] [--seconds 60]
+    python benchmarks/onnx_profile.py [--model emotion-structural-linear-mid10-rand1k-v7] [--seconds 60]
 
 onnxruntime ran the default's graph at about half PyTorch's speed before issue 31's front-end rework. This
 exports the model (as `midlevel export-onnx` does), runs it on ``--seconds`` of seeded noise at the model's
@@ -28,7 +28,7 @@ import numpy as np
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="emotion-structural-linear-mid10-rand1k-v6")
+    p.add_argument("--model", default="emotion-structural-linear-mid10-rand1k-v7")
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (each path once per round) and profiled runs")
     p.add_argument("--out", default="benchmarks/results")

@@ -222,6 +222,8 @@ def training_summary(family: dict, trained: str, model: AudioModel | None = None
         out["fit"] = family["models"][trained]["fit"]
     if "continued" in family["models"][trained]:  # steps of a study's terms, no epochs (``studies/stretch_equivariance.py``)
         out["continued"] = family["models"][trained]["continued"]
+    if "weight_average" in family["models"][trained]:  # weights part of the way to a continuation (``studies/weight_interpolation.py``)
+        out["weight_average"] = family["models"][trained]["weight_average"]
     metadata = (model.config.metadata or {}) if model is not None else {}
     if metadata.get("settings", {}).get("trainable"):  # only these parameters moved (``midlevel train --trainable``)
         out["trainable"] = list(metadata["settings"]["trainable"])

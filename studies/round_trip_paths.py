@@ -13,7 +13,7 @@ every group on the round trip, put one group (or everything the transcriber's no
 on the unprocessed excerpt, and see how much of the move is left; and the other way round, let only that
 group move. Where the move lives says which part a continuation has to train.
 
-    python studies/round_trip_paths.py --seed 0 --dump runs/round_trip_paths.npz    # ~4 min on one core
+    python studies/round_trip_paths.py --seed 0 --model runs/v6-root/models/joint-linear --dump runs/round_trip_paths.npz    # ~4 min on one core
     python studies/round_trip_paths.py --from-dump runs/round_trip_paths.npz
 """
 
@@ -36,7 +36,7 @@ from recorded_study import add_dump_options, recorded_excerpts, run  # noqa: E40
 from midlevel import load  # noqa: E402
 from midlevel.audio import load_audio  # noqa: E402
 
-MODEL = "emotion-structural-linear-mid10-rand1k-v6"
+MODEL = "emotion-structural-linear-mid10-rand1k-v7"
 MIXED = ("cnn", "pitch", "motion", "rhythm", "notes", "melody")  # concatenated before the mixing layer
 GROUPS = MIXED + ("note_measures", "equivariant", "register")
 #: the groups computed from the transcriber's note probabilities

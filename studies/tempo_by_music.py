@@ -7,7 +7,7 @@ so they may overlap excerpts training used) and on the benchmark's own (seed 0),
 the unstretched excerpt (is a high reading the scale's ceiling?). If the training soundtracks follow and the
 benchmark's do not at equal readings, the gap is the music, not the tool or the ceiling.
 
-    python studies/tempo_by_music.py --model emotion-structural-linear-mid10-rand1k-v6 --model v5=runs/v5/models/joint-linear
+    python studies/tempo_by_music.py --model runs/v6-root/models/joint-linear --model v5=runs/v5/models/joint-linear
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ times the weight. Before asking whether the term carries over to other music, th
 all: the mode concepts' move on the very training versions the cache holds, model by model.
 
     python studies/training_round_trips.py --cache runs/cache/versions-KEY.safetensors \
-        --models runs/rand3k,runs/v5/models/joint-linear,emotion-structural-linear-mid10-rand1k-v6   # ~2 min
+        --models runs/rand3k,runs/v5/models/joint-linear,runs/v6-root/models/joint-linear   # ~2 min
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ Wortsman et al., 2022, "Robust fine-tuning of zero-shot models") is a known way 
 gained at a fraction of what it cost. Both models share every frozen part and their batch-norm statistics (training
 ran in eval mode), so ``base + alpha * (continued - base)`` is the same network with weights part of the way.
 
-    python studies/weight_interpolation.py --base emotion-structural-linear-mid10-rand1k-v6 \
+    python studies/weight_interpolation.py --base runs/v6-root/models/joint-linear \
         --continued runs/v8-shift/models/joint-linear --alphas 0.5,0.75    # ~4 min per alpha on 2 cores
-    python studies/weight_interpolation.py --base emotion-structural-linear-mid10-rand1k-v6 \
+    python studies/weight_interpolation.py --base runs/v6-root/models/joint-linear \
         --continued runs/v8-shift/models/joint-linear --save 0.5=runs/v7-wise   # the candidate, for build_zoo.py --add
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from shift_consistency import behaviour_table, controlled, recorded_behaviour, w
 
 from midlevel import load  # noqa: E402
 from midlevel.checkpoint import weights_sha256  # noqa: E402
+from midlevel.ioutil import atomic_write_text  # noqa: E402
 
 
 
@@ -43,13 +45,27 @@ def interpolated(base, continued, alpha: float):
 
 
 def save(model, base, continued, alpha: float, args: argparse.Namespace, folder: Path) -> Path:
-    """Write the interpolated model with what made it: both ends (by sha256) and alpha; the continued end's own
-    training metadata is kept under ``continued`` so a card can say what the far end learnt."""
-    model.config.metadata = {**base.config.metadata, "init_from": {"model": args.base, "weights_sha256": weights_sha256(base)},
-                             "weight_average": {"alpha": alpha, "continued": {"model": args.continued,
-                                                "weights_sha256": weights_sha256(continued),
-                                                "metadata": continued.config.metadata}}}
-    return model.save_pretrained(folder / "models" / "joint-linear")
+    """Write the interpolated model with what made it: the continuation's training metadata (what moved, on which
+    terms, from which start) and the average, both ends named by sha256."""
+    if not (Path(args.continued) / "config.json").is_file():
+        raise SystemExit(f"--save: --continued {args.continued} is not a run's model folder (FAMILY/models/NAME); "
+                         "the saved family record copies its run's results.json")
+    model.config.metadata = {**continued.config.metadata,
+                             "weight_average": {"alpha": alpha,
+                                                "base": {"model": args.base, "weights_sha256": weights_sha256(base)},
+                                                "continued": {"model": args.continued,
+                                                              "weights_sha256": weights_sha256(continued)}}}
+    out = model.save_pretrained(folder / "models" / "joint-linear")
+    # The family record build_zoo.py --add reads: the continuation's steps and time (this average costs no training
+    # of its own), with the average named, so the card says which weights it ships.
+    far_family = json.loads((Path(args.continued).parent.parent / "results.json").read_text())
+    far = far_family["models"][Path(args.continued).name]
+    start = continued.config.metadata.get("init_from", {})  # the base by its zoo name where the continuation began there
+    base_name = start["model"] if start.get("weights_sha256") == weights_sha256(base) else args.base
+    record = {**far, "valid": None, "test": None,
+              "weight_average": {"alpha": alpha, "base": base_name, "continued": args.continued}}
+    atomic_write_text(folder / "results.json", json.dumps({"models": {"joint-linear": record}}, indent=1) + "\n")
+    return out
 
 
 def markdown(res: dict) -> str:

@@ -18,7 +18,7 @@ def test_quick_run_writes_results_and_a_killed_run_resumes_from_its_clip_records
     write_layout(tmp_path / "data")
     bench = benchmark_module()
     out = tmp_path / "results"
-    args = ["--corpus", str(tmp_path / "data"), "--models", "emotion-structural-linear-mid10-rand1k-v6,emotion-equivariant-a2e-rand3k", "--n", "3",
+    args = ["--corpus", str(tmp_path / "data"), "--models", "emotion-structural-linear-mid10-rand1k-v7,emotion-equivariant-a2e-rand3k", "--n", "3",
             "--n-stability", "1", "--n-timing", "1", "--max-evals", "70", "--gradient-samples", "2", "--gradient-sweep", "2,8",
             "--segments", "4x2", "--out", str(out)]
     # two shards side by side compute the clip records; the whole run reads them back
@@ -36,12 +36,12 @@ def test_quick_run_writes_results_and_a_killed_run_resumes_from_its_clip_records
     assert first["n_test"] == 3 and set(first["black_boxes"]) == {"emotion-equivariant-a2e-rand3k"}
     assert first["weights_sha256"]["emotion-equivariant-a2e-rand3k"] == get_entry("emotion-equivariant-a2e-rand3k").sha256
     cost = first["cost"]
-    assert {"permutation", "partition", "gradient", "mlp_shap"} <= set(cost["ratios"]["emotion-structural-linear-mid10-rand1k-v6"])
+    assert {"permutation", "partition", "gradient", "mlp_shap"} <= set(cost["ratios"]["emotion-structural-linear-mid10-rand1k-v7"])
     # the cheapest variant quoted against the 100x bar is one whose values add up to the output;
     # two expected-gradient samples do not
     errors = first["black_boxes"]["emotion-equivariant-a2e-rand3k"]["additivity_error"]
     assert errors["gradient"] > cost["additivity_tolerance"] >= max(errors["permutation"], errors["partition"])
-    assert cost["cheapest_black_box_shap"]["emotion-structural-linear-mid10-rand1k-v6"]["method"] in ("permutation", "partition")
+    assert cost["cheapest_black_box_shap"]["emotion-structural-linear-mid10-rand1k-v7"]["method"] in ("permutation", "partition")
     sweep = cost["gradient_budget"]["emotion-equivariant-a2e-rand3k"]["samples"]
     assert list(sweep) == ["2", "8"]
     assert all(v["wall"] > 0 and v["additivity_error_max"] >= v["additivity_error_median"] > 0 for v in sweep.values())
@@ -70,23 +70,23 @@ def test_merge_measures_only_the_new_models_and_refuses_other_clips_or_settings(
     out = tmp_path / "results"
     common = ["--corpus", str(tmp_path / "data"), "--n-stability", "1", "--n-timing", "1", "--max-evals", "70",
               "--gradient-samples", "2", "--gradient-sweep", "2", "--segments", "4x2", "--out", str(out)]
-    assert bench.main([*common, "--n", "3", "--models", "emotion-structural-linear-mid10-rand1k-v6,emotion-equivariant-a2e-rand3k"]) == 0
+    assert bench.main([*common, "--n", "3", "--models", "emotion-structural-linear-mid10-rand1k-v7,emotion-equivariant-a2e-rand3k"]) == 0
     first = json.loads((out / "intrinsic_vs_shap.json").read_text())
     assert first["clips"] and len(first["runs"]) == 1
 
     assert bench.main([*common, "--n", "3", "--models", "emotion-compact-gam-mid7-ctrl3k-seq", "--merge"]) == 0
     merged = json.loads((out / "intrinsic_vs_shap.json").read_text())
-    assert set(merged["models"]) == {"emotion-structural-linear-mid10-rand1k-v6", "emotion-compact-gam-mid7-ctrl3k-seq"} and set(merged["black_boxes"]) == {"emotion-equivariant-a2e-rand3k"}
-    assert merged["models"]["emotion-structural-linear-mid10-rand1k-v6"] == first["models"]["emotion-structural-linear-mid10-rand1k-v6"]
+    assert set(merged["models"]) == {"emotion-structural-linear-mid10-rand1k-v7", "emotion-compact-gam-mid7-ctrl3k-seq"} and set(merged["black_boxes"]) == {"emotion-equivariant-a2e-rand3k"}
+    assert merged["models"]["emotion-structural-linear-mid10-rand1k-v7"] == first["models"]["emotion-structural-linear-mid10-rand1k-v7"]
     assert merged["black_boxes"] == first["black_boxes"]
-    assert merged["cost"]["ratios"]["emotion-structural-linear-mid10-rand1k-v6"] == first["cost"]["ratios"]["emotion-structural-linear-mid10-rand1k-v6"]
+    assert merged["cost"]["ratios"]["emotion-structural-linear-mid10-rand1k-v7"] == first["cost"]["ratios"]["emotion-structural-linear-mid10-rand1k-v7"]
     assert merged["weights_sha256"]["emotion-compact-gam-mid7-ctrl3k-seq"] == get_entry("emotion-compact-gam-mid7-ctrl3k-seq").sha256
-    assert [r["models"] for r in merged["runs"]] == [["emotion-structural-linear-mid10-rand1k-v6", "emotion-equivariant-a2e-rand3k"], ["emotion-compact-gam-mid7-ctrl3k-seq"]]
+    assert [r["models"] for r in merged["runs"]] == [["emotion-structural-linear-mid10-rand1k-v7", "emotion-equivariant-a2e-rand3k"], ["emotion-compact-gam-mid7-ctrl3k-seq"]]
     assert "## Runs" in (out / "intrinsic_vs_shap.md").read_text()
 
     for extra, why in ((["--n", "2", "--models", "emotion-compact-gam-mid7-ctrl3k-seq"], "other clips"),
                        (["--n", "3", "--models", "emotion-compact-gam-mid7-ctrl3k-seq", "--max-evals", "80"], "other settings.*max_evals"),
-                       (["--n", "3", "--models", "emotion-compact-gam-mid7-ctrl3k-seq,emotion-equivariant-a2e-rand3k"], "emotion-structural-linear-mid10-rand1k-v6.*measures again")):
+                       (["--n", "3", "--models", "emotion-compact-gam-mid7-ctrl3k-seq,emotion-equivariant-a2e-rand3k"], "emotion-structural-linear-mid10-rand1k-v7.*measures again")):
         with pytest.raises(SystemExit, match=why):
             bench.main([*common, *extra, "--merge"])
     assert json.loads((out / "intrinsic_vs_shap.json").read_text()) == merged  # nothing written by a refused run

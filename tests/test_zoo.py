@@ -440,3 +440,20 @@ def test_a_continued_entry_says_whose_reading_of_the_recordings_it_held():
         in noted and "(weight 10)" in noted
     assert "its spectrogram's bands moved by 1 to 4 semitones (no vocoder)" in noted and "(weight 2)" in noted
     assert "and its notes those of the recording moved as far" in noted
+
+
+def test_an_averaged_entry_says_its_weights_are_an_average_of_which_two_models():
+    """``studies/weight_interpolation.py --save`` ships weights part of the way from a model to its continuation;
+    the card must say so, with alpha and the start named, before describing what the continuation trained."""
+    results = json.loads(RESULTS.read_text())
+    name = next(n for n in MUSIC if REGISTRY[n].explainable)
+    training = results["family"][results["zoo"][name]["source"]]["training"]
+    training.setdefault("continued", {"steps": 1500, "batch": 8, "lr": 1e-4, "weight": 1.0, "corpus_anchor": 1.0,
+                                      "recorded_excerpts": 10, "script": "s.py"})
+    training.pop("weight_average", None)
+    plain = render_card(name, results)
+    assert "Its weights are an average" not in plain and "No epochs of its own" in plain
+    training["weight_average"] = {"alpha": 0.5, "base": "some-start", "continued": "runs/x/models/joint-linear"}
+    averaged = render_card(name, results)
+    assert "**Its weights are an average**: every weight 0.5 of the way from `some-start` to a continuation" in averaged
+    assert "The continuation had no epochs of its own" in averaged

@@ -573,7 +573,12 @@ def render_card(name: str, results: dict[str, Any]) -> str:
                 f"training clips, in {t['seconds_total'] / 60:.1f} min (`scripts/fit_structural_register.py`).", ""]
     elif "continued" in t:
         c = t["continued"]
-        out += [f"No epochs of its own: {c['steps']} steps (batch {c['batch']}, lr {c['lr']:g}) of the study that made it "
+        w = t.get("weight_average")
+        out += [(f"**Its weights are an average**: every weight {w['alpha']:g} of the way from `{w['base']}` to a "
+                 f"continuation of it (`studies/weight_interpolation.py`; WiSE-FT, Wortsman et al. 2022), which keeps "
+                 "part of what the continuation gained on recorded music at part of what it cost on the held-out "
+                 "corpus. The continuation had " if w else "") +
+                f"{'n' if w else 'N'}o epochs of its own: {c['steps']} steps (batch {c['batch']}, lr {c['lr']:g}) of the study that made it "
                 f"(`{c['script']}`), in {t['seconds_total'] / 60:.1f} min: its supervised joint loss on the corpus's "
                 f"clips, a tempo that a time stretch of {c['recorded_excerpts']} unlabelled recorded excerpts moves by "
                 f"the corpus's definition (weight {c['weight']:g}{_versions_said(c)}), "
