@@ -399,7 +399,7 @@ MERGE_SETTINGS = ("segments", "max_evals", "gradient_samples", "deletion_steps",
 
 
 def check_mergeable(results: dict[str, Any], earlier: dict[str, Any], measured: set[str], paths: list[Path],
-                    targets: np.ndarray, source: Path) -> None:
+                    targets: np.ndarray, source: Path) -> list[str]:
     """Refuse (before any SHAP work) to merge an earlier run that measured other clips, settings or weights.
 
     Where the earlier file lists its clips, their names are compared; every model it keeps is also
@@ -407,6 +407,9 @@ def check_mergeable(results: dict[str, Any], earlier: dict[str, Any], measured: 
     and its accuracy recomputed on this run's clips, which must equal the stored one: a check on the
     clips and the weights that also holds for files written before clips were listed. A superseded entry
     (weights no longer shipped) is kept when the zoo's record of its sha256 is the one the earlier run measured.
+
+    Returns the superseded models to drop: their cost ratios were timed against a black box this run times again,
+    and they cannot be measured again (their weights left the wheel); git history keeps their numbers.
     """
     def refuse(why: str) -> SystemExit:
         return SystemExit(f"{source}: cannot merge: {why}")
@@ -418,10 +421,11 @@ def check_mergeable(results: dict[str, Any], earlier: dict[str, Any], measured: 
     if earlier["n_test"] != results["n_test"] or earlier.get("clips", results["clips"]) != results["clips"]:
         raise refuse(f"the earlier run explained other clips ({earlier['n_test']}, now {results['n_test']})")
     orphaned = [n for n, m in earlier["models"].items() if n not in measured and m["counterpart"] in measured]
-    if orphaned:
-        raise refuse(f"{orphaned} would keep cost ratios against a black box this run measures again; "
-                     "measure them in this run too")
-    for name in [n for n in [*earlier["models"], *earlier["black_boxes"]] if n not in measured]:
+    dropped = [n for n in orphaned if (e := REGISTRY.get(n)) is not None and not e.shipped]
+    if set(orphaned) - set(dropped):
+        raise refuse(f"{[n for n in orphaned if n not in dropped]} would keep cost ratios against a black box this run "
+                     "measures again; measure them in this run too")
+    for name in [n for n in [*earlier["models"], *earlier["black_boxes"]] if n not in measured and n not in dropped]:
         entry = REGISTRY.get(name)
         if entry is not None and not entry.shipped:
             # superseded: its weights left the wheel (the manifest rebuilds them), so they cannot be run again
@@ -444,16 +448,19 @@ def check_mergeable(results: dict[str, Any], earlier: dict[str, Any], measured: 
         if abs(again["mean"] - stored["mean"]) > 1e-4:
             raise refuse(f"{name!r} scores mean r {again['mean']:.4f} on this run's clips, {stored['mean']:.4f} in "
                          "the earlier run: other clips or other outputs")
+    return dropped
 
 
-def merge_earlier(results: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any]:
+def merge_earlier(results: dict[str, Any], earlier: dict[str, Any], dropped: list[str] = ()) -> dict[str, Any]:
     """This run's results plus the models of an earlier run (``check_mergeable``) that this one did not measure.
 
     Cost ratios are never recomputed: each model keeps those timed in its own run, and ``runs``
     says which run that was.
     """
     measured = set(results["models"]) | set(results["black_boxes"])
-    kept_models = [n for n in earlier["models"] if n not in measured]
+    kept_models = [n for n in earlier["models"] if n not in measured and n not in dropped]
+    results["dropped"] = {**{n: d for n, d in earlier.get("dropped", {}).items() if n not in measured},
+                          **{n: {"counterpart": earlier["models"][n]["counterpart"]} for n in dropped}}
     kept_boxes = [n for n in earlier["black_boxes"] if n not in measured]
     runs = earlier.get("runs") or [{"models": list(earlier["models"]) + list(earlier["black_boxes"]),
                                     "machine": earlier["machine"], "finished": None}]
@@ -580,6 +587,10 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [f"| {r['finished'] or 'before runs were recorded'} | " + ", ".join(f"`{m}`" for m in r["models"])
                   + f" | {r['machine']} | `{r.get('background_corpus') or results['settings']['background_corpus']}` |"
                   for r in runs]
+    if results.get("dropped"):
+        lines += ["", "Rows that left the file: " + ", ".join(
+            f"`{n}` (superseded; its cost ratios were timed against `{d['counterpart']}`, timed again since)"
+            for n, d in results["dropped"].items()) + ". Their numbers are in this file's git history."]
     return "\n".join(lines) + "\n"
 
 
@@ -624,7 +635,11 @@ def main(argv: list[str] | None = None) -> int:
     earlier = None
     if args.merge and not args.shard and (out / f"{NAME}.json").is_file():
         earlier = json.loads((out / f"{NAME}.json").read_text())
-        check_mergeable(results, earlier, set(two_stage) | set(black_boxes), paths, targets, out / f"{NAME}.json")
+        dropped = check_mergeable(results, earlier, set(two_stage) | set(black_boxes), paths, targets, out / f"{NAME}.json")
+        for name in dropped:
+            print(f"{name}: superseded, its weights no longer installed, and its cost ratios were timed against "
+                  f"{earlier['models'][name]['counterpart']}, which this run times again: its row leaves the file "
+                  "(git history keeps it)")
     shap_by_bb = {}
     for name, bb in black_boxes.items():
         if args.shard:
@@ -651,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
                         "background_corpus": args.background_corpus or args.corpus,
                         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}]
     if earlier is not None:
-        results = merge_earlier(results, earlier)
+        results = merge_earlier(results, earlier, dropped)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / f"{NAME}.json", json.dumps(strict_json(results), indent=1, allow_nan=False) + "\n")
     atomic_write_text(out / f"{NAME}.md", markdown(results))

@@ -593,7 +593,7 @@ def shap_benchmark_summary(bench: dict, zoo_sha256: dict[str, str], path: Path) 
     keep = {"settings": bench["settings"], "n_test": bench["n_test"], "machine": bench["machine"],
             "weights_sha256": {n: bench["weights_sha256"][n] for n in zoo_names},
             "file": "benchmarks/results/intrinsic_vs_shap.md", "models": {}, "black_boxes": bench["black_boxes"],
-            "runs": bench.get("runs", []),
+            "runs": bench.get("runs", []), "dropped": bench.get("dropped", {}),
             "ratios": bench["cost"]["ratios"], "seconds": bench["cost"]["seconds"],
             **{k: bench["cost"][k] for k in ("additivity_tolerance", "cheapest_black_box_shap",
                                              "cheapest_any_black_box_shap", "gradient_budget")}}

@@ -110,3 +110,15 @@ def test_merge_measures_only_the_new_models_and_refuses_other_clips_or_settings(
     (out / "intrinsic_vs_shap.json").write_text(json.dumps(earlier))
     with pytest.raises(SystemExit, match="other weights than the zoo records"):
         bench.main([*common, "--n", "3", "--models", src, "--merge"])
+
+    # a superseded model whose cost ratios were timed against a black box this run times again cannot be measured
+    # again (its weights left the wheel): its row leaves the file, said in the tables, instead of the run refusing
+    earlier["weights_sha256"][old] = REGISTRY[old].sha256
+    earlier["models"][old]["counterpart"] = "emotion-equivariant-a2e-rand3k"
+    (out / "intrinsic_vs_shap.json").write_text(json.dumps(earlier))
+    assert bench.main([*common, "--n", "3", "--models", "emotion-structural-linear-mid10-rand1k-v7,emotion-equivariant-a2e-rand3k", "--merge"]) == 0
+    after = json.loads((out / "intrinsic_vs_shap.json").read_text())
+    assert old not in after["models"] and old not in after["cost"]["ratios"] and old not in after["weights_sha256"]
+    assert after["dropped"] == {old: {"counterpart": "emotion-equivariant-a2e-rand3k"}}
+    assert after["models"][src] == earlier["models"][src]
+    assert f"`{old}` (superseded; its cost ratios were timed against `emotion-equivariant-a2e-rand3k`" in (out / "intrinsic_vs_shap.md").read_text()

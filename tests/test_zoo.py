@@ -457,3 +457,15 @@ def test_an_averaged_entry_says_its_weights_are_an_average_of_which_two_models()
     averaged = render_card(name, results)
     assert "**Its weights are an average**: every weight 0.5 of the way from `some-start` to a continuation" in averaged
     assert "The continuation had no epochs of its own" in averaged
+
+
+def test_a_card_whose_shap_row_left_the_benchmark_says_so_rather_than_offer_a_command():
+    """A superseded entry's row leaves ``intrinsic_vs_shap.json`` when its black box is timed again; its card must
+    say where the numbers went, not tell the user to run a benchmark its uninstalled weights cannot run."""
+    results = json.loads(RESULTS.read_text())
+    name = next(n for n in MUSIC if REGISTRY[n].explainable and n in results["shap_benchmark"]["models"])
+    results["shap_benchmark"]["models"].pop(name)
+    results["shap_benchmark"]["dropped"] = {name: {"counterpart": "some-black-box"}}
+    text = render_card(name, results)
+    assert "row left the benchmark when its black-box counterpart `some-black-box` was timed again" in text
+    assert "--merge` measures the entries" not in text

@@ -204,7 +204,11 @@ def _shap_section(name: str, info: dict[str, Any], results: dict[str, Any]) -> l
            "clip's mean spectrum as baseline; concept-level SHAP explains an MLP head on the same predicted concepts.",
            ""]
     measured = set(bench["models"]) | set(bench["black_boxes"])
-    if name not in measured:
+    if name in bench.get("dropped", {}):
+        out += [f"This superseded model's row left the benchmark when its black-box counterpart "
+                f"`{bench['dropped'][name]['counterpart']}` was timed again beside a newer model (its cost ratios were "
+                f"timed against the earlier run's); its numbers are in the git history of `{bench['file']}`.", ""]
+    elif name not in measured:
         # installed entries only: the benchmark loads models by name
         unmeasured = [n for n, e in results["zoo"].items() if n not in measured and e.get("shipped", True)] or [name]
         out += [f"This model was added to the zoo after that run and is not in it yet; `python "
