@@ -218,12 +218,9 @@ def training_summary(family: dict, trained: str, model: AudioModel | None = None
     results.json, so the card counts every epoch the weights went through."""
     out = {k: family["models"][trained][k]
            for k in ("epochs", "best_epoch", "seconds_per_epoch", "seconds_fastest_epoch", "seconds_total")}
-    if "fit" in family["models"][trained]:  # a closed-form fit, no epochs (``scripts/fit_structural_register.py``)
-        out["fit"] = family["models"][trained]["fit"]
-    if "continued" in family["models"][trained]:  # steps of a study's terms, no epochs (``studies/stretch_equivariance.py``)
-        out["continued"] = family["models"][trained]["continued"]
-    if "weight_average" in family["models"][trained]:  # weights part of the way to a continuation (``studies/weight_interpolation.py``)
-        out["weight_average"] = family["models"][trained]["weight_average"]
+    # what made weights without epochs: a closed-form fit (``scripts/fit_structural_register.py``), steps of a study's
+    # terms (``studies/stretch_equivariance.py``), weights part of the way to a continuation (``studies/weight_interpolation.py``)
+    out |= {k: family["models"][trained][k] for k in ("fit", "continued", "weight_average") if k in family["models"][trained]}
     metadata = (model.config.metadata or {}) if model is not None else {}
     if metadata.get("settings", {}).get("trainable"):  # only these parameters moved (``midlevel train --trainable``)
         out["trainable"] = list(metadata["settings"]["trainable"])
