@@ -35,23 +35,45 @@ from midlevel.ioutil import atomic_write_text  # noqa: E402
 
 
 
-def interpolated(base, continued, alpha: float):
-    """A copy of ``base`` with every floating-point tensor moved ``alpha`` of the way to ``continued``'s."""
+def interpolated(base, continued, alpha: float, by_module: dict[str, float] | None = None):
+    """A copy of ``base`` with every floating-point tensor moved ``alpha`` of the way to ``continued``'s, or
+    ``by_module[prefix]`` of the way for the tensors whose name starts with that prefix (the longest one wins)."""
     out = copy.deepcopy(base)
     far = continued.state_dict()
-    out.load_state_dict({k: v + alpha * (far[k] - v) if v.is_floating_point() else v
+
+    def alpha_of(name: str) -> float:
+        prefixes = [p for p in (by_module or {}) if name.startswith(p)]
+        return by_module[max(prefixes, key=len)] if prefixes else alpha
+
+    out.load_state_dict({k: v + alpha_of(k) * (far[k] - v) if v.is_floating_point() else v
                          for k, v in base.state_dict().items()})
     return out.eval()
 
 
-def save(model, base, continued, alpha: float, args: argparse.Namespace, folder: Path) -> Path:
+def parse_alpha(spec: str) -> tuple[float, dict[str, float]]:
+    """'0.5' -> (0.5, {}); '0.5/backbone.salience=1' -> (0.5, {'backbone.salience': 1.0}): one alpha for every
+    tensor, then per-module exceptions by name prefix."""
+    alpha, *rest = spec.split("/")
+    try:
+        return float(alpha), {k: float(v) for k, v in (r.split("=", 1) for r in rest)}
+    except ValueError:
+        raise SystemExit(f"--alphas: {spec!r} is not ALPHA or ALPHA/PREFIX=ALPHA/... (e.g. 0.5/backbone.salience=1)")
+
+
+def alpha_label(spec: str) -> str:
+    alpha, by_module = parse_alpha(spec)
+    return f"alpha {alpha:g}" + "".join(f", {k} {v:g}" for k, v in by_module.items())
+
+
+def save(model, base, continued, alpha: float, args: argparse.Namespace, folder: Path,
+         by_module: dict[str, float] | None = None) -> Path:
     """Write the interpolated model with what made it: the continuation's training metadata (what moved, on which
     terms, from which start) and the average, both ends named by sha256."""
     if not (Path(args.continued) / "config.json").is_file():
         raise SystemExit(f"--save: --continued {args.continued} is not a run's model folder (FAMILY/models/NAME); "
                          "the saved family record copies its run's results.json")
     model.config.metadata = {**continued.config.metadata,
-                             "weight_average": {"alpha": alpha,
+                             "weight_average": {"alpha": alpha, **({"by_module": by_module} if by_module else {}),
                                                 "base": {"model": args.base, "weights_sha256": weights_sha256(base)},
                                                 "continued": {"model": args.continued,
                                                               "weights_sha256": weights_sha256(continued)}}}
@@ -63,7 +85,8 @@ def save(model, base, continued, alpha: float, args: argparse.Namespace, folder:
     start = continued.config.metadata.get("init_from", {})  # the base by its zoo name where the continuation began there
     base_name = start["model"] if start.get("weights_sha256") == weights_sha256(base) else args.base
     record = {**far, "valid": None, "test": None,
-              "weight_average": {"alpha": alpha, "base": base_name, "continued": args.continued}}
+              "weight_average": {"alpha": alpha, **({"by_module": by_module} if by_module else {}),
+                                 "base": base_name, "continued": args.continued}}
     atomic_write_text(folder / "results.json", json.dumps({"models": {"joint-linear": record}}, indent=1) + "\n")
     return out
 
@@ -80,7 +103,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--base", required=True)
     p.add_argument("--continued", required=True)
-    p.add_argument("--alphas", default="0.5,0.75")
+    p.add_argument("--alphas", default="0.5,0.75", help="comma-separated; each ALPHA, or ALPHA/PREFIX=ALPHA/... to move "
+                   "the tensors named PREFIX... their own way (e.g. 0/backbone.salience=1: the note transcriber alone)")
     p.add_argument("--n", type=int, default=100, help="recorded excerpts (the studies' seed 1, not the benchmark's)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--controlled", default="corpora/heldout,corpora/heldout-rand")
@@ -91,12 +115,13 @@ def main() -> int:
     _, start = start_run()
     base, continued = (load(m, replace_superseded=False).eval() for m in (args.base, args.continued))
     if args.save:
-        alpha, folder = args.save.split("=", 1)
-        save(interpolated(base, continued, float(alpha)), base, continued, float(alpha), args, Path(folder))
+        spec, folder = args.save.rsplit("=", 1)
+        alpha, by_module = parse_alpha(spec)
+        save(interpolated(base, continued, alpha, by_module), base, continued, alpha, args, Path(folder), by_module)
         return 0
     excerpts = recorded_excerpts(args.n, args.seed)
     corpora = [c for c in args.controlled.split(",") if c]
-    models = {f"alpha {float(a):g}": interpolated(base, continued, float(a)) for a in args.alphas.split(",")}
+    models = {alpha_label(a): interpolated(base, continued, *parse_alpha(a)) for a in args.alphas.split(",")}
     res = {"base": args.base, "continued": args.continued, "seed": args.seed, "n": len(excerpts), "models": {}}
     for label, model in models.items():
         res["models"][label] = {"recorded": recorded_behaviour(model, excerpts), "controlled": controlled(model, corpora)}

@@ -457,6 +457,10 @@ def test_an_averaged_entry_says_its_weights_are_an_average_of_which_two_models()
     averaged = render_card(name, results)
     assert "**Its weights are an average**: every weight 0.5 of the way from `some-start` to a continuation" in averaged
     assert "The continuation had no epochs of its own" in averaged
+    training["weight_average"]["by_module"] = {"backbone.salience": 1.0}
+    by_module = render_card(name, results)
+    assert ("**Its weights are an average**: the weights of `backbone.salience` 1 and every other weight 0.5 of the way "
+            "from `some-start`") in by_module
 
 
 def test_a_card_whose_shap_row_left_the_benchmark_says_so_rather_than_offer_a_command():

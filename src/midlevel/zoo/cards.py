@@ -175,6 +175,14 @@ def stretchers_drawn_said(stretchers: str, names: dict[str, str]) -> str:
                        for t in dict.fromkeys(drawn))
 
 
+def _average_said(w: dict) -> str:
+    """'every weight 0.5', or per module: 'the weights of `backbone.salience` 1 and every other weight 0'."""
+    if not w.get("by_module"):
+        return f"every weight {w['alpha']:g}"
+    parts = [f"the weights of `{k}` {v:g}" for k, v in w["by_module"].items()]
+    return ", ".join(parts) + f" and every other weight {w['alpha']:g}"
+
+
 def _versions_said(c: dict[str, Any]) -> str:
     """How a continuation's recorded versions were made, in words (absent settings: Rubber Band stretches only)."""
     said = "; versions by " + stretchers_drawn_said(c.get("stretchers", "rubberband"),
@@ -578,7 +586,7 @@ def render_card(name: str, results: dict[str, Any]) -> str:
     elif "continued" in t:
         c = t["continued"]
         w = t.get("weight_average")
-        out += [(f"**Its weights are an average**: every weight {w['alpha']:g} of the way from `{w['base']}` to a "
+        out += [(f"**Its weights are an average**: {_average_said(w)} of the way from `{w['base']}` to a "
                  f"continuation of it (`studies/weight_interpolation.py`; WiSE-FT, Wortsman et al. 2022), which keeps "
                  "part of what the continuation gained on recorded music at part of what it cost on the held-out "
                  "corpus. The continuation had " if w else "") +
