@@ -94,7 +94,7 @@ def save(model, base, continued, alpha: float, args: argparse.Namespace, folder:
 def markdown(res: dict) -> str:
     lines = ["# Weights interpolated between a model and its continuation", "",
              f"`{res['base']}` (alpha 0) moved alpha of the way to `{res['continued']}` (alpha 1), every floating-point "
-             f"tensor alike; {res['n']} recorded excerpts of the benchmark's packages (seed {res['seed']}) and the "
+             f"tensor alike but the parts a row names with their own alpha; {res['n']} recorded excerpts of the benchmark's packages (seed {res['seed']}) and the "
              f"controlled held-out corpora. One run, {res['minutes']:.0f} min.", ""] + behaviour_table(res["models"])
     return "\n".join(lines) + "\n"
 
@@ -109,7 +109,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--controlled", default="corpora/heldout,corpora/heldout-rand")
     p.add_argument("--out", default="studies/results/weight_interpolation")
-    p.add_argument("--save", metavar="ALPHA=DIR", help="only write the model at ALPHA to DIR/models/joint-linear (the family "
+    p.add_argument("--save", metavar="ALPHA=DIR", help="only write the model at ALPHA (or ALPHA/PREFIX=ALPHA/...) to DIR/models/joint-linear (the family "
                    "layout scripts/build_zoo.py --add ships from), its metadata naming both ends; no scoring")
     args = p.parse_args()
     _, start = start_run()
