@@ -13,7 +13,6 @@ emotion r before and after, dry and randomised.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,11 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "studies"))
 from codec_consistency import start_run  # noqa: E402
-from shift_consistency import controlled  # noqa: E402
+from shift_consistency import controlled, write_results  # noqa: E402
 from stretch_equivariance import corpus_spectrograms, refit_head  # noqa: E402
 
 from midlevel import load  # noqa: E402
-from midlevel.ioutil import atomic_write_text  # noqa: E402
 
 
 def markdown(res: dict) -> str:
@@ -61,11 +59,7 @@ def main() -> int:
         rows["refitted"] = controlled(model, corpora)
         res["models"][name] = rows
     res["minutes"] = (time.perf_counter() - start) / 60
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out.with_suffix(".json"), json.dumps(res, indent=1) + "\n")
-    atomic_write_text(out.with_suffix(".md"), markdown(res))
-    print(markdown(res))
+    write_results(res, Path(args.out), markdown)
     return 0
 
 

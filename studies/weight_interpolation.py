@@ -72,8 +72,9 @@ def save(model, base, continued, alpha: float, args: argparse.Namespace, folder:
     if not (Path(args.continued) / "config.json").is_file():
         raise SystemExit(f"--save: --continued {args.continued} is not a run's model folder (FAMILY/models/NAME); "
                          "the saved family record copies its run's results.json")
+    average = {"alpha": alpha, **({"by_module": by_module} if by_module else {})}
     model.config.metadata = {**continued.config.metadata,
-                             "weight_average": {"alpha": alpha, **({"by_module": by_module} if by_module else {}),
+                             "weight_average": {**average,
                                                 "base": {"model": args.base, "weights_sha256": weights_sha256(base)},
                                                 "continued": {"model": args.continued,
                                                               "weights_sha256": weights_sha256(continued)}}}
@@ -85,8 +86,7 @@ def save(model, base, continued, alpha: float, args: argparse.Namespace, folder:
     start = continued.config.metadata.get("init_from", {})  # the base by its zoo name where the continuation began there
     base_name = start["model"] if start.get("weights_sha256") == weights_sha256(base) else args.base
     record = {**far, "valid": None, "test": None,
-              "weight_average": {"alpha": alpha, **({"by_module": by_module} if by_module else {}),
-                                 "base": base_name, "continued": args.continued}}
+              "weight_average": {**average, "base": base_name, "continued": args.continued}}
     atomic_write_text(folder / "results.json", json.dumps({"models": {"joint-linear": record}}, indent=1) + "\n")
     return out
 
@@ -94,8 +94,8 @@ def save(model, base, continued, alpha: float, args: argparse.Namespace, folder:
 def markdown(res: dict) -> str:
     lines = ["# Weights interpolated between a model and its continuation", "",
              f"`{res['base']}` (alpha 0) moved alpha of the way to `{res['continued']}` (alpha 1), every floating-point "
-             f"tensor alike but the parts a row names with their own alpha; {res['n']} recorded excerpts of the benchmark's packages (seed {res['seed']}) and the "
-             f"controlled held-out corpora. One run, {res['minutes']:.0f} min.", ""] + behaviour_table(res["models"])
+             f"tensor alike but the parts a row names with their own alpha; {res['n']} recorded excerpts of the "
+             f"benchmark's packages (seed {res['seed']}) and the controlled held-out corpora. One run, {res['minutes']:.0f} min.", ""] + behaviour_table(res["models"])
     return "\n".join(lines) + "\n"
 
 
@@ -109,8 +109,9 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--controlled", default="corpora/heldout,corpora/heldout-rand")
     p.add_argument("--out", default="studies/results/weight_interpolation")
-    p.add_argument("--save", metavar="ALPHA=DIR", help="only write the model at ALPHA (or ALPHA/PREFIX=ALPHA/...) to DIR/models/joint-linear (the family "
-                   "layout scripts/build_zoo.py --add ships from), its metadata naming both ends; no scoring")
+    p.add_argument("--save", metavar="ALPHA=DIR", help="only write the model at ALPHA (or ALPHA/PREFIX=ALPHA/...) to "
+                   "DIR/models/joint-linear (the family layout scripts/build_zoo.py --add ships from), its metadata "
+                   "naming both ends; no scoring")
     args = p.parse_args()
     _, start = start_run()
     base, continued = (load(m, replace_superseded=False).eval() for m in (args.base, args.continued))
