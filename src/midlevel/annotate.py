@@ -19,9 +19,15 @@ Inputs (``expand_inputs``), in the order given, the same file kept once:
 Output columns (``table_columns``): ``path`` (as expanded), ``model``, ``weights_sha256``, ``duration_s``,
 ``n_windows``, ``flags`` (comma-separated, ``""`` for none), ``ood_score`` (NaN when the model has no
 calibration), ``concept.<c>``, ``target.<t>``, ``intercept.<t>``, ``contrib.<t>.<c>`` and ``notes``
-(``" | "``-separated). Black-box models (no concepts) give the target columns only. Values are those of
-``model.explain(path)`` with one torch thread, float64; ``target.<t>`` is ``intercept.<t>`` plus the sum of
-the ``contrib.<t>.*`` columns.
+(``" | "``-separated), ``runtime``. Black-box models (no concepts) give the target columns only. Values are
+those of ``model.explain(path)`` with one torch thread, float64; ``target.<t>`` is ``intercept.<t>`` plus the
+sum of the ``contrib.<t>.*`` columns.
+
+Runtimes: ``torch`` (the default) computes every row exactly as ``model.explain`` does; ``onnxruntime`` runs
+the per-window network (backbone and the layer after it) in onnxruntime, one thread per worker, and everything
+else as ``explain`` does (``midlevel.onnx_runtime``): faster on the CPU, equal to float32 rounding rather than
+bit for bit, so each row names its runtime and a run resumes only with the runtime it started with. The graph
+is built once in this process and handed to every worker.
 
 Resuming: results are appended to ``OUT.parts/`` as JSON-lines part files, each written atomically (a
 crash leaves whole rows only), every ``part_rows`` files or ``part_seconds`` seconds, whichever first,
@@ -29,7 +35,7 @@ and on Ctrl-C. A rerun with the same ``out`` (and model) skips every input a par
 failures included -- and computes the rest; rows of inputs no longer listed are dropped. The tables are
 built from the parts in input order once every input is done, so they are byte-identical to those of an
 uninterrupted run, and then ``OUT.parts/`` is removed. A lock keeps two runs off the same ``out``; parts
-of another model (or other weights) are refused rather than mixed in.
+of another model (other weights, another runtime) are refused rather than mixed in.
 
 Engines: ``local`` runs ``workers`` processes (``workers=1``: this process), each loading the model once
 and using one torch thread; ``ray`` maps the paths over a Ray Data actor pool of ``workers`` actors
@@ -53,12 +59,13 @@ import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 
-from ._extras import require
+from ._extras import require, require_all
 from .audio import AUDIO_SUFFIXES
 from .errors import MidlevelError
 from .ioutil import atomic_path, input_file_problem, output_path_problem
@@ -70,6 +77,7 @@ LIST_SUFFIXES = (".csv", ".parquet")
 FILE_COLUMNS = ("file", "path", "filename")
 TABLE_SUFFIXES = {".parquet": "parquet", ".csv": "csv"}
 ENGINES = ("local", "ray")
+RUNTIMES = ("torch", "onnxruntime")
 #: a part file is written after this many files or this many seconds, whichever comes first
 PART_ROWS = 256
 PART_SECONDS = 30.0
@@ -221,11 +229,11 @@ def table_columns(model: AudioModel) -> list[str]:
         columns += [f"intercept.{t}" for t in targets] + [f"contrib.{t}.{c}" for t in targets for c in concepts]
     else:
         columns += [f"target.{t}" for t in targets]
-    return columns + ["notes"]
+    return columns + ["notes", "runtime"]
 
 
-def table_row(result: Prediction, path: str, weights_sha256: str) -> dict[str, Any]:
-    """One output row from an explanation (or a black box's prediction)."""
+def table_row(result: Prediction, path: str, weights_sha256: str, runtime: str = "torch") -> dict[str, Any]:
+    """One output row from an explanation (or a black box's prediction) that ``runtime`` computed."""
     row: dict[str, Any] = {
         "path": path, "model": result.model_name, "weights_sha256": weights_sha256,
         "duration_s": float(result.duration), "n_windows": int(len(result.window_starts)),
@@ -239,19 +247,23 @@ def table_row(result: Prediction, path: str, weights_sha256: str) -> dict[str, A
         row.update({f"contrib.{t}.{c}": float(result.contributions[i, j])
                     for i, t in enumerate(result.target_names) for j, c in enumerate(result.concept_names)})
     row["notes"] = " | ".join(result.notes)
+    row["runtime"] = runtime
     return row
 
 
-def annotate_one(model: AudioModel, path: str, weights_sha256: str) -> dict[str, Any]:
+def annotate_one(model: AudioModel, path: str, weights_sha256: str, window_network=None) -> dict[str, Any]:
     """``{"path", "row"}`` for a file the model read, ``{"path", "error"}`` (one line) for one it could not.
-    Never raises for a bad file: at catalogue scale one odd file must not end the run."""
+    Never raises for a bad file: at catalogue scale one odd file must not end the run. ``window_network``: an
+    ``OnnxWindowNetwork`` of ``model`` (the onnxruntime runtime), or None (torch)."""
     local = path
     try:
         with (_local_copy(path) if is_uri(path) else contextlib.nullcontext(path)) as local:
             if not is_uri(path) and (problem := input_file_problem(path)):
                 return {"path": path, "error": problem.replace("not a file", "not an audio file")}
             explain = model.explain if isinstance(model, TwoStageModel) else model.predict
-            return {"path": path, "row": table_row(explain(local), path, weights_sha256)}
+            runtime = "torch" if window_network is None else "onnxruntime"
+            return {"path": path, "row": table_row(explain(local, window_network=window_network), path,
+                                                   weights_sha256, runtime)}
     except (MidlevelError, OSError) as exc:
         reason = str(exc).strip() or type(exc).__name__
     except Exception as exc:  # noqa: BLE001 - a decoder's or a bug's error on one file, recorded, not fatal
@@ -296,15 +308,47 @@ def _load(spec) -> AudioModel:
     return load(spec)
 
 
+@dataclass(frozen=True)
+class WorkerModel:
+    """What every worker needs to compute rows: the model to load (``resolve_model``), its weights' sha256 and,
+    for the onnxruntime runtime, the per-window graph built once by the parent (``onnx_runtime.window_graph``)."""
+
+    spec: Any
+    weights_sha256: str
+    graph: bytes | None = None
+    optimization: str = "auto"
+
+    @property
+    def runtime(self) -> str:
+        return "torch" if self.graph is None else "onnxruntime"
+
+    def window_network(self, model: AudioModel):
+        """The per-window network a worker passes to ``explain``: None for torch, else a one-thread session."""
+        if self.graph is None:
+            return None
+        from .onnx_runtime import OnnxWindowNetwork
+
+        return OnnxWindowNetwork.from_graph(model, self.graph, threads=1, optimization=self.optimization)
+
+    def annotator(self, model: AudioModel | None = None) -> Callable[[str], dict[str, Any]]:
+        """path -> record, with ``model`` (loaded from ``spec`` when None) and its window network."""
+        model = _load(self.spec) if model is None else model
+        network = self.window_network(model)
+        return lambda path: annotate_one(model, path, self.weights_sha256, network)
+
+
 # -- part files --------------------------------------------------------------------------------------
 
 class PartStore:
     """``OUT.parts/``: a manifest naming the model, and JSON-lines part files written atomically."""
 
-    def __init__(self, out: Path, model_name: str, weights_sha256: str) -> None:
+    def __init__(self, out: Path, model_name: str, weights_sha256: str, runtime: str = "torch") -> None:
         self.dir = Path(f"{out}.parts")
-        self.manifest = {"format": PARTS_FORMAT, "model": model_name, "weights_sha256": weights_sha256}
+        self.manifest = {"format": PARTS_FORMAT, "model": model_name, "weights_sha256": weights_sha256,
+                         "runtime": runtime}
         self._lock = None
+        #: the manifest as the run that started these parts wrote it, with the choices it recorded (``record``)
+        self.recorded: dict[str, Any] = dict(self.manifest)
 
     def __enter__(self) -> "PartStore":
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -321,17 +365,18 @@ class PartStore:
                                 "or stop it") from None
         manifest = self.dir / "manifest.json"
         if manifest.exists():
-            found = json.loads(manifest.read_text(encoding="utf-8"))
-            if found != self.manifest:
+            found = {"runtime": "torch", **json.loads(manifest.read_text(encoding="utf-8"))}  # runs before runtimes
+            if {k: found.get(k) for k in self.manifest} != self.manifest:
                 self._lock.close()
                 raise AnnotateError(
                     f"{self.dir} holds the parts of an unfinished run of {found.get('model')} (weights "
-                    f"{str(found.get('weights_sha256'))[:12]}), not {self.manifest['model']} (weights "
-                    f"{self.manifest['weights_sha256'][:12]}): rerun with that model to finish it, or delete "
+                    f"{str(found.get('weights_sha256'))[:12]}, runtime {found.get('runtime')}), not "
+                    f"{self.manifest['model']} (weights {self.manifest['weights_sha256'][:12]}, runtime "
+                    f"{self.manifest['runtime']}): rerun with that model and runtime to finish it, or delete "
                     f"{self.dir} to start over")
+            self.recorded = found
         else:
-            with atomic_path(manifest) as tmp:
-                tmp.write_text(json.dumps(self.manifest) + "\n", encoding="utf-8")
+            self.record()
         for stale in self.dir.glob(".part-*.tmp"):  # a write that a kill interrupted
             stale.unlink(missing_ok=True)
         return self
@@ -339,6 +384,12 @@ class PartStore:
     def __exit__(self, *exc) -> None:
         if self._lock is not None:
             self._lock.close()
+
+    def record(self, **choices: Any) -> None:
+        """Keep ``choices`` in the manifest, for a resumed run to repeat (the onnxruntime level)."""
+        self.recorded = {**self.recorded, **choices}
+        with atomic_path(self.dir / "manifest.json") as tmp:
+            tmp.write_text(json.dumps(self.recorded) + "\n", encoding="utf-8")
 
     def _parts(self) -> list[Path]:
         return sorted(self.dir.glob("part-*.jsonl"))
@@ -370,15 +421,14 @@ class PartStore:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(spec, weights_sha256: str) -> None:
+def _init_worker(job: WorkerModel) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it stops us)
     torch.set_num_threads(1)
-    _WORKER["model"] = _load(spec)
-    _WORKER["sha256"] = weights_sha256
+    _WORKER["annotate"] = job.annotator()
 
 
 def _worker_annotate(path: str) -> dict[str, Any]:
-    return annotate_one(_WORKER["model"], path, _WORKER["sha256"])
+    return _WORKER["annotate"](path)
 
 
 #: a worker that dies while reading files (the kernel's out-of-memory killer, a crash in a decoder) costs the
@@ -387,11 +437,11 @@ POOL_RESTARTS = 8
 DIED = "the worker process died while reading it (out of memory, or a crash in a decoder)"
 
 
-def _spawn_pool(workers: int, spec, weights_sha256: str) -> ProcessPoolExecutor:
+def _spawn_pool(workers: int, job: WorkerModel) -> ProcessPoolExecutor:
     import multiprocessing
 
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(spec, weights_sha256))
+                               initializer=_init_worker, initargs=(job,))
 
 
 def _stop(pool: ProcessPoolExecutor, pending, *, now: bool = True) -> None:
@@ -405,9 +455,9 @@ def _stop(pool: ProcessPoolExecutor, pending, *, now: bool = True) -> None:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _alone(spec, weights_sha256: str, path: str) -> dict[str, Any]:
+def _alone(job: WorkerModel, path: str) -> dict[str, Any]:
     """``path`` read by a fresh worker of its own: its record, or an error record when that worker dies too."""
-    pool = _spawn_pool(1, spec, weights_sha256)
+    pool = _spawn_pool(1, job)
     try:
         return pool.submit(_worker_annotate, path).result()
     except BrokenProcessPool:
@@ -416,20 +466,21 @@ def _alone(spec, weights_sha256: str, path: str) -> dict[str, Any]:
         _stop(pool, [])
 
 
-def local_records(model: AudioModel, spec, weights_sha256: str, paths: Sequence[str], workers: int
+def local_records(model: AudioModel, job: WorkerModel, paths: Sequence[str], workers: int
                   ) -> Iterator[dict[str, Any]]:
     """Records of ``paths`` in the order they finish: in this process (``workers=1``, ``model``) or in a
-    pool of spawned processes that each load ``spec`` once.
+    pool of spawned processes that each load ``job.spec`` once.
 
     When a worker dies, every file then in flight is read again by a worker of its own: those that kill it
     too get an error record (``DIED``), the others their rows, and a new pool goes on with the rest; after
     ``POOL_RESTARTS`` deaths the run stops (the rows done so far are kept)."""
     if workers <= 1:
         with one_thread():
+            annotate_path = job.annotator(model)
             for path in paths:
-                yield annotate_one(model, path, weights_sha256)
+                yield annotate_path(path)
         return
-    pool = _spawn_pool(workers, spec, weights_sha256)
+    pool = _spawn_pool(workers, job)
     pending: dict[Any, str] = {}
     todo = iter(paths)
     restarts, finished = 0, False
@@ -462,8 +513,8 @@ def local_records(model: AudioModel, spec, weights_sha256: str, paths: Sequence[
                         f"while reading one of: {', '.join(suspects) or 'no file (between files)'}; the rows done "
                         f"so far are kept, rerun to go on")
                 for path in suspects:
-                    yield _alone(spec, weights_sha256, path)
-                pool = _spawn_pool(workers, spec, weights_sha256)
+                    yield _alone(job, path)
+                pool = _spawn_pool(workers, job)
         finished = True
     finally:
         _stop(pool, pending, now=not finished)
@@ -473,17 +524,16 @@ class RayAnnotator:
     """Ray Data's callable class: one model per actor, loaded once; a batch of paths -> JSON records
     (strings, so the batches' schema does not depend on which files failed)."""
 
-    def __init__(self, spec, weights_sha256: str) -> None:
+    def __init__(self, job: WorkerModel) -> None:
         torch.set_num_threads(1)
-        self.model = _load(spec)
-        self.sha256 = weights_sha256
+        self.annotate = job.annotator()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
-        records = [annotate_one(self.model, str(p), self.sha256) for p in batch["path"]]
+        records = [self.annotate(str(p)) for p in batch["path"]]
         return {"record": [json.dumps(r) for r in records]}
 
 
-def ray_records(spec, weights_sha256: str, paths: Sequence[str], workers: int | None, info: dict[str, Any]
+def ray_records(job: WorkerModel, paths: Sequence[str], workers: int | None, info: dict[str, Any]
                 ) -> Iterator[dict[str, Any]]:
     """Records of ``paths`` from a Ray Data actor pool (``workers`` actors of one CPU; None: one per CPU of
     the cluster). Uses the Ray instance this process has, else ``ray.init()`` (which joins ``RAY_ADDRESS``
@@ -502,7 +552,7 @@ def ray_records(spec, weights_sha256: str, paths: Sequence[str], workers: int | 
         size = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         info["workers"] = size
         data = ray.data.from_items([{"path": p} for p in paths])
-        data = data.map_batches(RayAnnotator, fn_constructor_args=(spec, weights_sha256), batch_size=1,
+        data = data.map_batches(RayAnnotator, fn_constructor_args=(job,), batch_size=1,
                                 batch_format="numpy", num_cpus=1, compute=ray.data.ActorPoolStrategy(size=size))
         for row in data.iter_rows():
             yield json.loads(row["record"])
@@ -554,12 +604,13 @@ def _progress(progress: bool | None, total: int, initial: int):
 
 def annotate(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: str | os.PathLike, *,
              model: str | os.PathLike | None = None, workers: int | None = None, engine: str = "local",
-             errors: str | os.PathLike | None = None, progress: bool | None = None, part_rows: int = PART_ROWS,
-             part_seconds: float = PART_SECONDS) -> dict[str, Any]:
+             runtime: str = "torch", errors: str | os.PathLike | None = None, progress: bool | None = None,
+             part_rows: int = PART_ROWS, part_seconds: float = PART_SECONDS) -> dict[str, Any]:
     """Annotate every input file into the table ``out`` (module docstring); returns a summary (counts,
     where the tables are, model, weights, engine, workers, seconds, audio seconds, the first failures).
 
     ``workers``: processes (local; default 1) or actors (ray; default every CPU of the cluster).
+    ``runtime``: ``torch`` or ``onnxruntime`` (the per-window network; module docstring).
     ``errors``: the errors table (default ``errors_path(out)``). ``progress``: a tqdm bar on standard
     error (None: when it is a terminal).
     """
@@ -568,6 +619,8 @@ def annotate(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: str |
     started_at = time.perf_counter()
     if engine not in ENGINES:
         raise AnnotateError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if runtime not in RUNTIMES:
+        raise AnnotateError(f"--runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
     if workers is not None and workers < 1:
         raise AnnotateError(f"--workers {workers}: need at least 1")
     if part_rows < 1:
@@ -584,6 +637,8 @@ def annotate(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: str |
         require("pyarrow", "annotate", "midlevel annotate (Parquet tables)")
     if engine == "ray":
         require("ray", "ray", "midlevel annotate --engine ray")
+    if runtime == "onnxruntime":
+        require_all(("onnx", "onnxscript", "onnxruntime"), "onnx", "midlevel annotate --runtime onnxruntime")
     paths = expand_inputs(inputs)
     if not paths:
         raise AnnotateError(f"no audio files in the inputs (looked for {', '.join(AUDIO_SUFFIXES)})")
@@ -591,15 +646,24 @@ def annotate(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: str |
     loaded = _load(spec)
     columns = table_columns(loaded)
     info: dict[str, Any] = {"workers": workers or 1}
-    with PartStore(out, loaded.name, sha256) as store:
+    with PartStore(out, loaded.name, sha256, runtime) as store:
         done = store.read()
         todo = [p for p in paths if p not in done]
         resumed = len(paths) - len(todo)
         if todo:
+            job = WorkerModel(spec, sha256)
+            if runtime == "onnxruntime":  # built (or read from the cache) and timed once here, for every worker
+                from .onnx_runtime import cached_window_graph, preferred_optimization
+
+                graph = cached_window_graph(loaded)
+                # a resumed run repeats its start's level: the same arithmetic, so the same bytes
+                level = store.recorded.get("optimization") or preferred_optimization(graph, threads=1)
+                store.record(optimization=level)
+                job = WorkerModel(spec, sha256, graph, level)
             if engine == "ray":
-                source = ray_records(spec, sha256, todo, workers, info)
+                source = ray_records(job, todo, workers, info)
             else:
-                source = local_records(loaded, spec, sha256, todo, workers or 1)
+                source = local_records(loaded, job, todo, workers or 1)
             with _progress(progress, len(paths), resumed) as bar:
                 buffer: list[dict[str, Any]] = []
                 flushed = time.monotonic()
@@ -624,9 +688,9 @@ def annotate(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: str |
         store.remove()
     return {"inputs": len(paths), "annotated": len(rows), "failed": len(failures), "resumed": resumed,
             "out": str(out), "errors_out": str(errors_out), "model": loaded.name, "weights_sha256": sha256,
-            "engine": engine, "workers": info["workers"], "seconds": time.perf_counter() - started_at,
+            "engine": engine, "runtime": runtime, "workers": info["workers"], "seconds": time.perf_counter() - started_at,
             "audio_seconds": float(sum(r["duration_s"] for r in rows)), "failures": failures[:20]}
 
 
-__all__ = ["AUDIO_SUFFIXES", "AnnotateError", "ENGINES", "PartStore", "annotate", "annotate_one", "errors_path",
+__all__ = ["AUDIO_SUFFIXES", "AnnotateError", "ENGINES", "PartStore", "RUNTIMES", "WorkerModel", "annotate", "annotate_one", "errors_path",
            "expand_inputs", "local_records", "ray_records", "resolve_model", "table_columns", "table_row"]

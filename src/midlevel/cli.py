@@ -505,14 +505,15 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     from .annotate import annotate
 
     summary = annotate(args.inputs, args.out, model=args.model, workers=args.workers, engine=args.engine,
-                       errors=args.errors, progress=False if args.no_progress else None)
+                       runtime=args.runtime, errors=args.errors, progress=False if args.no_progress else None)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         done = summary["inputs"] - summary["resumed"]
         rate = f"{done / summary['seconds']:.2f} files/s, " if done else ""
         speed = f"{summary['audio_seconds'] / summary['seconds']:.0f}x real time" if summary["seconds"] else ""
-        print(f"annotated {summary['annotated']} of {summary['inputs']} file(s) with {summary['model']} into "
+        runtime = f" on {summary['runtime']}" if summary["runtime"] != "torch" else ""
+        print(f"annotated {summary['annotated']} of {summary['inputs']} file(s) with {summary['model']}{runtime} into "
               f"{summary['out']}" + (f" ({summary['resumed']} done by an earlier run)" if summary["resumed"] else "")
               + f"; {summary['seconds']:.1f} s, {rate}{speed}")
     for failure in summary["failures"][:10]:
@@ -540,6 +541,9 @@ def add_annotate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: processes on this machine; ray: a Ray Data actor pool (RAY_ADDRESS joins a "
                         "cluster; the 'ray' extra)")
+    p.add_argument("--runtime", choices=["torch", "onnxruntime"], default="torch",
+                   help="torch: every row exactly as `midlevel explain`; onnxruntime: the per-window network in "
+                        "onnxruntime, faster on CPUs, equal to float32 rounding (the 'onnx' extra)")
     p.add_argument("--errors", help="the table of files that failed (path, reason; default: OUT's name + "
                                     ".errors, e.g. table.errors.parquet)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: one on a terminal)")

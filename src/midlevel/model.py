@@ -191,18 +191,22 @@ class AudioModel(nn.Module):
         """The windows' unclipped outputs (B, W, D) -> the track's outputs (see the subclasses)."""
         raise NotImplementedError
 
+    def joint_from_spectrogram(self, spec: torch.Tensor) -> torch.Tensor:
+        """(N, 1, bands, frames) -> (N, E + D): the backbone's embedding and the outputs that follow it, from one
+        pass (what a track's checks and outputs need of each window; ``midlevel.onnx_runtime`` exports it)."""
+        embedding = self.backbone(spec)
+        return torch.cat([embedding, self.outputs_from_embedding(embedding)], dim=-1)
+
     @torch.inference_mode()
     @flush_denormals()
-    def _run_track(self, samples: np.ndarray, batch_size: int) -> TrackRun:
-        """``track_outputs`` of one decoded track in eval mode, with what the checks need (``TrackRun``)."""
+    def _run_track(self, samples: np.ndarray, batch_size: int,
+                   window_network: Callable[[torch.Tensor], torch.Tensor] | None = None) -> TrackRun:
+        """``track_outputs`` of one decoded track in eval mode, with what the checks need (``TrackRun``).
+        ``window_network`` computes ``joint_from_spectrogram`` elsewhere (``midlevel.onnx_runtime``)."""
         width = self.backbone.out_features
-
-        def both(spec: torch.Tensor) -> torch.Tensor:  # one pass gives the embedding and what follows it
-            embedding = self.backbone(spec)
-            return torch.cat([embedding, self.outputs_from_embedding(embedding)], dim=-1)
-
         with eval_mode(self):
-            joint = self._per_window(_one_track(samples), both, chunk=batch_size)
+            joint = self._per_window(_one_track(samples), window_network or self.joint_from_spectrogram,
+                                     chunk=batch_size)
             raw = joint[..., width:]
             outputs = self.track_from_windows(raw)
         return TrackRun(tuple(o[0].double().numpy() for o in outputs), raw[0].double().numpy(),
@@ -249,7 +253,8 @@ class AudioModel(nn.Module):
         cfg = self.config
         return np.asarray(window_starts(n_samples, cfg.window_samples, cfg.hop_samples)) / cfg.sample_rate
 
-    def predict(self, audio: Any, *, sample_rate: int | None = None, batch_size: int = 8) -> Prediction:
+    def predict(self, audio: Any, *, sample_rate: int | None = None, batch_size: int = 8,
+                window_network: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Prediction:
         raise NotImplementedError
 
     def save_pretrained(self, directory: str | Path) -> Path:
@@ -362,10 +367,12 @@ class TwoStageModel(AudioModel):
         return (f"concepts outside their {low:g}-{high:g} scale, clipped to it before the head: "
                 f"{_outside(list(self.config.concept_names), raw, self.config.concept_scale)}{where}")
 
-    def explain(self, audio: Any, *, sample_rate: int | None = None, batch_size: int = 8) -> Explanation:
-        """Concepts, targets and each concept's exact contribution to each target."""
+    def explain(self, audio: Any, *, sample_rate: int | None = None, batch_size: int = 8,
+                window_network: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Explanation:
+        """Concepts, targets and each concept's exact contribution to each target. ``window_network``: an
+        ``midlevel.onnx_runtime.OnnxWindowNetwork`` of this model runs the per-window network in onnxruntime."""
         clip = self.read_audio(audio, sample_rate=sample_rate)
-        run = self._run_track(clip.samples, batch_size)
+        run = self._run_track(clip.samples, batch_size, window_network)
         concepts, _, contributions, per_window = run.outputs
         intercept = self.head.intercept.detach().double().numpy()
         # summed in float64 from the reported terms, so the decomposition is exact to float64 rounding
@@ -381,9 +388,10 @@ class TwoStageModel(AudioModel):
             contributions=contributions, intercept=intercept,
         )
 
-    def predict(self, audio: Any, *, sample_rate: int | None = None, batch_size: int = 8) -> Prediction:
+    def predict(self, audio: Any, *, sample_rate: int | None = None, batch_size: int = 8,
+                window_network: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Prediction:
         """Track-level concepts and targets (``explain`` without the decomposition)."""
-        e = self.explain(audio, sample_rate=sample_rate, batch_size=batch_size)
+        e = self.explain(audio, sample_rate=sample_rate, batch_size=batch_size, window_network=window_network)
         return Prediction(**{k: getattr(e, k) for k in Prediction.__dataclass_fields__})
 
 
@@ -416,10 +424,12 @@ class BlackBoxModel(AudioModel):
         """(B, W, T) -> targets (B, T), the mean of the windows' targets, and window_targets (B, W, T)."""
         return raw.mean(dim=1), raw
 
-    def predict(self, audio: Any, *, sample_rate: int | None = None, batch_size: int = 8) -> Prediction:
-        """Track-level targets; a black box has no concepts, so ``concepts`` is empty."""
+    def predict(self, audio: Any, *, sample_rate: int | None = None, batch_size: int = 8,
+                window_network: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Prediction:
+        """Track-level targets; a black box has no concepts, so ``concepts`` is empty. ``window_network``: as
+        ``TwoStageModel.explain``'s."""
         clip = self.read_audio(audio, sample_rate=sample_rate)
-        run = self._run_track(clip.samples, batch_size)
+        run = self._run_track(clip.samples, batch_size, window_network)
         targets, per_window = run.outputs
         return Prediction(
             source=clip.source, concept_names=[], target_names=list(self.config.target_names),

@@ -1,0 +1,233 @@
+"""The per-window network in onnxruntime, for batch work: ``explain`` with onnxruntime's kernels.
+
+``OnnxWindowNetwork(model)`` exports what runs once per window -- the backbone, then the layer after it (concept
+layer, or a black box's target layer) -- as an ONNX graph held in memory, and runs it in an onnxruntime session.
+``model.explain(audio, window_network=net)`` then does everything else as ``explain`` always does, in PyTorch:
+the front-end (each STFT frame that overlapping windows share computed once, windows streamed in chunks, so a
+long track's memory stays bounded), clipping, averaging over windows, the head, flags and the
+out-of-distribution score. Only the per-window arithmetic moves, so results equal PyTorch's to float32
+rounding, not bit for bit (``tests/test_onnx_runtime.py``); ``midlevel annotate --runtime onnxruntime`` records
+the runtime in every row.
+
+Why not the exported track graph (``export_onnx``)? It runs every window of a call at once, so its memory grows
+with the track, and it computes each window's STFT on its own; for a catalogue that is the wrong trade.
+
+The graph is tied to the weights it was built from: it carries their sha256, and a call after the model's
+weights changed in place (a fine-tuning step) is refused rather than answered with the old weights.
+
+Exporting takes half a minute for the default (PyTorch's tracing), more than annotating many tracks, so
+``cached_window_graph`` keeps each built graph in a cache folder (``cache_dir``), named by the weights' sha256
+and a digest of this package's code; a file there that does not read back as such a graph is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.export import Dim
+
+from ._extras import require
+from .checkpoint import weights_sha256
+from .errors import MidlevelError
+from .ioutil import atomic_path
+from .model import AudioModel
+from .numerics import eval_mode
+
+#: onnxruntime graph optimisation levels by name (``OnnxWindowNetwork``'s ``optimization``); "auto" times the
+#: first two on this machine and keeps the faster (``fastest_optimization``)
+OPTIMIZATION_LEVELS = ("auto", "all", "extended", "basic")
+
+
+class StaleGraphError(MidlevelError, RuntimeError):
+    """The model's weights changed after its onnxruntime graph was built; the message says what to do."""
+
+
+class _JointWindows(nn.Module):
+    """What is exported: spectrograms (N, 1, bands, frames) -> ``joint_from_spectrogram`` (N, E + D)."""
+
+    def __init__(self, model: AudioModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        return self.model.joint_from_spectrogram(spec)
+
+
+def _weights_version(model: nn.Module) -> tuple[int, ...]:
+    """Changes whenever a parameter or buffer is written in place (PyTorch's per-tensor version counter) or
+    replaced: cheap enough to check on every call."""
+    return tuple((id(t), t._version) for t in model.state_dict(keep_vars=True).values())
+
+
+def window_graph(model: AudioModel, *, opset: int | None = None) -> bytes:
+    """The serialised ONNX graph of ``model``'s per-window network (``joint_from_spectrogram``), weights below
+    float32's smallest normal number stored as zero as PyTorch computes with them (``export``), the weights'
+    sha256 in its metadata. Takes a few seconds: build it once and share the bytes (``OnnxWindowNetwork.from_graph``)."""
+    onnx = require("onnx", "onnx", "the onnxruntime runtime")
+    require("onnxscript", "onnx", "the onnxruntime runtime")  # torch's exporter writes the graph with it
+    from .export import _flush_denormal_initializers
+
+    cfg = model.config
+    device = model.frontend.mean.device
+    with torch.no_grad(), eval_mode(model):
+        example = model.frontend(torch.zeros(2, cfg.window_samples, device=device))  # batch 2: not specialised
+        program = torch.onnx.export(_JointWindows(model).eval(), (example,), dynamo=True, opset_version=opset,
+                                    dynamic_shapes={"spec": {0: Dim("windows", min=1)}}, input_names=["spec"],
+                                    output_names=["joint"], verbose=False)
+    proto = program.model_proto
+    _flush_denormal_initializers(proto)
+    onnx.helper.set_model_props(proto, {"model_name": json.dumps(model.name),
+                                        "weights_sha256": json.dumps(weights_sha256(model)),
+                                        "input_shape": json.dumps(list(example.shape[1:]))})
+    return proto.SerializeToString()
+
+
+def cache_dir() -> Path:
+    """Where ``cached_window_graph`` keeps graphs: ``$MIDLEVEL_CACHE_DIR``, else ``$XDG_CACHE_HOME/midlevel``,
+    else ``~/.cache/midlevel``; deleting it only costs rebuilding."""
+    if folder := os.environ.get("MIDLEVEL_CACHE_DIR"):
+        return Path(folder)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "midlevel"
+
+
+def _code_digest() -> str:
+    """sha256 over this package's Python sources: a graph traced from other code is another graph."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _graph_sha256(graph: bytes) -> str | None:
+    """The weights' sha256 a serialised graph says it was built from (None: not such a graph)."""
+    onnx = require("onnx", "onnx", "the onnxruntime runtime")
+    try:
+        props = {p.key: p.value for p in onnx.load_from_string(graph).metadata_props}
+        return json.loads(props["weights_sha256"])
+    except Exception:  # noqa: BLE001 - a truncated or foreign file: rebuilt, whatever the parser says
+        return None
+
+
+def cached_window_graph(model: AudioModel) -> bytes:
+    """``window_graph(model)``, from ``cache_dir()`` when built before with these weights and this code, else
+    built and kept there (written atomically; a folder that cannot be written only means no cache)."""
+    sha256 = weights_sha256(model)
+    path = cache_dir() / "onnx-runtime" / f"{sha256[:32]}-{_code_digest()[:16]}-torch{torch.__version__}.onnx"
+    try:
+        graph = path.read_bytes()
+        if _graph_sha256(graph) == sha256:
+            return graph
+    except OSError:
+        pass
+    graph = window_graph(model)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(graph)
+    except OSError:
+        pass
+    return graph
+
+
+def _session(graph: bytes, threads: int, optimization: str):
+    ort = require("onnxruntime", "onnx", "the onnxruntime runtime")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = {
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}[optimization]
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+
+def fastest_optimization(graph: bytes, threads: int = 1, *, windows: int = 8, repeats: int = 3) -> str:
+    """"all" or "extended", whichever runs ``windows`` windows of the graph faster here (best of ``repeats``).
+
+    Neither wins everywhere: "all" adds layout changes (NCHWc) that sped up the compact CNN (245x against
+    190x real time on one thread) and slowed the default's note transcriber (204x against 239x)."""
+    import time
+
+    best: dict[str, float] = {}
+    for level in ("all", "extended"):
+        session = _session(graph, threads, level)
+        shape = json.loads(session.get_modelmeta().custom_metadata_map["input_shape"])
+        spec = np.random.default_rng(0).standard_normal((windows, *shape)).astype(np.float32)
+        session.run(["joint"], {"spec": spec})  # warm-up: the first run allocates
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            session.run(["joint"], {"spec": spec})
+            times.append(time.perf_counter() - start)
+        best[level] = min(times)
+    return min(best, key=best.get)
+
+
+def preferred_optimization(graph: bytes, threads: int = 1) -> str:
+    """``fastest_optimization(graph, threads)``, timed once per graph and thread count on this machine and kept
+    in ``cache_dir()``: later runs (a resumed one, another with more workers) then use the same level, so their
+    numbers agree to the bit, which levels timed anew could not promise."""
+    key = hashlib.sha256(graph).hexdigest()[:32]
+    path = cache_dir() / "onnx-runtime" / f"{key}-threads{threads}.json"
+    try:
+        level = json.loads(path.read_text(encoding="utf-8"))["optimization"]
+        if level in OPTIMIZATION_LEVELS[1:]:
+            return level
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    level = fastest_optimization(graph, threads)
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps({"optimization": level}) + "\n", encoding="utf-8")
+    except OSError:
+        pass
+    return level
+
+
+class OnnxWindowNetwork:
+    """``model.joint_from_spectrogram`` run by onnxruntime: pass it as ``explain``'s (or ``predict``'s)
+    ``window_network``. ``threads``: onnxruntime's intra-op threads (default: torch's current count).
+    ``optimization``: onnxruntime's graph optimisation level (``OPTIMIZATION_LEVELS``; "auto": the faster
+    here, ``preferred_optimization``). ``graph``: bytes of ``window_graph`` (default: ``cached_window_graph(model)``)."""
+
+    def __init__(self, model: AudioModel, *, threads: int | None = None, optimization: str = "auto",
+                 graph: bytes | None = None) -> None:
+        if optimization not in OPTIMIZATION_LEVELS:
+            raise ValueError(f"optimization {optimization!r}: choose one of {', '.join(OPTIMIZATION_LEVELS)}")
+        graph = cached_window_graph(model) if graph is None else graph
+        built_from, expected = _graph_sha256(graph), weights_sha256(model)
+        if built_from != expected:
+            raise StaleGraphError(f"this graph was built from weights {str(built_from)[:12]}, not from {model.name}'s "
+                                  f"(weights {expected[:12]}); build it from the model it runs for")
+        threads = threads or torch.get_num_threads()
+        if optimization == "auto":
+            optimization = preferred_optimization(graph, threads)
+        self.session = _session(graph, threads, optimization)
+        self.optimization = optimization
+        self.model = model
+        self.threads = threads
+        self._version = _weights_version(model)
+
+    @classmethod
+    def from_graph(cls, model: AudioModel, graph: bytes, **options) -> "OnnxWindowNetwork":
+        """A session on a graph ``window_graph`` built before (e.g. in the parent of worker processes)."""
+        return cls(model, graph=graph, **options)
+
+    def __call__(self, spec: torch.Tensor) -> torch.Tensor:
+        if _weights_version(self.model) != self._version:
+            raise StaleGraphError(f"the weights of {self.model.name} changed after its onnxruntime graph was built; "
+                                  "build a new OnnxWindowNetwork from the model as it is now")
+        array = np.ascontiguousarray(spec.detach().cpu().numpy(), dtype=np.float32)
+        (joint,) = self.session.run(["joint"], {"spec": array})
+        return torch.from_numpy(joint)
+
+
+__all__ = ["OPTIMIZATION_LEVELS", "OnnxWindowNetwork", "StaleGraphError", "cache_dir", "cached_window_graph",
+           "fastest_optimization", "preferred_optimization", "window_graph"]
