@@ -16,16 +16,18 @@ until it saturates (some tens of MiB). The window loops call ``malloc_trim`` aft
 holds, and with the threshold fixed by ``mallopt`` the way the ``midlevel`` command does at start
 ("cli"); "default" is a library call from a process that left glibc alone.
 
-Views: ``timeline`` (over time, the model's windows: ``model.explain`` plus per-window
-contributions) and ``report`` (the whole HTML report: the interactive page since issue 32, whose maps
+Views: ``explain`` (``model.explain`` alone, what ``midlevel annotate`` runs per file), ``explain-onnxruntime``
+(the same with the per-window network in onnxruntime, ``midlevel.onnx_runtime``; its session built, from the
+cached graph, before the peak counter is reset), ``timeline`` (over time, the model's windows: ``model.explain``
+plus per-window contributions) and ``report`` (the whole HTML report: the interactive page since issue 32, whose maps
 cover the whole track at the page's resolution; the committed results predate it, when the static
 report's spectrogram and listening views used a 30 s excerpt). The files are the example clip repeated,
 so they are real music.
 
     python benchmarks/long_track_memory.py [--durations 60,600,1200,2400] [--views timeline,report]
-                                           [--allocators default,fixed,cli]
+                                           [--allocators default,fixed,cli] [--name long_track_memory]
 
-Writes benchmarks/results/long_track_memory.json.
+Writes benchmarks/results/NAME.json (default long_track_memory.json).
 """
 
 from __future__ import annotations
@@ -78,8 +80,15 @@ def child(path: str, view: str, out_dir: str) -> dict:
 
         assert fix_mmap_threshold()
     model = midlevel.load()
-    run = {"timeline": lambda audio: timeline(model, audio),
-           "report": lambda audio: write_report(model, audio, Path(out_dir) / "report.html")}[view]
+    views = {"explain": lambda audio: model.explain(audio),
+             "timeline": lambda audio: timeline(model, audio),
+             "report": lambda audio: write_report(model, audio, Path(out_dir) / "report.html")}
+    if view == "explain-onnxruntime":
+        from midlevel.onnx_runtime import OnnxWindowNetwork
+
+        network = OnnxWindowNetwork(model, threads=2)
+        views[view] = lambda audio: model.explain(audio, window_network=network)
+    run = views[view]
     run(model.read_audio(str(midlevel.example_clip())))
     gc.collect()
     idle = reset_peak()
@@ -114,6 +123,7 @@ def main() -> None:
     parser.add_argument("--durations", default="60,600,1200,2400", help="comma-separated track lengths in seconds")
     parser.add_argument("--views", default="timeline,report")
     parser.add_argument("--allocators", default="default,fixed,cli")
+    parser.add_argument("--name", default="long_track_memory", help="results file name (without .json)")
     parser.add_argument("--child", nargs=3, metavar=("PATH", "VIEW", "OUT_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -153,7 +163,7 @@ def main() -> None:
     result = {"machine": {"platform": platform.platform(), "python": platform.python_version()},
               "model": f"midlevel.load(): {DEFAULT_MODEL}",
               "runs": rows, "summary": summary}
-    atomic_write_text(RESULTS / "long_track_memory.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(RESULTS / f"{args.name}.json", json.dumps(result, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
 
 

@@ -150,23 +150,16 @@ def test_a_run_resumes_only_with_its_own_runtime(library, tmp_path):
         annotate(library, out, model=EXPLAINABLE, runtime="tensorrt", progress=False)
 
 
-def test_a_resumed_run_repeats_the_optimisation_level_its_start_recorded(library, model, tmp_path):
-    """A run that finds a level in the parts' manifest uses it, not the one this machine's timing prefers: the
-    two levels' numbers differ in the last bits, and a resumed table must equal an uninterrupted one."""
-    from midlevel.annotate import PartStore
-    from midlevel.onnx_runtime import preferred_optimization
-    from midlevel.zoo import weights_sha256 as entry_sha256
-
-    preferred = preferred_optimization(cached_window_graph(model), threads=1)
-    other = "all" if preferred == "extended" else "extended"
-    with one_thread():
-        by_level = {level: model.explain(library / "1.flac", window_network=OnnxWindowNetwork(
-            model, threads=1, optimization=level)).concepts for level in (preferred, other)}
-    assert not np.array_equal(by_level[preferred], by_level[other])  # else this test could not fail
-    out = tmp_path / "t.parquet"
-    with PartStore(out, EXPLAINABLE, entry_sha256(EXPLAINABLE), "onnxruntime") as store:
-        store.record(optimization=other)  # as a run started elsewhere, then killed, left it
-    annotate(library / "1.flac", out, model=EXPLAINABLE, runtime="onnxruntime", progress=False)
-    row = pd.read_parquet(out).iloc[0]
-    np.testing.assert_array_equal(row[[f"concept.{c}" for c in model.config.concept_names]].to_numpy(float),
-                                  by_level[other])
+@pytest.mark.slow
+def test_the_ray_engine_on_onnxruntime_writes_the_same_bytes(library, tmp_path):
+    ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed")
+    local = tmp_path / "local.parquet"
+    annotate(library, local, model=EXPLAINABLE, runtime="onnxruntime", progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        summary = annotate(library, tmp_path / "ray.parquet", model=EXPLAINABLE, workers=2, engine="ray",
+                           runtime="onnxruntime", progress=False)
+    finally:
+        ray.shutdown()
+    assert (summary["engine"], summary["runtime"]) == ("ray", "onnxruntime")
+    assert (tmp_path / "ray.parquet").read_bytes() == local.read_bytes()

@@ -316,11 +316,6 @@ class WorkerModel:
     spec: Any
     weights_sha256: str
     graph: bytes | None = None
-    optimization: str = "auto"
-
-    @property
-    def runtime(self) -> str:
-        return "torch" if self.graph is None else "onnxruntime"
 
     def window_network(self, model: AudioModel):
         """The per-window network a worker passes to ``explain``: None for torch, else a one-thread session."""
@@ -328,7 +323,7 @@ class WorkerModel:
             return None
         from .onnx_runtime import OnnxWindowNetwork
 
-        return OnnxWindowNetwork.from_graph(model, self.graph, threads=1, optimization=self.optimization)
+        return OnnxWindowNetwork.from_graph(model, self.graph, threads=1)
 
     def annotator(self, model: AudioModel | None = None) -> Callable[[str], dict[str, Any]]:
         """path -> record, with ``model`` (loaded from ``spec`` when None) and its window network."""
@@ -347,8 +342,6 @@ class PartStore:
         self.manifest = {"format": PARTS_FORMAT, "model": model_name, "weights_sha256": weights_sha256,
                          "runtime": runtime}
         self._lock = None
-        #: the manifest as the run that started these parts wrote it, with the choices it recorded (``record``)
-        self.recorded: dict[str, Any] = dict(self.manifest)
 
     def __enter__(self) -> "PartStore":
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -366,7 +359,7 @@ class PartStore:
         manifest = self.dir / "manifest.json"
         if manifest.exists():
             found = {"runtime": "torch", **json.loads(manifest.read_text(encoding="utf-8"))}  # runs before runtimes
-            if {k: found.get(k) for k in self.manifest} != self.manifest:
+            if found != self.manifest:
                 self._lock.close()
                 raise AnnotateError(
                     f"{self.dir} holds the parts of an unfinished run of {found.get('model')} (weights "
@@ -374,9 +367,9 @@ class PartStore:
                     f"{self.manifest['model']} (weights {self.manifest['weights_sha256'][:12]}, runtime "
                     f"{self.manifest['runtime']}): rerun with that model and runtime to finish it, or delete "
                     f"{self.dir} to start over")
-            self.recorded = found
         else:
-            self.record()
+            with atomic_path(manifest) as tmp:
+                tmp.write_text(json.dumps(self.manifest) + "\n", encoding="utf-8")
         for stale in self.dir.glob(".part-*.tmp"):  # a write that a kill interrupted
             stale.unlink(missing_ok=True)
         return self
@@ -384,12 +377,6 @@ class PartStore:
     def __exit__(self, *exc) -> None:
         if self._lock is not None:
             self._lock.close()
-
-    def record(self, **choices: Any) -> None:
-        """Keep ``choices`` in the manifest, for a resumed run to repeat (the onnxruntime level)."""
-        self.recorded = {**self.recorded, **choices}
-        with atomic_path(self.dir / "manifest.json") as tmp:
-            tmp.write_text(json.dumps(self.recorded) + "\n", encoding="utf-8")
 
     def _parts(self) -> list[Path]:
         return sorted(self.dir.glob("part-*.jsonl"))
@@ -652,14 +639,10 @@ def annotate(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: str |
         resumed = len(paths) - len(todo)
         if todo:
             job = WorkerModel(spec, sha256)
-            if runtime == "onnxruntime":  # built (or read from the cache) and timed once here, for every worker
-                from .onnx_runtime import cached_window_graph, preferred_optimization
+            if runtime == "onnxruntime":  # built (or read from the cache) once here, handed to every worker
+                from .onnx_runtime import cached_window_graph
 
-                graph = cached_window_graph(loaded)
-                # a resumed run repeats its start's level: the same arithmetic, so the same bytes
-                level = store.recorded.get("optimization") or preferred_optimization(graph, threads=1)
-                store.record(optimization=level)
-                job = WorkerModel(spec, sha256, graph, level)
+                job = WorkerModel(spec, sha256, cached_window_graph(loaded))
             if engine == "ray":
                 source = ray_records(job, todo, workers, info)
             else:

@@ -39,9 +39,11 @@ from .ioutil import atomic_path
 from .model import AudioModel
 from .numerics import eval_mode
 
-#: onnxruntime graph optimisation levels by name (``OnnxWindowNetwork``'s ``optimization``); "auto" times the
-#: first two on this machine and keeps the faster (``fastest_optimization``)
-OPTIMIZATION_LEVELS = ("auto", "all", "extended", "basic")
+#: onnxruntime graph optimisation levels by name (``OnnxWindowNetwork``'s ``optimization``). "all" (onnxruntime's
+#: default, with NCHWc layout changes) ran every zoo entry's exported graph about as fast as "extended" or faster
+#: (benchmarks/results/inference_throughput.md). Timing both on a few windows at start picked different levels for
+#: the same graph depending on the music and the moment, and another level changes the last bits: so one fixed.
+OPTIMIZATION_LEVELS = ("all", "extended", "basic")
 
 
 class StaleGraphError(MidlevelError, RuntimeError):
@@ -141,6 +143,9 @@ def _session(graph: bytes, threads: int, optimization: str):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # as PyTorch computes under ``numerics.flush_denormals``: this covers onnxruntime's pool threads, and
+    # ``explain``'s own flush covers the calling thread, on which a 1-thread session computes
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")
     options.graph_optimization_level = {
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -148,56 +153,13 @@ def _session(graph: bytes, threads: int, optimization: str):
     return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
-def fastest_optimization(graph: bytes, threads: int = 1, *, windows: int = 8, repeats: int = 3) -> str:
-    """"all" or "extended", whichever runs ``windows`` windows of the graph faster here (best of ``repeats``).
-
-    Neither wins everywhere: "all" adds layout changes (NCHWc) that sped up the compact CNN (245x against
-    190x real time on one thread) and slowed the default's note transcriber (204x against 239x)."""
-    import time
-
-    best: dict[str, float] = {}
-    for level in ("all", "extended"):
-        session = _session(graph, threads, level)
-        shape = json.loads(session.get_modelmeta().custom_metadata_map["input_shape"])
-        spec = np.random.default_rng(0).standard_normal((windows, *shape)).astype(np.float32)
-        session.run(["joint"], {"spec": spec})  # warm-up: the first run allocates
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            session.run(["joint"], {"spec": spec})
-            times.append(time.perf_counter() - start)
-        best[level] = min(times)
-    return min(best, key=best.get)
-
-
-def preferred_optimization(graph: bytes, threads: int = 1) -> str:
-    """``fastest_optimization(graph, threads)``, timed once per graph and thread count on this machine and kept
-    in ``cache_dir()``: later runs (a resumed one, another with more workers) then use the same level, so their
-    numbers agree to the bit, which levels timed anew could not promise."""
-    key = hashlib.sha256(graph).hexdigest()[:32]
-    path = cache_dir() / "onnx-runtime" / f"{key}-threads{threads}.json"
-    try:
-        level = json.loads(path.read_text(encoding="utf-8"))["optimization"]
-        if level in OPTIMIZATION_LEVELS[1:]:
-            return level
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    level = fastest_optimization(graph, threads)
-    try:
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps({"optimization": level}) + "\n", encoding="utf-8")
-    except OSError:
-        pass
-    return level
-
-
 class OnnxWindowNetwork:
     """``model.joint_from_spectrogram`` run by onnxruntime: pass it as ``explain``'s (or ``predict``'s)
     ``window_network``. ``threads``: onnxruntime's intra-op threads (default: torch's current count).
-    ``optimization``: onnxruntime's graph optimisation level (``OPTIMIZATION_LEVELS``; "auto": the faster
-    here, ``preferred_optimization``). ``graph``: bytes of ``window_graph`` (default: ``cached_window_graph(model)``)."""
+    ``optimization``: onnxruntime's graph optimisation level (``OPTIMIZATION_LEVELS``). ``graph``: bytes of
+    ``window_graph`` (default: ``cached_window_graph(model)``)."""
 
-    def __init__(self, model: AudioModel, *, threads: int | None = None, optimization: str = "auto",
+    def __init__(self, model: AudioModel, *, threads: int | None = None, optimization: str = "all",
                  graph: bytes | None = None) -> None:
         if optimization not in OPTIMIZATION_LEVELS:
             raise ValueError(f"optimization {optimization!r}: choose one of {', '.join(OPTIMIZATION_LEVELS)}")
@@ -207,8 +169,6 @@ class OnnxWindowNetwork:
             raise StaleGraphError(f"this graph was built from weights {str(built_from)[:12]}, not from {model.name}'s "
                                   f"(weights {expected[:12]}); build it from the model it runs for")
         threads = threads or torch.get_num_threads()
-        if optimization == "auto":
-            optimization = preferred_optimization(graph, threads)
         self.session = _session(graph, threads, optimization)
         self.optimization = optimization
         self.model = model
@@ -230,4 +190,4 @@ class OnnxWindowNetwork:
 
 
 __all__ = ["OPTIMIZATION_LEVELS", "OnnxWindowNetwork", "StaleGraphError", "cache_dir", "cached_window_graph",
-           "fastest_optimization", "preferred_optimization", "window_graph"]
+           "window_graph"]
