@@ -6,9 +6,11 @@ before timing so every pass finds them in the page cache. For each thread count,
 - **decode**: ``midlevel.audio.load_audio`` of every track at each rate the entries use (libsndfile decoding,
   downmix, soxr resampling): the floor no model goes under;
 - for each entry, on the decoded tracks: **torch**, what a Python user calls (``model.explain``, or
-  ``predict`` for a black box: windows in chunks of 8, each STFT frame computed once), and **onnxruntime**,
-  the exported track graph (``midlevel.export``: all windows of a track at once, each window's front-end
-  computed whole), with ``intra_op_num_threads`` set to the thread count.
+  ``predict`` for a black box: windows in chunks of 8, each STFT frame computed once); **explain on
+  onnxruntime**, the same call with the per-window network in onnxruntime (``midlevel.onnx_runtime``, what
+  ``midlevel annotate --runtime onnxruntime`` runs; graphs built before timing); and **onnxruntime**, the
+  exported track graph (``midlevel.export``: all windows of a track at once, each window's front-end computed
+  whole), with ``intra_op_num_threads`` set to the thread count.
 
 Reported: x real time (seconds of audio per second of compute) of each; **end to end**, decode + model as one
 process runs them one after the other (1 / (1/decode + 1/model)), and its ratio to the decode floor; and
@@ -44,6 +46,7 @@ from midlevel.audio import load_audio
 from midlevel.export import export_onnx
 from midlevel.ioutil import write_report
 from midlevel.model import TwoStageModel
+from midlevel.onnx_runtime import OnnxWindowNetwork, cached_window_graph
 from midlevel.zoo import DEFAULT_MODEL, list_models
 from annotate_scaling import TRACKS, source_name
 from report_cli import cpu_name
@@ -72,13 +75,14 @@ def decode_all(paths: list[str], rate: int) -> tuple[list[np.ndarray], float]:
     return samples, time.perf_counter() - start
 
 
-def time_torch(model, tracks: list[np.ndarray]) -> float:
+def time_torch(model, tracks: list[np.ndarray], window_network=None) -> float:
+    """``explain`` (``predict``) over the tracks; ``window_network``: its per-window network elsewhere."""
     call = model.explain if isinstance(model, TwoStageModel) else model.predict
     rate = model.config.sample_rate
-    call(tracks[0][: 30 * rate], sample_rate=rate)  # warm-up: thread pools, lazy buffers
+    call(tracks[0][: 30 * rate], sample_rate=rate, window_network=window_network)  # warm-up: pools, lazy buffers
     start = time.perf_counter()
     for samples in tracks:
-        call(samples, sample_rate=rate)
+        call(samples, sample_rate=rate, window_network=window_network)
     return time.perf_counter() - start
 
 
@@ -125,6 +129,7 @@ def measure(args: argparse.Namespace) -> dict:
     rows, decode = [], []
     with tempfile.TemporaryDirectory() as tmp:
         exported = {name: export_onnx(m, Path(tmp) / f"{name}.onnx") for name, m in models.items()}
+        window_graphs = {name: cached_window_graph(m) for name, m in models.items()}
         for threads in (int(t) for t in args.threads.split(",")):
             torch.set_num_threads(threads)
             tracks, audio_seconds = {}, None
@@ -142,13 +147,16 @@ def measure(args: argparse.Namespace) -> dict:
                                for level in LEVELS}
                 row["onnxruntime_level"] = min(ort_seconds, key=ort_seconds.get)
                 row["onnxruntime_x_real_time_by_level"] = {k: audio_seconds / v for k, v in ort_seconds.items()}
+                network = OnnxWindowNetwork.from_graph(model, window_graphs[name], threads=threads)
                 for runtime, seconds in (("torch", time_torch(model, tracks[rate])),
+                                         ("explain_onnxruntime", time_torch(model, tracks[rate], network)),
                                          ("onnxruntime", ort_seconds[row["onnxruntime_level"]])):
                     x_model = audio_seconds / seconds
                     end_to_end = 1.0 / (1.0 / floor["x_real_time"] + 1.0 / x_model)
                     row[runtime] = {"seconds": seconds, "x_real_time": x_model, "end_to_end_x_real_time": end_to_end,
                                     "floor_over_end_to_end": floor["x_real_time"] / end_to_end}
                 row["onnxruntime_over_torch"] = row["torch"]["seconds"] / row["onnxruntime"]["seconds"]
+                row["explain_onnxruntime_over_torch"] = row["torch"]["seconds"] / row["explain_onnxruntime"]["seconds"]
                 row["loadavg"] = os.getloadavg()[0]
                 if threads == 1:  # where onnxruntime's time goes, on 60 s of the first track
                     row["onnxruntime_op_shares"] = onnxruntime_op_shares(exported[name], tracks[rate][0][: 60 * rate])
@@ -171,10 +179,12 @@ def markdown(result: dict) -> str:
         "",
         f"{len(result['tracks'])} recorded tracks ({result['audio_seconds'] / 60:.1f} min: {', '.join(sources)}), one "
         "run, one process (`benchmarks/inference_throughput.py`). x real time = seconds of audio per second. "
-        "'torch' is `model.explain` (`predict` for a black box) on decoded audio; 'ORT' the exported graph in "
+        "'torch' is `model.explain` (`predict` for a black box) on decoded audio; 'torch+ORT' the same call with "
+        "the per-window network in onnxruntime (`midlevel.onnx_runtime`, level 'all'; what `annotate --runtime "
+        "onnxruntime` runs); 'ORT' the exported track graph in "
         "onnxruntime at the faster of its graph optimisation levels 'all' and 'extended' (both given); "
         "'end to end' is decode + model one after the other, and 'floor / e2e' how far that is from "
-        "decoding alone (1.00 = at the floor). 'ORT / torch' > 1: onnxruntime is faster.",
+        "decoding alone (1.00 = at the floor). A ratio over torch > 1: faster than torch.",
         "",
         f"Machine: {m['cpu']}, {m['cpus']} CPUs; load average {m['loadavg_before'][0]:.2f} before, "
         f"{m['loadavg_after'][0]:.2f} after. torch {result['versions']['torch']}, onnxruntime "
@@ -185,16 +195,20 @@ def markdown(result: dict) -> str:
     ]
     lines += [f"| {d['sample_rate']} Hz | {d['threads']} | {d['x_real_time']:.0f} | {d['loadavg']:.2f} |"
               for d in result["decode"]]
-    lines += ["", "| model | threads | torch x rt | ORT x rt (all / extended) | ORT / torch | end to end torch / ORT "
-              "| floor / e2e torch / ORT | ORT time by op (1 thread, 'all') | load |",
-              "| --- | ---: | ---: | --- | ---: | --- | --- | --- | ---: |"]
+    lines += ["", "| model | threads | torch x rt | torch+ORT x rt | ORT x rt (all / extended) | torch+ORT / torch "
+              "| ORT / torch | end to end torch / torch+ORT / ORT | floor / e2e torch / torch+ORT / ORT "
+              "| ORT time by op (1 thread, 'all') | load |",
+              "| --- | ---: | ---: | ---: | --- | ---: | ---: | --- | --- | --- | ---: |"]
     for r in result["rows"]:
-        t, o = r["torch"], r["onnxruntime"]
+        t, h, o = r["torch"], r["explain_onnxruntime"], r["onnxruntime"]
         name = f"**{r['model']}** (default)" if r["default"] else r["model"]
         levels = " / ".join(f"{r['onnxruntime_x_real_time_by_level'][k]:.0f}" for k in LEVELS)
-        lines.append(f"| {name} | {r['threads']} | {t['x_real_time']:.0f} | {levels} | "
+        lines.append(f"| {name} | {r['threads']} | {t['x_real_time']:.0f} | {h['x_real_time']:.0f} | {levels} | "
+                     f"{r['explain_onnxruntime_over_torch']:.2f} | "
                      f"{r['onnxruntime_over_torch']:.2f} | {t['end_to_end_x_real_time']:.0f} / "
+                     f"{h['end_to_end_x_real_time']:.0f} / "
                      f"{o['end_to_end_x_real_time']:.0f} | {t['floor_over_end_to_end']:.2f} / "
+                     f"{h['floor_over_end_to_end']:.2f} / "
                      f"{o['floor_over_end_to_end']:.2f} | "
                      + ", ".join(f"{op} {share:.0%}" for op, share in r.get("onnxruntime_op_shares", {}).items())
                      + f" | {r['loadavg']:.2f} |")

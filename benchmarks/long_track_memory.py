@@ -17,8 +17,8 @@ holds, and with the threshold fixed by ``mallopt`` the way the ``midlevel`` comm
 ("cli"); "default" is a library call from a process that left glibc alone.
 
 Views: ``explain`` (``model.explain`` alone, what ``midlevel annotate`` runs per file), ``explain-onnxruntime``
-(the same with the per-window network in onnxruntime, ``midlevel.onnx_runtime``; its session built, from the
-cached graph, before the peak counter is reset), ``timeline`` (over time, the model's windows: ``model.explain``
+(the same with the per-window network in onnxruntime, ``midlevel.onnx_runtime``: its graph traced by the parent
+before any child starts, its session built from the cached graph before the idle measurement), ``timeline`` (over time, the model's windows: ``model.explain``
 plus per-window contributions) and ``report`` (the whole HTML report: the interactive page since issue 32, whose maps
 cover the whole track at the page's resolution; the committed results predate it, when the static
 report's spectrogram and listening views used a 30 s excerpt). The files are the example clip repeated,
@@ -134,6 +134,11 @@ def main() -> None:
     from midlevel.zoo import DEFAULT_MODEL
 
     durations = [float(d) for d in args.durations.split(",")]
+    if "explain-onnxruntime" in args.views.split(","):  # traced here, once: the children read it from the cache
+        import midlevel
+        from midlevel.onnx_runtime import cached_window_graph
+
+        cached_window_graph(midlevel.load())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seconds in durations:

@@ -22,10 +22,14 @@ and a digest of this package's code; a file there that does not read back as suc
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
+import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -67,6 +71,23 @@ def _weights_version(model: nn.Module) -> tuple[int, ...]:
     return tuple((id(t), t._version) for t in model.state_dict(keep_vars=True).values())
 
 
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The exporter's notes (torchvision's operators it skips, attribute types it guesses) kept off a user's
+    terminal while it traces: they say nothing about the graph a user gets, which is checked by what it computes."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def window_graph(model: AudioModel, *, opset: int | None = None) -> bytes:
     """The serialised ONNX graph of ``model``'s per-window network (``joint_from_spectrogram``), weights below
     float32's smallest normal number stored as zero as PyTorch computes with them (``export``), the weights'
@@ -77,7 +98,7 @@ def window_graph(model: AudioModel, *, opset: int | None = None) -> bytes:
 
     cfg = model.config
     device = model.frontend.mean.device
-    with torch.no_grad(), eval_mode(model):
+    with torch.no_grad(), eval_mode(model), _quiet_exporter():
         example = model.frontend(torch.zeros(2, cfg.window_samples, device=device))  # batch 2: not specialised
         program = torch.onnx.export(_JointWindows(model).eval(), (example,), dynamo=True, opset_version=opset,
                                     dynamic_shapes={"spec": {0: Dim("windows", min=1)}}, input_names=["spec"],
@@ -164,12 +185,13 @@ class OnnxWindowNetwork:
         if optimization not in OPTIMIZATION_LEVELS:
             raise ValueError(f"optimization {optimization!r}: choose one of {', '.join(OPTIMIZATION_LEVELS)}")
         graph = cached_window_graph(model) if graph is None else graph
-        built_from, expected = _graph_sha256(graph), weights_sha256(model)
-        if built_from != expected:
-            raise StaleGraphError(f"this graph was built from weights {str(built_from)[:12]}, not from {model.name}'s "
-                                  f"(weights {expected[:12]}); build it from the model it runs for")
         threads = threads or torch.get_num_threads()
         self.session = _session(graph, threads, optimization)
+        # read from the session, so that a worker handed the bytes needs no onnx package
+        built_from = json.loads(self.session.get_modelmeta().custom_metadata_map.get("weights_sha256", "null"))
+        if built_from != (expected := weights_sha256(model)):
+            raise StaleGraphError(f"this graph was built from weights {str(built_from)[:12]}, not from {model.name}'s "
+                                  f"(weights {expected[:12]}); build it from the model it runs for")
         self.optimization = optimization
         self.model = model
         self.threads = threads
