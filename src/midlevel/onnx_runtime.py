@@ -1,7 +1,7 @@
 """The per-window network in onnxruntime, for batch work: ``explain`` with onnxruntime's kernels.
 
 ``OnnxWindowNetwork(model)`` exports what runs once per window -- the backbone, then the layer after it (concept
-layer, or a black box's target layer) -- as an ONNX graph held in memory, and runs it in an onnxruntime session.
+layer, or a black box's target layer) -- as an ONNX graph, and runs it in an onnxruntime session.
 ``model.explain(audio, window_network=net)`` then does everything else as ``explain`` always does, in PyTorch:
 the front-end (each STFT frame that overlapping windows share computed once, windows streamed in chunks, so a
 long track's memory stays bounded), clipping, averaging over windows, the head, flags and the
@@ -65,7 +65,7 @@ class _JointWindows(nn.Module):
         return self.model.joint_from_spectrogram(spec)
 
 
-def _weights_version(model: nn.Module) -> tuple[int, ...]:
+def _weights_version(model: nn.Module) -> tuple[tuple[int, int], ...]:
     """Changes whenever a parameter or buffer is written in place (PyTorch's per-tensor version counter) or
     replaced: cheap enough to check on every call."""
     return tuple((id(t), t._version) for t in model.state_dict(keep_vars=True).values())
@@ -91,7 +91,8 @@ def _quiet_exporter() -> Iterator[None]:
 def window_graph(model: AudioModel, *, opset: int | None = None) -> bytes:
     """The serialised ONNX graph of ``model``'s per-window network (``joint_from_spectrogram``), weights below
     float32's smallest normal number stored as zero as PyTorch computes with them (``export``), the weights'
-    sha256 in its metadata. Takes a few seconds: build it once and share the bytes (``OnnxWindowNetwork.from_graph``)."""
+    sha256 in its metadata. Takes half a minute for the default: build it once (``cached_window_graph``) and
+    share the bytes (``OnnxWindowNetwork.from_graph``)."""
     onnx = require("onnx", "onnx", "the onnxruntime runtime")
     require("onnxscript", "onnx", "the onnxruntime runtime")  # torch's exporter writes the graph with it
     from .export import _flush_denormal_initializers
