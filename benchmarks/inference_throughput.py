@@ -86,8 +86,8 @@ def time_torch(model, tracks: list[np.ndarray], window_network=None) -> float:
     return time.perf_counter() - start
 
 
-#: onnxruntime's graph optimisation levels compared: "all" adds layout changes (NCHWc convolutions), which made
-#: the default's transcriber slower and the compact CNNs faster
+#: onnxruntime's graph optimisation levels compared: "all" adds layout changes (NCHWc convolutions); each run's
+#: table says which was faster for which entry
 LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}
 
 
@@ -147,7 +147,7 @@ def measure(args: argparse.Namespace) -> dict:
                                for level in LEVELS}
                 row["onnxruntime_level"] = min(ort_seconds, key=ort_seconds.get)
                 row["onnxruntime_x_real_time_by_level"] = {k: audio_seconds / v for k, v in ort_seconds.items()}
-                network = OnnxWindowNetwork.from_graph(model, window_graphs[name], threads=threads)
+                network = OnnxWindowNetwork(model, graph=window_graphs[name], threads=threads)
                 for runtime, seconds in (("torch", time_torch(model, tracks[rate])),
                                          ("explain_onnxruntime", time_torch(model, tracks[rate], network)),
                                          ("onnxruntime", ort_seconds[row["onnxruntime_level"]])):

@@ -90,9 +90,9 @@ def test_a_graph_of_other_weights_is_refused(model, network, song):
     with torch.no_grad():
         changed.concept_layer.bias.add_(1.0)
     with pytest.raises(StaleGraphError, match="build it from the model it runs for"):
-        OnnxWindowNetwork.from_graph(changed, graph, threads=1)
+        OnnxWindowNetwork(changed, graph=graph, threads=1)
     # weights changed in place after the session was built: refused, not answered with the old weights
-    current = OnnxWindowNetwork.from_graph(load(EXPLAINABLE), graph, threads=1)
+    current = OnnxWindowNetwork(load(EXPLAINABLE), graph=graph, threads=1)
     with torch.no_grad():
         current.model.concept_layer.bias.add_(1.0)
     with pytest.raises(StaleGraphError, match="changed after"):

@@ -323,7 +323,7 @@ class WorkerModel:
             return None
         from .onnx_runtime import OnnxWindowNetwork
 
-        return OnnxWindowNetwork.from_graph(model, self.graph, threads=1)
+        return OnnxWindowNetwork(model, graph=self.graph, threads=1)
 
     def annotator(self, model: AudioModel | None = None) -> Callable[[str], dict[str, Any]]:
         """path -> record, with ``model`` (loaded from ``spec`` when None) and its window network."""
@@ -671,9 +671,11 @@ def annotate(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: str |
         store.remove()
     return {"inputs": len(paths), "annotated": len(rows), "failed": len(failures), "resumed": resumed,
             "out": str(out), "errors_out": str(errors_out), "model": loaded.name, "weights_sha256": sha256,
-            "engine": engine, "runtime": runtime, "workers": info["workers"], "seconds": time.perf_counter() - started_at,
-            "audio_seconds": float(sum(r["duration_s"] for r in rows)), "failures": failures[:20]}
+            "engine": engine, "runtime": runtime, "workers": info["workers"],
+            "seconds": time.perf_counter() - started_at, "audio_seconds": float(sum(r["duration_s"] for r in rows)),
+            "failures": failures[:20]}
 
 
-__all__ = ["AUDIO_SUFFIXES", "AnnotateError", "ENGINES", "PartStore", "RUNTIMES", "WorkerModel", "annotate", "annotate_one", "errors_path",
-           "expand_inputs", "local_records", "ray_records", "resolve_model", "table_columns", "table_row"]
+__all__ = ["AUDIO_SUFFIXES", "AnnotateError", "ENGINES", "PartStore", "RUNTIMES", "WorkerModel", "annotate",
+           "annotate_one", "errors_path", "expand_inputs", "local_records", "ray_records", "resolve_model",
+           "table_columns", "table_row"]

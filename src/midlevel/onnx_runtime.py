@@ -92,7 +92,7 @@ def window_graph(model: AudioModel, *, opset: int | None = None) -> bytes:
     """The serialised ONNX graph of ``model``'s per-window network (``joint_from_spectrogram``), weights below
     float32's smallest normal number stored as zero as PyTorch computes with them (``export``), the weights'
     sha256 in its metadata. Takes half a minute for the default: build it once (``cached_window_graph``) and
-    share the bytes (``OnnxWindowNetwork.from_graph``)."""
+    share the bytes (``OnnxWindowNetwork``'s ``graph``)."""
     onnx = require("onnx", "onnx", "the onnxruntime runtime")
     require("onnxscript", "onnx", "the onnxruntime runtime")  # torch's exporter writes the graph with it
     from .export import _flush_denormal_initializers
@@ -107,8 +107,7 @@ def window_graph(model: AudioModel, *, opset: int | None = None) -> bytes:
     proto = program.model_proto
     _flush_denormal_initializers(proto)
     onnx.helper.set_model_props(proto, {"model_name": json.dumps(model.name),
-                                        "weights_sha256": json.dumps(weights_sha256(model)),
-                                        "input_shape": json.dumps(list(example.shape[1:]))})
+                                        "weights_sha256": json.dumps(weights_sha256(model))})
     return proto.SerializeToString()
 
 
@@ -200,11 +199,6 @@ class OnnxWindowNetwork:
         self.model = model
         self.threads = threads
         self._version = _weights_version(model)
-
-    @classmethod
-    def from_graph(cls, model: AudioModel, graph: bytes, **options) -> "OnnxWindowNetwork":
-        """A session on a graph ``window_graph`` built before (e.g. in the parent of worker processes)."""
-        return cls(model, graph=graph, **options)
 
     def __call__(self, spec: torch.Tensor) -> torch.Tensor:
         if _weights_version(self.model) != self._version:
