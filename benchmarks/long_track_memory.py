@@ -16,16 +16,20 @@ until it saturates (some tens of MiB). The window loops call ``malloc_trim`` aft
 holds, and with the threshold fixed by ``mallopt`` the way the ``midlevel`` command does at start
 ("cli"); "default" is a library call from a process that left glibc alone.
 
-Views: ``explain`` (``model.explain`` alone, what ``midlevel annotate`` runs per file), ``explain-onnxruntime``
+Views: ``annotate`` (``model.explain(path)``, what ``midlevel annotate`` runs per file: the file decoded block by
+block as the windows consume it, no decoded track resident; the decode alone measured after it, for reference),
+``annotate-onnxruntime`` (the same on onnxruntime), ``explain`` (``model.explain`` of the decoded audio), ``explain-onnxruntime``
 (the same with the per-window network in onnxruntime, ``midlevel.onnx_runtime``: its graph traced by the parent
 before any child starts, its session built from the cached graph before the idle measurement), ``timeline`` (over time, the model's windows: ``model.explain``
 plus per-window contributions) and ``report`` (the whole HTML report: the interactive page since issue 32, whose maps
 cover the whole track at the page's resolution; the committed results predate it, when the static
 report's spectrogram and listening views used a 30 s excerpt). The files are the example clip repeated,
-so they are real music.
+so they are real music: mono WAVs at the model's rate (``--format wav``), or 44.1 kHz stereo OGG Vorbis
+(``--format ogg``), as recordings come, whose decoded channels are four times the model's input.
 
     python benchmarks/long_track_memory.py [--durations 60,600,1200,2400] [--views timeline,report]
-                                           [--allocators default,fixed,cli] [--name long_track_memory]
+                                           [--allocators default,fixed,cli] [--format wav|ogg]
+                                           [--name long_track_memory]
 
 Writes benchmarks/results/NAME.json (default long_track_memory.json).
 """
@@ -83,39 +87,68 @@ def child(path: str, view: str, out_dir: str) -> dict:
     views = {"explain": lambda audio: model.explain(audio),
              "timeline": lambda audio: timeline(model, audio),
              "report": lambda audio: write_report(model, audio, Path(out_dir) / "report.html")}
-    if view == "explain-onnxruntime":
+    network = None
+    if view.endswith("-onnxruntime"):
         from midlevel.onnx_runtime import OnnxWindowNetwork
 
         network = OnnxWindowNetwork(model, threads=2)
         views[view] = lambda audio: model.explain(audio, window_network=network)
+    if view.startswith("annotate"):  # the path itself: decoded as the windows consume it
+        views[view] = lambda audio: model.explain(audio, window_network=network)
     run = views[view]
-    run(model.read_audio(str(midlevel.example_clip())))
+    from_path = view.startswith("annotate")
+    run(str(midlevel.example_clip()) if from_path else model.read_audio(str(midlevel.example_clip())))
     gc.collect()
     idle = reset_peak()
-    clip = model.read_audio(path)
-    decode_peak = rss_mb()[1] - idle
-    reset_peak()
-    tracemalloc.start()
-    start = time.perf_counter()
-    run(clip)
-    seconds = time.perf_counter() - start
-    traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
-    tracemalloc.stop()
-    view_peak = rss_mb()[1] - idle
-    audio_mb = clip.samples.nbytes / 2**20
+    if from_path:  # the view first, nothing decoded beforehand; then the decode alone, for reference
+        tracemalloc.start()
+        start = time.perf_counter()
+        run(path)
+        seconds = time.perf_counter() - start
+        traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        view_peak = rss_mb()[1] - idle
+        gc.collect()
+        reset_peak()
+        clip = model.read_audio(path)
+        decode_peak = rss_mb()[1] - idle
+        audio_mb = 0.0  # no decoded track is resident during the view
+    else:
+        clip = model.read_audio(path)
+        decode_peak = rss_mb()[1] - idle
+        reset_peak()
+        tracemalloc.start()
+        start = time.perf_counter()
+        run(clip)
+        seconds = time.perf_counter() - start
+        traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        view_peak = rss_mb()[1] - idle
+        audio_mb = clip.samples.nbytes / 2**20
     return {"idle_rss_mb": round(idle, 1), "peak_rss_mb": round(idle + view_peak, 1), "audio_mb": round(audio_mb, 1),
             "decode_peak_mb": round(decode_peak, 1), "view_peak_mb": round(view_peak, 1),
             "beyond_audio_mb": round(view_peak - audio_mb, 1),
             "tracemalloc_peak_mb": round(traced_peak, 1), "seconds": round(seconds, 1)}
 
 
-def write_track(path: Path, seconds: float) -> None:
-    """The example clip repeated to ``seconds``, as a 16-bit mono WAV at the model's rate."""
+def write_track(path: Path, seconds: float, file_format: str) -> None:
+    """The example clip repeated to ``seconds``: ``wav``, a 16-bit mono WAV at the model's rate (nothing to
+    resample or downmix); ``ogg``, a 44.1 kHz stereo OGG Vorbis as recordings come (the right channel the
+    left one 10 ms later), written in blocks (libsndfile's Vorbis encoder crashed on an hour in one call)."""
     from midlevel import example_clip, load_audio
 
-    real = load_audio(example_clip(), SAMPLE_RATE).samples
-    n = int(seconds * SAMPLE_RATE)
-    sf.write(path, np.tile(real, n // len(real) + 1)[:n], SAMPLE_RATE, subtype="PCM_16")
+    rate = SAMPLE_RATE if file_format == "wav" else 44100
+    real = load_audio(example_clip(), rate).samples
+    n = int(seconds * rate)
+    track = np.tile(real, n // len(real) + 2)
+    if file_format == "wav":
+        sf.write(path, track[:n], rate, subtype="PCM_16")
+        return
+    lag = rate // 100
+    with sf.SoundFile(path, "w", rate, 2, format="OGG", subtype="VORBIS") as out:
+        for i in range(0, n, 1 << 16):
+            j = min(i + (1 << 16), n)
+            out.write(np.stack([track[i + lag:j + lag], track[i:j]], axis=1))
 
 
 def main() -> None:
@@ -123,6 +156,8 @@ def main() -> None:
     parser.add_argument("--durations", default="60,600,1200,2400", help="comma-separated track lengths in seconds")
     parser.add_argument("--views", default="timeline,report")
     parser.add_argument("--allocators", default="default,fixed,cli")
+    parser.add_argument("--format", choices=("wav", "ogg"), default="wav",
+                        help="wav: mono at the model's rate; ogg: 44.1 kHz stereo Vorbis, as recordings come")
     parser.add_argument("--name", default="long_track_memory", help="results file name (without .json)")
     parser.add_argument("--child", nargs=3, metavar=("PATH", "VIEW", "OUT_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -134,7 +169,7 @@ def main() -> None:
     from midlevel.zoo import DEFAULT_MODEL
 
     durations = [float(d) for d in args.durations.split(",")]
-    if "explain-onnxruntime" in args.views.split(","):  # traced here, once: the children read it from the cache
+    if any(view.endswith("-onnxruntime") for view in args.views.split(",")):  # traced here, once: the children read it from the cache
         import midlevel
         from midlevel.onnx_runtime import cached_window_graph
 
@@ -142,8 +177,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seconds in durations:
-            path = Path(tmp) / f"track_{int(seconds)}s.wav"
-            write_track(path, seconds)
+            path = Path(tmp) / f"track_{int(seconds)}s.{args.format}"
+            write_track(path, seconds, args.format)
             for view in args.views.split(","):
                 for allocator in args.allocators.split(","):
                     env = dict(os.environ, **ALLOCATORS[allocator])
@@ -166,7 +201,7 @@ def main() -> None:
                 "beyond_audio_spread_mb": round(max(beyond) - min(beyond), 1),
             }
     result = {"machine": {"platform": platform.platform(), "python": platform.python_version()},
-              "model": f"midlevel.load(): {DEFAULT_MODEL}",
+              "model": f"midlevel.load(): {DEFAULT_MODEL}", "file_format": args.format,
               "runs": rows, "summary": summary}
     atomic_write_text(RESULTS / f"{args.name}.json", json.dumps(result, indent=2) + "\n")
     print(json.dumps(summary, indent=2))

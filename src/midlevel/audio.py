@@ -41,6 +41,13 @@ Truncated files are flagged ``truncated``, with a note "decoded 3.1 s of a state
 
 Silence and very short audio load without complaint; the models flag them later using
 `is_silent` and `pad_to_length`.
+
+Files are decoded block by block (`AudioStream`): each block is downmixed and fed to soxr's streaming
+resampler, which gives what its one-shot call gives, bit for bit. `load_audio` collects the blocks into one
+array, so a 1-hour 44.1 kHz stereo file needs the output (317 MB at 22.05 kHz), not the 1.3 GB of its
+decoded channels; a model's `explain(path)` consumes the blocks as they come and holds a few windows, not
+the track. The two rare inputs a stream cannot finish (a float file whose peak calls for an integer-range
+rescale, known only at its end; NaN or inf) raise `WholeFileNeeded`, and are read whole as before.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ import os
 import pathlib
 from dataclasses import dataclass
 from importlib import resources
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -86,6 +94,30 @@ class AudioFileNotFoundError(AudioError, FileNotFoundError):
     """The audio file does not exist (also catchable as FileNotFoundError)."""
 
 
+class WholeFileNeeded(Exception):
+    """An `AudioStream` met input it cannot stream (module docstring): read the file whole (`load_audio`)."""
+
+
+@dataclass(frozen=True)
+class AudioSummary:
+    """What a model's checks need of a whole input, without its samples (an `Audio`'s, or an `AudioStream`'s
+    once consumed)."""
+
+    source: str
+    sample_rate: int
+    n_samples: int
+    original_sample_rate: int
+    original_channels: int
+    notes: tuple[str, ...]
+    flags: tuple[str, ...]
+    silent: bool  # `is_silent` at its default threshold
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.n_samples / self.sample_rate
+
+
 @dataclass(frozen=True)
 class Audio:
     """Mono float32 samples at `sample_rate`, plus what the input was before conversion."""
@@ -102,6 +134,103 @@ class Audio:
     def duration(self) -> float:
         """Length in seconds."""
         return len(self.samples) / self.sample_rate
+
+    def summary(self) -> AudioSummary:
+        """The input without its samples, as an ``AudioStream`` gives it."""
+        return AudioSummary(self.source, self.sample_rate, len(self.samples), self.original_sample_rate,
+                            self.original_channels, self.notes, self.flags, is_silent(self.samples))
+
+
+#: frames decoded at a time (1.5 s at 44.1 kHz: 0.5 MB of stereo float32)
+BLOCK_FRAMES = 1 << 16
+
+
+class AudioStream:
+    """A sound file decoded block by block: iterating gives mono float32 blocks at ``sample_rate`` whose
+    concatenation is ``load_audio(path, sample_rate).samples`` bit for bit (one decoder; soxr's streaming
+    resampler gives what its one-shot call gives). Memory is a block, not the track. What is known only of
+    the whole input (length, truncation, level, silence) is ``summary()``, once the blocks are consumed.
+
+    Raises ``AudioError`` naming the file as ``load_audio`` does (at construction for a missing or unreadable
+    file, while iterating for one that fails mid-way or holds no audio), and ``WholeFileNeeded`` for the input
+    a stream cannot finish (module docstring). Each iteration decodes the file again.
+    """
+
+    def __init__(self, path, sample_rate: int = 22050, *, name: str | None = None, check_level: bool = True,
+                 block_frames: int = BLOCK_FRAMES) -> None:
+        self.path = os.fspath(path)
+        self.source = _label(str(name) if name is not None else self.path)
+        self.sample_rate = _check_rate(sample_rate, "sample_rate", self.source)
+        self.check_level = check_level
+        self.block_frames = int(block_frames)
+        _check_file(self.path, self.source)
+        try:
+            info = sf.info(_sf_name(self.path))
+        except (sf.SoundFileError, RuntimeError) as err:
+            raise _decode_error(self.source, err) from None
+        self.original_sample_rate, self.original_channels = int(info.samplerate), int(info.channels)
+        self.stated_frames = int(info.frames)  # libsndfile's count (a header's for MP3; see _read_file)
+        self._summary: AudioSummary | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        self._summary = None
+        try:
+            yield from self._blocks()
+        except sf.SoundFileError as err:
+            raise _decode_error(self.source, err) from err
+
+    def _blocks(self) -> Iterator[np.ndarray]:
+        rate, target = self.original_sample_rate, self.sample_rate
+        resampler = (soxr.ResampleStream(rate, target, 1, dtype="float32", quality="HQ")
+                     if rate != target else None)
+        frames, n_out, peak, squares = 0, 0, 0.0, 0.0
+        with sf.SoundFile(_sf_name(self.path)) as fh:
+            channels = fh.channels
+            while True:
+                data = fh.read(self.block_frames, dtype="float32", always_2d=True)
+                last = len(data) < self.block_frames
+                frames += len(data)
+                mono = np.ascontiguousarray(_downmix(data))
+                if len(mono):
+                    if not np.isfinite(np.sum(mono, dtype=np.float64)):
+                        raise WholeFileNeeded(f"{self.source}: NaN or inf in the samples")
+                    peak = max(peak, float(max(mono.max(), -mono.min())))
+                    if self.check_level and peak > INTEGER_PEAK:
+                        raise WholeFileNeeded(f"{self.source}: peak {peak:.3g} needs an integer-range rescale")
+                out = resampler.resample_chunk(mono, last=last) if resampler is not None else mono
+                if len(out):
+                    squares += float(np.dot(out, out))
+                    n_out += len(out)
+                    yield out
+                if last:
+                    break
+        if frames == 0:
+            raise AudioError(f"{self.source}: file contains no audio ({channels} channel(s), 0 frames)")
+        notes, flags = _truncation(self.path, frames, self.stated_frames, rate)
+        if self.check_level and peak > FULL_SCALE:
+            notes, flags = notes + (_over_full_scale_note(peak),), flags + ("over_full_scale",)
+        self._summary = AudioSummary(self.source, target, n_out, rate, channels, notes, flags,
+                                     _silent(squares, n_out))
+
+    def summary(self) -> AudioSummary:
+        """The whole input's length, notes, flags and silence; only after the blocks were consumed."""
+        if self._summary is None:
+            raise RuntimeError(f"{self.source}: summary() before the stream was read to its end")
+        return self._summary
+
+    def read(self) -> Audio:
+        """The whole file as one ``Audio`` (``load_audio``), collected into one array as the blocks come."""
+        ratio = self.sample_rate / self.original_sample_rate
+        samples = np.empty(math.ceil(self.stated_frames * ratio) + 1, dtype=np.float32)
+        n = 0
+        for block in self:
+            if n + len(block) > len(samples):  # a header that understated the length: grow by half
+                samples = np.concatenate([samples[:n], np.empty(max(len(block), len(samples) // 2), np.float32)])
+            samples[n:n + len(block)] = block
+            n += len(block)
+        samples = samples[:n] if n > len(samples) // 2 else samples[:n].copy()  # a short read keeps no big buffer
+        s = self.summary()
+        return Audio(samples, s.sample_rate, s.source, s.original_sample_rate, s.original_channels, s.notes, s.flags)
 
 
 def load_audio(
@@ -121,15 +250,17 @@ def load_audio(
     Raises AudioError (AudioFileNotFoundError for a missing file) for anything unusable.
     """
     is_path = isinstance(source, (str, os.PathLike))
-    label = str(name) if name is not None else os.fspath(source) if is_path else "<array>"
-    label = label.encode("utf-16", "surrogatepass").decode("utf-16", "replace")  # non-UTF-8 name bytes: U+FFFD
+    label = _label(str(name) if name is not None else os.fspath(source) if is_path else "<array>")
     sample_rate = _check_rate(sample_rate, "sample_rate", label)
     if is_path:
         if source_sample_rate is not None:
             raise AudioError(
                 f"{label}: source_sample_rate is only for arrays; the file states its rate"
             )
-        mono, original_rate, channels, notes, flags = _read_file(os.fspath(source), label)
+        try:
+            return AudioStream(source, sample_rate, name=label, check_level=check_level).read()
+        except WholeFileNeeded:
+            mono, original_rate, channels, notes, flags = _read_file(os.fspath(source), label)
     else:
         if source_sample_rate is None:
             raise AudioError(f"{label}: source_sample_rate is required for array input")
@@ -168,9 +299,14 @@ def is_silent(samples: np.ndarray, threshold_db: float = -60.0) -> bool:
     so a 10-minute clip needs no float64 copy; the rounding error is far below 0.01 dB.
     """
     x = np.asarray(samples, dtype=np.float32).ravel()
-    if x.size == 0:
+    return _silent(float(np.dot(x, x)), x.size, threshold_db)
+
+
+def _silent(sum_of_squares: float, n: int, threshold_db: float = -60.0) -> bool:
+    """``is_silent`` from the samples' sum of squares (an ``AudioStream`` adds its blocks' up)."""
+    if n == 0:
         return True
-    rms = math.sqrt(float(np.dot(x, x)) / x.size)
+    rms = math.sqrt(sum_of_squares / n)
     return rms == 0.0 or 20.0 * math.log10(rms) < threshold_db
 
 
@@ -241,23 +377,37 @@ def _read_file(path: str, label: str) -> tuple[np.ndarray, int, int, tuple[str, 
             stated, rate = fh.frames, fh.samplerate
             data = fh.read(dtype="float32", always_2d=True)
     except sf.SoundFileError as err:
-        detail = getattr(err, "error_string", str(err))  # libsndfile's reason, without the path
-        raise AudioError(
-            f"{label}: cannot decode audio ({detail}); expected WAV, FLAC, OGG/Vorbis or MP3"
-        ) from err
+        raise _decode_error(label, err) from err
     frames, channels = data.shape
     if frames == 0:
         raise AudioError(f"{label}: file contains no audio ({channels} channel(s), 0 frames)")
-    mono = _downmix(data)
+    return (_downmix(data), rate, channels, *_truncation(path, frames, stated, rate))
+
+
+def _label(name: str) -> str:
+    """A source name as messages print it: name bytes that are not UTF-8 shown as U+FFFD."""
+    return name.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _decode_error(label: str, err: Exception) -> AudioError:
+    detail = getattr(err, "error_string", str(err))  # libsndfile's reason, without the path
+    return AudioError(f"{label}: cannot decode audio ({detail}); expected WAV, FLAC, OGG/Vorbis or MP3")
+
+
+def _truncation(path: str, frames: int, stated: int, rate: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(notes, flags) for ``frames`` decoded of a file whose header stated ``stated`` (module docstring)."""
     wav_frames = _wav_stated_frames(path)
     if wav_frames is not None:
         stated, slack = wav_frames, 0
     else:  # libsndfile's own count: a header's for MP3, what is there for the others
         slack = max(_MP3_SLACK[0] * stated, _MP3_SLACK[1])
     if frames < stated - slack:
-        return (mono, rate, channels, (f"decoded {frames / rate:.1f} s of a stated {stated / rate:.1f} s",),
-                ("truncated",))
-    return mono, rate, channels, (), ()
+        return (f"decoded {frames / rate:.1f} s of a stated {stated / rate:.1f} s",), ("truncated",)
+    return (), ()
+
+
+def _over_full_scale_note(peak: float) -> str:
+    return f"peak {peak:.3g} ({20 * math.log10(peak):+.1f} dBFS) is over full scale; kept as it is, not clipped"
 
 
 def _downmix(data: np.ndarray) -> np.ndarray:
@@ -304,8 +454,7 @@ def _check_level(mono: np.ndarray, label: str) -> tuple[np.ndarray, tuple[str, .
     if peak <= FULL_SCALE:
         return mono, (), ()
     if peak <= INTEGER_PEAK:
-        return mono, (f"peak {peak:.3g} ({20 * math.log10(peak):+.1f} dBFS) is over full scale; "
-                      "kept as it is, not clipped",), ("over_full_scale",)
+        return mono, (_over_full_scale_note(peak),), ("over_full_scale",)
     for scale, name in _INT_RANGES:
         if peak <= scale:
             mono /= np.float32(scale)

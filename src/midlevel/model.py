@@ -18,14 +18,15 @@ calibrated model (``midlevel.ood``) are copied into every prediction.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+import os
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from .audio import Audio, is_silent, load_audio, pad_to_length
+from .audio import Audio, AudioStream, AudioSummary, WholeFileNeeded, load_audio, pad_to_length
 from .backbones import build_backbone
 from .checkpoint import ModelLoadError, read_config, read_weights, save_model_dir, state_dict_mismatch
 from .config import ConfigError, ModelConfig
@@ -73,6 +74,50 @@ def slice_windows(wave: torch.Tensor, window: int, hop: int) -> torch.Tensor:
     last_start = torch.sym_max(torch.sym_min(regular * hop, n_samples - window), 0)
     return torch.cat([frames_by_slices(padded, window, hop, n_frames=regular),
                       padded[:, None, last_start:last_start + window]], dim=1)
+
+
+def window_chunks(blocks: Iterable[np.ndarray], window: int, hop: int, batch: int
+                  ) -> Iterator[tuple[np.ndarray, list[int]]]:
+    """A track given as consecutive sample blocks -> ``(span, starts)`` for each run of ``batch`` consecutive
+    windows in ``window_starts`` order (the last run shorter): ``span`` holds the samples the run covers (zero
+    padded when the whole track is shorter than a window), ``starts`` each window's start within it. A run is
+    given as soon as its samples have arrived, so at most a run's span and a block are held, not the track.
+
+    Window ``i`` starts at ``i * hop`` while ``i * hop + window`` is short of the track's end; the last one is
+    end-aligned (``window_starts_tensor``), so only the runs after the stream's end wait for its length."""
+    pending: list[np.ndarray] = []  # the samples from ``base`` on, as they came
+    base = seen = done = 0  # first held sample, samples seen, windows given
+    for block in blocks:
+        pending.append(block)
+        seen += len(block)
+        while seen > (done + batch - 1) * hop + window:  # the next run's windows all start at i * hop
+            lo = done * hop
+            yield _samples(pending, base, lo, lo + (batch - 1) * hop + window), [i * hop for i in range(batch)]
+            done += batch
+            # the end-aligned last window may start up to a hop before ``done * hop``: keep from there
+            keep = max(done - 1, 0) * hop
+            pending, base = [_samples(pending, base, keep, base + sum(map(len, pending)))], keep
+    starts = window_starts(seen, window, hop)[done:]
+    tail = _samples(pending, base, base, base + sum(map(len, pending)))
+    if seen < window:  # one window at 0, zero padded (base is 0)
+        tail, _ = pad_to_length(tail, window)
+    for i in range(0, len(starts), batch):
+        run = starts[i:i + batch]
+        yield tail[run[0] - base:run[-1] - base + window], [s - run[0] for s in run]
+
+
+def _samples(blocks: list[np.ndarray], base: int, lo: int, hi: int) -> np.ndarray:
+    """Samples ``lo:hi`` of the track whose blocks, from sample ``base`` on, are ``blocks``: a view where one
+    block holds them, else a copy."""
+    pieces, at = [], base
+    for block in blocks:
+        a, b = max(lo - at, 0), min(hi - at, len(block))
+        if a < b:
+            pieces.append(block[a:b])
+        at += len(block)
+    if len(pieces) == 1:
+        return pieces[0]
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
 
 def _one_track(samples: np.ndarray) -> torch.Tensor:
@@ -197,20 +242,44 @@ class AudioModel(nn.Module):
         embedding = self.backbone(spec)
         return torch.cat([embedding, self.outputs_from_embedding(embedding)], dim=-1)
 
-    @torch.inference_mode()
-    @flush_denormals()
-    def _run_track(self, samples: np.ndarray, batch_size: int,
+    def _run_track(self, samples: np.ndarray | Iterable[np.ndarray], batch_size: int,
                    window_network: Callable[[torch.Tensor], torch.Tensor] | None = None) -> TrackRun:
-        """``track_outputs`` of one decoded track in eval mode, with what the checks need (``TrackRun``).
-        ``window_network`` computes ``joint_from_spectrogram`` elsewhere (``midlevel.onnx_runtime``)."""
-        width = self.backbone.out_features
-        with eval_mode(self):
-            joint = self._per_window(_one_track(samples), window_network or self.joint_from_spectrogram,
-                                     chunk=batch_size)
+        """``track_outputs`` of one track in eval mode, with what the checks need (``TrackRun``). ``samples``: the
+        decoded track, or its consecutive blocks (an ``AudioStream``), which give the same result bit for bit
+        (``window_chunks``). ``window_network`` computes ``joint_from_spectrogram`` elsewhere
+        (``midlevel.onnx_runtime``). Denormals are flushed around the network only, so a stream's decoding
+        computes as ``load_audio``'s does."""
+        blocks = [samples] if isinstance(samples, np.ndarray) else samples
+        network = window_network or self.joint_from_spectrogram
+        width, cfg = self.backbone.out_features, self.config
+        parts = []
+        with torch.inference_mode(), eval_mode(self):
+            for span, starts in window_chunks(blocks, cfg.window_samples, cfg.hop_samples, batch_size):
+                with flush_denormals():
+                    # each STFT frame that overlapping windows share computed once (equal to window by window)
+                    parts.append(network(self.frontend.window_spectrograms(_one_track(span), starts,
+                                                                           cfg.window_samples)))
+                release_freed_memory()
+            joint = torch.cat(parts)[None]
             raw = joint[..., width:]
-            outputs = self.track_from_windows(raw)
+            with flush_denormals():
+                outputs = self.track_from_windows(raw)
         return TrackRun(tuple(o[0].double().numpy() for o in outputs), raw[0].double().numpy(),
                         joint[0, :, :width].double().mean(dim=0))
+
+    def _read_and_run(self, audio: Any, sample_rate: int | None, batch_size: int,
+                      window_network: Callable[[torch.Tensor], torch.Tensor] | None) -> tuple[AudioSummary, TrackRun]:
+        """``read_audio`` then ``_run_track``; a file is decoded as the windows consume it (``AudioStream``), so
+        a long recording never sits in memory whole. Same result as reading it first, bit for bit."""
+        if isinstance(audio, (str, os.PathLike)) and sample_rate is None:
+            stream = AudioStream(audio, self.config.sample_rate)
+            try:
+                run = self._run_track(stream, batch_size, window_network)
+                return stream.summary(), run
+            except WholeFileNeeded:
+                pass  # load_audio reads such a file whole
+        clip = self.read_audio(audio, sample_rate=sample_rate)
+        return clip.summary(), self._run_track(clip.samples, batch_size, window_network)
 
     def track_embedding(self, samples: np.ndarray, batch_size: int = 8) -> np.ndarray:
         """(E,) float64: the backbone's output averaged over the track's windows (``midlevel.ood``)."""
@@ -225,7 +294,7 @@ class AudioModel(nn.Module):
             outputs = self.window_outputs(_one_track(samples), chunk=batch_size, window=window, hop=hop)
             return self.clip_outputs(outputs)[0].double().numpy()
 
-    def _checks(self, clip: Audio, run: TrackRun, targets: np.ndarray, concept_note: str | None = None
+    def _checks(self, clip: AudioSummary, run: TrackRun, targets: np.ndarray, concept_note: str | None = None
                 ) -> dict[str, Any]:
         """notes, extra_flags and ood_score of a prediction: the input's own, then the outputs' (module docstring)."""
         cfg = self.config
@@ -371,8 +440,7 @@ class TwoStageModel(AudioModel):
                 window_network: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Explanation:
         """Concepts, targets and each concept's exact contribution to each target. ``window_network``: an
         ``midlevel.onnx_runtime.OnnxWindowNetwork`` of this model runs the per-window network in onnxruntime."""
-        clip = self.read_audio(audio, sample_rate=sample_rate)
-        run = self._run_track(clip.samples, batch_size, window_network)
+        clip, run = self._read_and_run(audio, sample_rate, batch_size, window_network)
         concepts, _, contributions, per_window = run.outputs
         intercept = self.head.intercept.detach().double().numpy()
         # summed in float64 from the reported terms, so the decomposition is exact to float64 rounding
@@ -382,8 +450,8 @@ class TwoStageModel(AudioModel):
             source=clip.source, concept_names=list(self.config.concept_names),
             target_names=list(self.config.target_names), concepts=concepts,
             targets=targets, window_concepts=per_window,
-            window_starts=self._window_seconds(len(clip.samples)), duration=clip.duration,
-            padded=len(clip.samples) < self.config.window_samples, silent=is_silent(clip.samples),
+            window_starts=self._window_seconds(clip.n_samples), duration=clip.duration,
+            padded=clip.n_samples < self.config.window_samples, silent=clip.silent,
             model_name=self.name, raw_concepts=run.raw_windows.mean(axis=0), **checks,
             contributions=contributions, intercept=intercept,
         )
@@ -428,14 +496,13 @@ class BlackBoxModel(AudioModel):
                 window_network: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Prediction:
         """Track-level targets; a black box has no concepts, so ``concepts`` is empty. ``window_network``: as
         ``TwoStageModel.explain``'s."""
-        clip = self.read_audio(audio, sample_rate=sample_rate)
-        run = self._run_track(clip.samples, batch_size, window_network)
+        clip, run = self._read_and_run(audio, sample_rate, batch_size, window_network)
         targets, per_window = run.outputs
         return Prediction(
             source=clip.source, concept_names=[], target_names=list(self.config.target_names),
             concepts=np.zeros(0), targets=targets, window_concepts=np.zeros((len(per_window), 0)),
-            window_starts=self._window_seconds(len(clip.samples)), duration=clip.duration,
-            padded=len(clip.samples) < self.config.window_samples, silent=is_silent(clip.samples),
+            window_starts=self._window_seconds(clip.n_samples), duration=clip.duration,
+            padded=clip.n_samples < self.config.window_samples, silent=clip.silent,
             model_name=self.name, **self._checks(clip, run, targets),
         )
 
