@@ -92,38 +92,36 @@ def child(path: str, view: str, out_dir: str) -> dict:
         from midlevel.onnx_runtime import OnnxWindowNetwork
 
         network = OnnxWindowNetwork(model, threads=2)
-        views[view] = lambda audio: model.explain(audio, window_network=network)
-    if view.startswith("annotate"):  # the path itself: decoded as the windows consume it
+    if view.startswith("annotate") or view == "explain-onnxruntime":
         views[view] = lambda audio: model.explain(audio, window_network=network)
     run = views[view]
-    from_path = view.startswith("annotate")
+    from_path = view.startswith("annotate")  # the path itself: decoded as the windows consume it
     run(str(midlevel.example_clip()) if from_path else model.read_audio(str(midlevel.example_clip())))
     gc.collect()
     idle = reset_peak()
-    if from_path:  # the view first, nothing decoded beforehand; then the decode alone, for reference
+
+    def measured(audio) -> tuple[float, float, float]:
+        """(seconds, tracemalloc's peak MiB, peak RSS above idle MiB) of the view."""
         tracemalloc.start()
         start = time.perf_counter()
-        run(path)
+        run(audio)
         seconds = time.perf_counter() - start
-        traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
+        traced = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
-        view_peak = rss_mb()[1] - idle
+        return seconds, traced, rss_mb()[1] - idle
+
+    if from_path:  # the view first, nothing decoded beforehand; then the decode alone, for reference
+        seconds, traced_peak, view_peak = measured(path)
         gc.collect()
         reset_peak()
-        clip = model.read_audio(path)
+        model.read_audio(path)
         decode_peak = rss_mb()[1] - idle
         audio_mb = 0.0  # no decoded track is resident during the view
     else:
         clip = model.read_audio(path)
         decode_peak = rss_mb()[1] - idle
         reset_peak()
-        tracemalloc.start()
-        start = time.perf_counter()
-        run(clip)
-        seconds = time.perf_counter() - start
-        traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
-        tracemalloc.stop()
-        view_peak = rss_mb()[1] - idle
+        seconds, traced_peak, view_peak = measured(clip)
         audio_mb = clip.samples.nbytes / 2**20
     return {"idle_rss_mb": round(idle, 1), "peak_rss_mb": round(idle + view_peak, 1), "audio_mb": round(audio_mb, 1),
             "decode_peak_mb": round(decode_peak, 1), "view_peak_mb": round(view_peak, 1),
