@@ -17,8 +17,8 @@ calibrated model (``midlevel.ood``) are copied into every prediction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
