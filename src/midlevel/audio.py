@@ -43,9 +43,10 @@ Silence and very short audio load without complaint; the models flag them later 
 `is_silent` and `pad_to_length`.
 
 Files are decoded block by block (`AudioStream`): each block is downmixed and fed to soxr's streaming
-resampler, which gives what its one-shot call gives, bit for bit. `load_audio` collects the blocks into one
-array, so a 1-hour 44.1 kHz stereo file needs the output (317 MB at 22.05 kHz), not the 1.3 GB of its
-decoded channels; a model's `explain(path)` consumes the blocks as they come and holds a few windows, not
+resampler, which gives what its one-shot call gives, bit for bit (libsndfile decodes WAV, FLAC and OGG in
+blocks exactly as in one read, MP3 within one float32 rounding step, 2e-7). `load_audio` collects the blocks
+into one array, so a 1-hour 44.1 kHz stereo file needs the output (317 MB at 22.05 kHz), not the 1.3 GB of
+its decoded channels; a model's `explain(path)` consumes the blocks as they come and holds a few windows, not
 the track. The two rare inputs a stream cannot finish (a float file whose peak calls for an integer-range
 rescale, known only at its end; NaN or inf) raise `WholeFileNeeded`, and are read whole as before.
 """
