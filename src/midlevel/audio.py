@@ -111,7 +111,9 @@ class AudioSummary:
     original_channels: int
     notes: tuple[str, ...]
     flags: tuple[str, ...]
-    silent: bool  # `is_silent` at its default threshold
+    #: `is_silent` at its default threshold (a stream sums its blocks' squares, so a level within float rounding
+    #: of the threshold could read otherwise than on the whole array)
+    silent: bool
 
     @property
     def duration(self) -> float:
