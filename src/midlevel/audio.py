@@ -188,16 +188,15 @@ class AudioStream:
                      if rate != target else None)
         frames, n_out, peak, squares = 0, 0, 0.0, 0.0
         with sf.SoundFile(_sf_name(self.path)) as fh:
-            channels = fh.channels
             while True:
                 data = fh.read(self.block_frames, dtype="float32", always_2d=True)
                 last = len(data) < self.block_frames
                 frames += len(data)
                 mono = np.ascontiguousarray(_downmix(data))
                 if len(mono):
-                    if not np.isfinite(np.sum(mono, dtype=np.float64)):
+                    if not _all_finite(mono):
                         raise WholeFileNeeded(f"{self.source}: NaN or inf in the samples")
-                    peak = max(peak, float(max(mono.max(), -mono.min())))
+                    peak = max(peak, _peak(mono))
                     if self.check_level and peak > INTEGER_PEAK:
                         raise WholeFileNeeded(f"{self.source}: peak {peak:.3g} needs an integer-range rescale")
                 out = resampler.resample_chunk(mono, last=last) if resampler is not None else mono
@@ -208,11 +207,11 @@ class AudioStream:
                 if last:
                     break
         if frames == 0:
-            raise AudioError(f"{self.source}: file contains no audio ({channels} channel(s), 0 frames)")
+            raise AudioError(f"{self.source}: file contains no audio ({self.original_channels} channel(s), 0 frames)")
         notes, flags = _truncation(self.path, frames, self.stated_frames, rate)
         if self.check_level and peak > FULL_SCALE:
             notes, flags = notes + (_over_full_scale_note(peak),), flags + ("over_full_scale",)
-        self._summary = AudioSummary(self.source, target, n_out, rate, channels, notes, flags,
+        self._summary = AudioSummary(self.source, target, n_out, rate, self.original_channels, notes, flags,
                                      _silent(squares, n_out))
 
     def summary(self) -> AudioSummary:
@@ -453,7 +452,7 @@ def _wav_stated_frames(path: str) -> int | None:
 
 def _check_level(mono: np.ndarray, label: str) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]:
     """Integer ranges in float input rescaled, levels over full scale flagged (module docstring)."""
-    peak = float(max(mono.max(), -mono.min()))
+    peak = _peak(mono)
     if peak <= FULL_SCALE:
         return mono, (), ()
     if peak <= INTEGER_PEAK:
@@ -505,7 +504,7 @@ def _array_to_mono(array, label: str) -> tuple[np.ndarray, int]:
 
 def _check_finite(mono: np.ndarray, rate: int, label: str) -> None:
     """NaN/inf would spread through resampling and every feature, so refuse them here."""
-    if np.isfinite(np.sum(mono, dtype=np.float64)):  # the common case, without a full-length mask
+    if _all_finite(mono):
         return
     bad = ~np.isfinite(mono)
     if bad.any():
@@ -514,3 +513,12 @@ def _check_finite(mono: np.ndarray, rate: int, label: str) -> None:
             f"{label}: NaN or inf in {int(bad.sum())} of {mono.size} samples (after downmix to "
             f"mono), the first at sample {first} ({first / rate:.3f} s)"
         )
+
+
+def _peak(mono: np.ndarray) -> float:
+    return float(max(mono.max(), -mono.min()))
+
+
+def _all_finite(mono: np.ndarray) -> bool:
+    """No NaN or inf, tested by one float64 sum (either spreads into it) rather than a full-length mask."""
+    return bool(np.isfinite(np.sum(mono, dtype=np.float64)))

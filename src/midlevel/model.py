@@ -85,7 +85,7 @@ def window_chunks(blocks: Iterable[np.ndarray], window: int, hop: int, batch: in
 
     Window ``i`` starts at ``i * hop`` while ``i * hop + window`` is short of the track's end; the last one is
     end-aligned (``window_starts_tensor``), so only the runs after the stream's end wait for its length."""
-    pending: list[np.ndarray] = []  # the samples from ``base`` on, as they came
+    pending: list[np.ndarray] = []  # the samples ``base:seen``, as they came
     base = seen = done = 0  # first held sample, samples seen, windows given
     for block in blocks:
         pending.append(block)
@@ -96,9 +96,9 @@ def window_chunks(blocks: Iterable[np.ndarray], window: int, hop: int, batch: in
             done += batch
             # the end-aligned last window may start up to a hop before ``done * hop``: keep from there
             keep = max(done - 1, 0) * hop
-            pending, base = [_samples(pending, base, keep, base + sum(map(len, pending)))], keep
+            pending, base = [_samples(pending, base, keep, seen)], keep
     starts = window_starts(seen, window, hop)[done:]
-    tail = _samples(pending, base, base, base + sum(map(len, pending)))
+    tail = _samples(pending, base, base, seen)
     if seen < window:  # one window at 0, zero padded (base is 0)
         tail, _ = pad_to_length(tail, window)
     for i in range(0, len(starts), batch):
